@@ -1,0 +1,241 @@
+package envelope
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Opt configures Schedule and Cancel. Options are built only by this
+// package's functions.
+type Opt interface{ apply(*spec) }
+
+type opt func(*spec)
+
+func (o opt) apply(s *spec) { o(s) }
+
+type spec struct {
+	topic        string
+	key          string
+	targetKey    []byte
+	hasTargetKey bool
+	partition    int32
+	partKey      []byte
+	hasPartKey   bool
+	headers      []kgo.RecordHeader
+}
+
+// WithTopic sets the schedules topic the record is written to, overriding
+// the default DefaultTopic.
+func WithTopic(topic string) Opt { return opt(func(s *spec) { s.topic = topic }) }
+
+// WithKey sets the schedule key, overriding the default
+// "<target topic>-<random uuid>". Writing another schedule with the same key
+// replaces it.
+func WithKey(key string) Opt { return opt(func(s *spec) { s.key = key }) }
+
+// WithTargetKey sets the key of the delivered message, overriding the
+// default of no key.
+func WithTargetKey(key []byte) Opt {
+	return opt(func(s *spec) { s.targetKey, s.hasTargetKey = key, true })
+}
+
+// WithTargetPartition delivers to partition p, overriding the default of
+// choosing by hashing the partition key or the target key.
+func WithTargetPartition(p int32) Opt { return opt(func(s *spec) { s.partition = p }) }
+
+// WithPartitionKey chooses the target partition by hashing key instead of
+// the target key.
+func WithPartitionKey(key []byte) Opt {
+	return opt(func(s *spec) { s.partKey, s.hasPartKey = key, true })
+}
+
+// WithHeader adds a header that is delivered unchanged with the message.
+func WithHeader(key string, value []byte) Opt {
+	return opt(func(s *spec) { s.headers = append(s.headers, kgo.RecordHeader{Key: key, Value: value}) })
+}
+
+// ErrBadSchedule is wrapped by every error Schedule returns.
+var ErrBadSchedule = errors.New("invalid schedule")
+
+// Schedule builds the schedule envelope of SPEC 3.1: at time at, deliver
+// payload to targetTopic. The record is keyed by the schedule key so that the
+// producer's default partitioner places it, and a later Cancel with the same
+// key, on the same partition.
+//
+// The due time is written in whole seconds, as a Karafka producer writes it;
+// when at has a millisecond part, schedule_target_epoch_ms carries it too.
+func Schedule(targetTopic string, at time.Time, payload []byte, opts ...Opt) (*kgo.Record, error) {
+	s := spec{topic: DefaultTopic, partition: -1}
+	for _, o := range opts {
+		o.apply(&s)
+	}
+	if !legalTopic([]byte(targetTopic)) {
+		return nil, errors.Join(ErrBadSchedule, errors.New("target topic "+strconv.Quote(targetTopic)+" is not a legal topic name"))
+	}
+	if payload == nil {
+		payload = []byte{} // a null value would be a cancel
+	}
+	if s.key == "" {
+		s.key = targetTopic + "-" + uuid.NewString()
+	}
+	ms := at.UnixMilli()
+	headers := make([]kgo.RecordHeader, 0, 8+len(s.headers))
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderSchemaVersion, Value: []byte(SchemaVersion)},
+		kgo.RecordHeader{Key: HeaderSourceType, Value: []byte(SourceSchedule)},
+		kgo.RecordHeader{Key: HeaderTargetEpoch, Value: strconv.AppendInt(nil, floorDiv(ms, 1000), 10)},
+		kgo.RecordHeader{Key: HeaderTargetTopic, Value: []byte(targetTopic)},
+	)
+	if ms%1000 != 0 {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderTargetEpochMs, Value: strconv.AppendInt(nil, ms, 10)})
+	}
+	if s.partition >= 0 {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderTargetPartition, Value: strconv.AppendInt(nil, int64(s.partition), 10)})
+	}
+	if s.hasTargetKey {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderTargetKey, Value: s.targetKey})
+	}
+	if s.hasPartKey {
+		headers = append(headers, kgo.RecordHeader{Key: HeaderTargetPartitionKey, Value: s.partKey})
+	}
+	for _, h := range s.headers {
+		if isControl(h.Key) {
+			return nil, errors.Join(ErrBadSchedule, errors.New("header "+h.Key+" is set by the envelope; use its option"))
+		}
+	}
+	headers = append(headers, s.headers...)
+	return &kgo.Record{Topic: s.topic, Key: []byte(s.key), Value: payload, Headers: headers}, nil
+}
+
+// Cancel builds the cancel record of SPEC 3.2 for a schedule key. It must
+// reach the schedule's partition: with the default partitioner that holds
+// when the schedule was keyed the same way.
+func Cancel(key string, opts ...Opt) *kgo.Record {
+	s := spec{topic: DefaultTopic}
+	for _, o := range opts {
+		o.apply(&s)
+	}
+	return &kgo.Record{
+		Topic: s.topic,
+		Key:   []byte(key),
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderSchemaVersion, Value: []byte(SchemaVersion)},
+			{Key: HeaderSourceType, Value: []byte(SourceCancel)},
+		},
+	}
+}
+
+func isControl(name string) bool {
+	switch name {
+	case HeaderSchemaVersion, HeaderSourceType, HeaderTargetEpoch, HeaderTargetEpochMs,
+		HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey:
+		return true
+	}
+	return false
+}
+
+// Source locates a schedule in the schedules topic.
+type Source struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Target builds the message of SPEC 3.3 for a parsed schedule whose record
+// carried headers. The caller chooses the partition.
+func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(headers)+4)
+	out = append(out, headers...)
+	out = append(out,
+		kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(src.Topic)},
+		kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(src.Partition), 10)},
+		kgo.RecordHeader{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, src.Offset, 10)},
+		kgo.RecordHeader{Key: HeaderSourceKey, Value: env.Key},
+	)
+	r := &kgo.Record{Topic: env.TargetTopic, Value: env.Value, Headers: out}
+	if env.HasTargetKey {
+		r.Key = env.TargetKey
+	}
+	return r
+}
+
+// Tombstone builds the tombstone of SPEC 3.4 for the version of key written
+// at src: same partition (never a partitioner's choice), null value, the
+// schedule's headers with the source type and offset replaced.
+func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(headers)+2)
+	var hasType, hasOffset bool
+	offset := strconv.AppendInt(nil, src.Offset, 10)
+	for _, h := range headers {
+		switch h.Key {
+		case HeaderSourceType:
+			h.Value, hasType = []byte(SourceTombstone), true
+		case HeaderSourceOffset:
+			h.Value, hasOffset = offset, true
+		}
+		out = append(out, h)
+	}
+	if !hasType {
+		out = append(out, kgo.RecordHeader{Key: HeaderSourceType, Value: []byte(SourceTombstone)})
+	}
+	if !hasOffset {
+		out = append(out, kgo.RecordHeader{Key: HeaderSourceOffset, Value: offset})
+	}
+	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Headers: out}
+}
+
+// Dispatched builds the audit record of SPEC 3.5 for a delivered target: the
+// target's payload (unless withPayload is false) and headers, plus when it
+// was sent and how late.
+func Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byte, at time.Time, latenessMs int64, withPayload bool) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(target.Headers)+4)
+	out = append(out, target.Headers...)
+	out = append(out,
+		kgo.RecordHeader{Key: HeaderLogEvent, Value: []byte(LogDispatched)},
+		kgo.RecordHeader{Key: HeaderDispatchedAt, Value: strconv.AppendInt(nil, at.UnixMilli(), 10)},
+		kgo.RecordHeader{Key: HeaderLatenessMs, Value: strconv.AppendInt(nil, latenessMs, 10)},
+	)
+	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key, Headers: out}
+	if withPayload {
+		r.Value = target.Value
+	} else {
+		out = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: []byte("true")})
+		r.Headers = out
+	}
+	return r
+}
+
+// Rejected builds the audit record of SPEC 3.5 for a schedule that can never
+// be delivered: the envelope's payload (unless withPayload is false) and
+// headers, plus the stable code and a message.
+func Rejected(key, value []byte, headers []kgo.RecordHeader, logsTopic string, partition int32, e *Error, withPayload bool) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(headers)+4)
+	out = append(out, headers...)
+	out = append(out,
+		kgo.RecordHeader{Key: HeaderLogEvent, Value: []byte(LogRejected)},
+		kgo.RecordHeader{Key: HeaderError, Value: []byte(e.Code)},
+		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(e.Msg)},
+	)
+	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key, Headers: out}
+	if withPayload {
+		r.Value = value
+	} else {
+		r.Headers = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: []byte("true")})
+	}
+	return r
+}
+
+// Header returns the value of the last header named name, and whether there
+// was one.
+func Header(headers []kgo.RecordHeader, name string) ([]byte, bool) {
+	for i := len(headers) - 1; i >= 0; i-- {
+		if headers[i].Key == name {
+			return headers[i].Value, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,37 @@
+package envelope
+
+// Header names of SPEC section 3. They are exact: Karafka producers and
+// state readers use the same names.
+const (
+	HeaderSchemaVersion         = "schedule_schema_version"
+	HeaderSourceType            = "schedule_source_type"
+	HeaderTargetEpoch           = "schedule_target_epoch"
+	HeaderTargetEpochMs         = "schedule_target_epoch_ms"
+	HeaderTargetTopic           = "schedule_target_topic"
+	HeaderTargetPartition       = "schedule_target_partition"
+	HeaderTargetKey             = "schedule_target_key"
+	HeaderTargetPartitionKey    = "schedule_target_partition_key"
+	HeaderSourceTopic           = "schedule_source_topic"
+	HeaderSourcePartition       = "schedule_source_partition"
+	HeaderSourceOffset          = "schedule_source_offset"
+	HeaderSourceKey             = "schedule_source_key"
+	HeaderLogEvent              = "schedule_log_event"
+	HeaderDispatchedAt          = "schedule_dispatched_at"
+	HeaderLatenessMs            = "schedule_lateness_ms"
+	HeaderError                 = "schedule_error"
+	HeaderErrorMessage          = "schedule_error_message"
+	HeaderPayloadOmitted        = "schedule_payload_omitted"
+	HeaderZlib                  = "zlib"
+	SchemaVersion               = "1.0.0"
+	SchemaMajor                 = 1
+	SourceSchedule              = "schedule"
+	SourceCancel                = "cancel"
+	SourceTombstone             = "tombstone"
+	LogDispatched               = "dispatched"
+	LogRejected                 = "rejected"
+	DefaultTopic                = "scheduled_messages"
+	DefaultStatesPostfix        = "_states"
+	DefaultLogsPostfix          = "_logs"
+	maxTopicLen                 = 249
+	maxFutureSeconds      int64 = 100 * 36525 * 864 // 100 Julian years
+)

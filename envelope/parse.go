@@ -1,0 +1,278 @@
+package envelope
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Kind tells what a record of the schedules topic asks for.
+type Kind uint8
+
+const (
+	// KindSchedule delivers Value at Due to TargetTopic.
+	KindSchedule Kind = iota + 1
+	// KindCancel removes every version of the key (any null-value record).
+	KindCancel
+	// KindTombstone is the service's own tombstone: it removes only the
+	// version written at offset Names (SPEC 3.4).
+	KindTombstone
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSchedule:
+		return "schedule"
+	case KindCancel:
+		return "cancel"
+	case KindTombstone:
+		return "tombstone"
+	}
+	return "unknown"
+}
+
+// Envelope is a parsed record of the schedules topic. Its slices alias the
+// record it was parsed from.
+type Envelope struct {
+	Kind Kind
+	Key  []byte
+
+	// Schedule only.
+	Value           []byte
+	DueMs           int64 // due time, Unix milliseconds
+	TargetTopic     string
+	TargetPartition int32 // -1 when not set
+	TargetKey       []byte
+	HasTargetKey    bool
+	PartitionKey    []byte
+	HasPartitionKey bool
+
+	// Tombstone only: the offset of the version it removes.
+	Names int64
+}
+
+// Due returns the due time.
+func (e *Envelope) Due() time.Time { return time.UnixMilli(e.DueMs).UTC() }
+
+// control collects the control headers of one record. A control header
+// may repeat with the same value (some producers copy headers twice); with
+// different values the record is ambiguous and rejected.
+type control struct {
+	version, source, epoch, epochMs, topic, partition, targetKey, partitionKey, offset []byte
+	has                                                                            uint16
+	conflict                                                                       string
+}
+
+const (
+	hasVersion uint16 = 1 << iota
+	hasSource
+	hasEpoch
+	hasEpochMs
+	hasTopic
+	hasPartition
+	hasTargetKey
+	hasPartitionKey
+	hasOffset
+)
+
+func (c *control) set(name string, bit uint16, dst *[]byte, v []byte) {
+	if c.has&bit != 0 {
+		if !bytes.Equal(*dst, v) && c.conflict == "" {
+			c.conflict = name
+		}
+		return
+	}
+	c.has |= bit
+	*dst = v
+}
+
+func (c *control) read(headers []kgo.RecordHeader) {
+	for i := range headers {
+		h := &headers[i]
+		switch h.Key {
+		case HeaderSchemaVersion:
+			c.set(h.Key, hasVersion, &c.version, h.Value)
+		case HeaderSourceType:
+			c.set(h.Key, hasSource, &c.source, h.Value)
+		case HeaderTargetEpoch:
+			c.set(h.Key, hasEpoch, &c.epoch, h.Value)
+		case HeaderTargetEpochMs:
+			c.set(h.Key, hasEpochMs, &c.epochMs, h.Value)
+		case HeaderTargetTopic:
+			c.set(h.Key, hasTopic, &c.topic, h.Value)
+		case HeaderTargetPartition:
+			c.set(h.Key, hasPartition, &c.partition, h.Value)
+		case HeaderTargetKey:
+			c.set(h.Key, hasTargetKey, &c.targetKey, h.Value)
+		case HeaderTargetPartitionKey:
+			c.set(h.Key, hasPartitionKey, &c.partitionKey, h.Value)
+		case HeaderSourceOffset:
+			c.set(h.Key, hasOffset, &c.offset, h.Value)
+		}
+	}
+}
+
+// Parse reads one record of the schedules topic. now bounds how far ahead a
+// due time may lie (SPEC 5: more than 100 years ahead is bad_epoch).
+//
+// The error is an *Error for a schedule that must be rejected, or a
+// *VersionError for a record of a newer major schema version. A record with a
+// null value is always a cancel or a tombstone, never an error, unless it has
+// no key (there is nothing to cancel) or a newer major version.
+func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
+	var c control
+	c.read(r.Headers)
+
+	if c.has&hasVersion != 0 {
+		if major, ok := parseMajor(c.version); ok && major > SchemaMajor {
+			return Envelope{}, &VersionError{Version: printable(c.version)}
+		}
+	}
+
+	if r.Value == nil {
+		if r.Key == nil {
+			return Envelope{}, Errorf(CodeMissingKey, "null-value record without a key cancels nothing")
+		}
+		env := Envelope{Kind: KindCancel, Key: r.Key, Names: -1, TargetPartition: -1}
+		if c.has&(hasSource|hasOffset) == hasSource|hasOffset && string(c.source) == SourceTombstone {
+			if off, err := strconv.ParseInt(string(c.offset), 10, 64); err == nil && off >= 0 {
+				env.Kind = KindTombstone
+				env.Names = off
+			}
+		}
+		return env, nil
+	}
+
+	if len(r.Key) == 0 {
+		return Envelope{}, Errorf(CodeMissingKey, "a schedule needs a non-empty key")
+	}
+	if c.conflict != "" {
+		return Envelope{}, Errorf(CodeMissingHeader, "header %s appears more than once with different values; it must appear once", c.conflict)
+	}
+	if c.has&hasVersion == 0 {
+		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderSchemaVersion)
+	}
+	if major, ok := parseMajor(c.version); !ok || major < SchemaMajor {
+		return Envelope{}, Errorf(CodeMissingHeader, "header %s is %q; want %s", HeaderSchemaVersion, printable(c.version), SchemaVersion)
+	}
+	if c.has&hasSource == 0 {
+		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderSourceType)
+	}
+	if string(c.source) != SourceSchedule {
+		return Envelope{}, Errorf(CodeUnknownSourceType, "header %s is %q; a record with a value must be %q", HeaderSourceType, printable(c.source), SourceSchedule)
+	}
+	if c.has&hasEpoch == 0 {
+		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderTargetEpoch)
+	}
+	if c.has&hasTopic == 0 || len(c.topic) == 0 {
+		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderTargetTopic)
+	}
+
+	env := Envelope{Kind: KindSchedule, Key: r.Key, Value: r.Value, TargetPartition: -1, Names: -1}
+
+	due, err := parseDue(c.epoch, c.epochMs, c.has&hasEpochMs != 0, now)
+	if err != nil {
+		return Envelope{}, err
+	}
+	env.DueMs = due
+
+	if !legalTopic(c.topic) {
+		return Envelope{}, Errorf(CodeTargetUnavailable, "target topic %q is not a legal Kafka topic name", printable(c.topic))
+	}
+	env.TargetTopic = string(c.topic)
+
+	if c.has&hasPartition != 0 {
+		p, err := strconv.ParseInt(string(c.partition), 10, 32)
+		if err != nil || p < 0 {
+			return Envelope{}, Errorf(CodeBadPartition, "header %s is %q; want a partition number >= 0", HeaderTargetPartition, printable(c.partition))
+		}
+		env.TargetPartition = int32(p)
+	}
+	if c.has&hasTargetKey != 0 {
+		env.TargetKey, env.HasTargetKey = c.targetKey, true
+	}
+	if c.has&hasPartitionKey != 0 {
+		env.PartitionKey, env.HasPartitionKey = c.partitionKey, true
+	}
+	return env, nil
+}
+
+// parseDue returns the due time in Unix milliseconds.
+func parseDue(epoch, epochMs []byte, hasMs bool, now time.Time) (int64, error) {
+	sec, err := strconv.ParseInt(string(epoch), 10, 64)
+	if err != nil {
+		return 0, Errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderTargetEpoch, printable(epoch))
+	}
+	if sec > now.Unix()+maxFutureSeconds {
+		return 0, Errorf(CodeBadEpoch, "header %s is %d, more than 100 years ahead; is it milliseconds instead of seconds?", HeaderTargetEpoch, sec)
+	}
+	const minSec = -(1 << 63) / 1000
+	if sec < minSec {
+		return 0, Errorf(CodeBadEpoch, "header %s is %d, out of range", HeaderTargetEpoch, sec)
+	}
+	if !hasMs {
+		return sec * 1000, nil
+	}
+	ms, err := strconv.ParseInt(string(epochMs), 10, 64)
+	if err != nil {
+		return 0, Errorf(CodeBadEpoch, "header %s is %q; want Unix milliseconds as a decimal integer", HeaderTargetEpochMs, printable(epochMs))
+	}
+	if floorDiv(ms, 1000) != sec {
+		return 0, Errorf(CodeBadEpoch, "header %s is %d, outside the second %d named by %s", HeaderTargetEpochMs, ms, sec, HeaderTargetEpoch)
+	}
+	return ms, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// parseMajor reads the major version of "MAJOR.MINOR.PATCH".
+func parseMajor(v []byte) (int, bool) {
+	end := bytes.IndexByte(v, '.')
+	if end < 0 {
+		end = len(v)
+	}
+	if end == 0 || end > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, b := range v[:end] {
+		if b < '0' || b > '9' {
+			return 0, false
+		}
+		n = n*10 + int(b-'0')
+	}
+	return n, true
+}
+
+// legalTopic reports whether Kafka accepts name as a topic name.
+func legalTopic(name []byte) bool {
+	if len(name) == 0 || len(name) > maxTopicLen || string(name) == "." || string(name) == ".." {
+		return false
+	}
+	for _, b := range name {
+		switch {
+		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9', b == '.', b == '_', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// printable shortens a header value for an error message, which quotes it
+// with %q: header values come from producers and may be binary or huge.
+func printable(v []byte) string {
+	const max = 64
+	if len(v) > max {
+		return string(v[:max]) + "..."
+	}
+	return string(v)
+}
