@@ -145,11 +145,31 @@ type Source struct {
 	Offset    int64
 }
 
+// Copy builds the re-append of SPEC 3.4: the version written at src, same
+// key, value and headers, marked with the offset it copies so that any
+// reader can tell whether the copy is still the live version when it reads
+// it (see the tracker). The mark is the service's own: Target, Tombstone and
+// the audit records leave it out.
+func Copy(key, value []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(headers)+1)
+	for _, h := range headers {
+		if h.Key != HeaderCopyOf {
+			out = append(out, h)
+		}
+	}
+	out = append(out, kgo.RecordHeader{Key: HeaderCopyOf, Value: strconv.AppendInt(nil, src.Offset, 10)})
+	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Value: value, Headers: out}
+}
+
 // Target builds the message of SPEC 3.3 for a parsed schedule whose record
 // carried headers. The caller chooses the partition.
 func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
 	out := make([]kgo.RecordHeader, 0, len(headers)+4)
-	out = append(out, headers...)
+	for _, h := range headers {
+		if h.Key != HeaderCopyOf {
+			out = append(out, h)
+		}
+	}
 	out = append(out,
 		kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(src.Topic)},
 		kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(src.Partition), 10)},
@@ -176,6 +196,8 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 			h.Value, hasType = []byte(SourceTombstone), true
 		case HeaderSourceOffset:
 			h.Value, hasOffset = offset, true
+		case HeaderCopyOf:
+			continue
 		}
 		out = append(out, h)
 	}

@@ -51,6 +51,10 @@ type Envelope struct {
 
 	// Tombstone only: the offset of the version it removes.
 	Names int64
+
+	// Schedule only: the offset of the version this record re-appends, or
+	// -1 when it is not a copy written by the service (SPEC 3.4).
+	CopyOf int64
 }
 
 // Due returns the due time.
@@ -60,9 +64,9 @@ func (e *Envelope) Due() time.Time { return time.UnixMilli(e.DueMs).UTC() }
 // may repeat with the same value (some producers copy headers twice); with
 // different values the record is ambiguous and rejected.
 type control struct {
-	version, source, epoch, epochMs, topic, partition, targetKey, partitionKey, offset []byte
-	has                                                                            uint16
-	conflict                                                                       string
+	version, source, epoch, epochMs, topic, partition, targetKey, partitionKey, offset, copyOf []byte
+	has                                                                                        uint16
+	conflict                                                                                   string
 }
 
 const (
@@ -75,6 +79,7 @@ const (
 	hasTargetKey
 	hasPartitionKey
 	hasOffset
+	hasCopyOf
 )
 
 func (c *control) set(name string, bit uint16, dst *[]byte, v []byte) {
@@ -110,6 +115,8 @@ func (c *control) read(headers []kgo.RecordHeader) {
 			c.set(h.Key, hasPartitionKey, &c.partitionKey, h.Value)
 		case HeaderSourceOffset:
 			c.set(h.Key, hasOffset, &c.offset, h.Value)
+		case HeaderCopyOf:
+			c.set(h.Key, hasCopyOf, &c.copyOf, h.Value)
 		}
 	}
 }
@@ -135,7 +142,7 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 		if r.Key == nil {
 			return Envelope{}, Errorf(CodeMissingKey, "null-value record without a key cancels nothing")
 		}
-		env := Envelope{Kind: KindCancel, Key: r.Key, Names: -1, TargetPartition: -1}
+		env := Envelope{Kind: KindCancel, Key: r.Key, Names: -1, TargetPartition: -1, CopyOf: -1}
 		if c.has&(hasSource|hasOffset) == hasSource|hasOffset && string(c.source) == SourceTombstone {
 			if off, err := strconv.ParseInt(string(c.offset), 10, 64); err == nil && off >= 0 {
 				env.Kind = KindTombstone
@@ -170,7 +177,12 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderTargetTopic)
 	}
 
-	env := Envelope{Kind: KindSchedule, Key: r.Key, Value: r.Value, TargetPartition: -1, Names: -1}
+	env := Envelope{Kind: KindSchedule, Key: r.Key, Value: r.Value, TargetPartition: -1, Names: -1, CopyOf: -1}
+	if c.has&hasCopyOf != 0 {
+		if off, err := strconv.ParseInt(string(c.copyOf), 10, 64); err == nil && off >= 0 {
+			env.CopyOf = off
+		}
+	}
 
 	due, err := parseDue(c.epoch, c.epochMs, c.has&hasEpochMs != 0, now)
 	if err != nil {
