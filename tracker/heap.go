@@ -1,0 +1,83 @@
+package tracker
+
+// The heap orders pending entries by (at, offset): due time first, and the
+// log's order among schedules due at the same moment. It is hand-written
+// rather than container/heap so that comparisons inline on the hot path of
+// loading and dispatching.
+
+func less(a, b *entry) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	return a.offset < b.offset
+}
+
+func (t *Tracker) push(e *entry) {
+	e.state = statePending
+	e.idx = int32(len(t.heap))
+	t.heap = append(t.heap, e)
+	t.up(int(e.idx))
+}
+
+func (t *Tracker) heapRemove(e *entry) {
+	i := int(e.idx)
+	last := len(t.heap) - 1
+	if i != last {
+		t.swap(i, last)
+	}
+	t.heap[last] = nil
+	t.heap = t.heap[:last]
+	e.idx = -1
+	if i != last {
+		if !t.down(i) {
+			t.up(i)
+		}
+	}
+}
+
+func (t *Tracker) heapFix(e *entry) {
+	if e.idx < 0 {
+		return
+	}
+	if !t.down(int(e.idx)) {
+		t.up(int(e.idx))
+	}
+}
+
+func (t *Tracker) swap(i, j int) {
+	h := t.heap
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = int32(i)
+	h[j].idx = int32(j)
+}
+
+func (t *Tracker) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !less(t.heap[j], t.heap[i]) {
+			break
+		}
+		t.swap(i, j)
+		j = i
+	}
+}
+
+func (t *Tracker) down(i0 int) bool {
+	i, n := i0, len(t.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		j := l
+		if r := l + 1; r < n && less(t.heap[r], t.heap[l]) {
+			j = r
+		}
+		if !less(t.heap[j], t.heap[i]) {
+			break
+		}
+		t.swap(i, j)
+		i = j
+	}
+	return i > i0
+}
