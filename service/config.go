@@ -1,0 +1,232 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
+)
+
+// Defaults of Config, which are also the defaults of the run flags.
+const (
+	DefaultEmbeddedAddr       = "127.0.0.1:9092"
+	DefaultDataDir            = "./scheduler-data"
+	DefaultGroup              = "scheduler"
+	DefaultFlushBatchSize     = 1000
+	DefaultStateInterval      = 5 * time.Second
+	DefaultPartitions         = 5
+	DefaultReplicationFactor  = -1 // the broker's default.replication.factor
+	DefaultHTTPAddr           = "127.0.0.1:8080"
+	DefaultLogsRetention      = 7 * 24 * time.Hour
+	DefaultSessionTimeout     = 45 * time.Second
+	DefaultRebalanceTimeout   = 60 * time.Second
+	DefaultTransactionTimeout = 60 * time.Second
+	DefaultFlushTimeout       = 15 * time.Second
+	DefaultTargetWait         = 30 * time.Second
+)
+
+// Config is the whole configuration of the service: one field per run flag,
+// plus what only code can pass (logger, metrics registry, clock).
+type Config struct {
+	// Conn reaches the cluster. Without brokers, Run starts an embedded
+	// broker on EmbeddedAddr persisting to DataDir and uses it.
+	Conn         kclient.Conn
+	EmbeddedAddr string // default DefaultEmbeddedAddr
+	DataDir      string // default DefaultDataDir
+
+	Topics        []string // schedules topics; default [envelope.DefaultTopic]
+	Group         string   // consumer group; default DefaultGroup
+	InstanceID    string   // static group member id and transactional id suffix; default the host name
+	StatesPostfix string   // default envelope.DefaultStatesPostfix
+	LogsPostfix   string   // default envelope.DefaultLogsPostfix
+	Logs          bool     // write audit log records; default true
+	LogPayload    bool     // audit records carry the payload; default true
+	LogsRetention time.Duration
+
+	FlushBatchSize int           // schedules per batch (one transaction); default DefaultFlushBatchSize
+	ExactlyOnce    bool          // transactions fenced by the group; default true
+	StateInterval  time.Duration // at most this long between state reports; default DefaultStateInterval
+	AllowTarget    []string      // glob patterns of allowed target topics; default ["*"]
+	Partitioner    string        // target partitioner: murmur2 or consistent_random; default murmur2
+
+	CreateTopics      bool // create missing topics at start; default true
+	Partitions        int  // partitions of created schedules topics; default DefaultPartitions
+	ReplicationFactor int  // of created topics; default DefaultReplicationFactor
+
+	HTTPAddr  string // serve /healthz, /readyz, /status, /metrics; "" disables; default DefaultHTTPAddr
+	LogLevel  string // default info
+	LogFormat string // json or console; default json
+
+	SessionTimeout     time.Duration // group session; default DefaultSessionTimeout
+	RebalanceTimeout   time.Duration // default DefaultRebalanceTimeout
+	TransactionTimeout time.Duration // default DefaultTransactionTimeout
+	FlushTimeout       time.Duration // bound on one batch attempt; default DefaultFlushTimeout
+	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default DefaultTargetWait
+
+	// Logger receives the service's logs. Default: built from LogLevel and
+	// LogFormat, writing to stderr.
+	Logger *zerolog.Logger
+	// Registerer receives the metrics. Default: a fresh registry, served
+	// on /metrics.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics when Registerer is set. Default: the fresh
+	// registry.
+	Gatherer prometheus.Gatherer
+	// ClockOffset shifts the service's clock, so that a benchmark can place
+	// the service just before a UTC midnight. Default 0.
+	ClockOffset time.Duration
+}
+
+// Default returns the configuration with every default set.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		EmbeddedAddr:       DefaultEmbeddedAddr,
+		DataDir:            DefaultDataDir,
+		Topics:             []string{envelope.DefaultTopic},
+		Group:              DefaultGroup,
+		InstanceID:         host,
+		StatesPostfix:      envelope.DefaultStatesPostfix,
+		LogsPostfix:        envelope.DefaultLogsPostfix,
+		Logs:               true,
+		LogPayload:         true,
+		LogsRetention:      DefaultLogsRetention,
+		FlushBatchSize:     DefaultFlushBatchSize,
+		ExactlyOnce:        true,
+		StateInterval:      DefaultStateInterval,
+		AllowTarget:        []string{"*"},
+		Partitioner:        dispatcher.PartitionerMurmur2,
+		CreateTopics:       true,
+		Partitions:         DefaultPartitions,
+		ReplicationFactor:  DefaultReplicationFactor,
+		HTTPAddr:           DefaultHTTPAddr,
+		LogLevel:           "info",
+		LogFormat:          "json",
+		SessionTimeout:     DefaultSessionTimeout,
+		RebalanceTimeout:   DefaultRebalanceTimeout,
+		TransactionTimeout: DefaultTransactionTimeout,
+		FlushTimeout:       DefaultFlushTimeout,
+		TargetWait:         DefaultTargetWait,
+	}
+}
+
+// ErrInvalid is wrapped by every error of Validate.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Validate refuses values and contradictions before anything connects.
+// Each error names the flag to fix.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+	}
+	if len(c.Conn.Brokers) > 0 {
+		if err := c.Conn.Validate(); err != nil {
+			return err
+		}
+	} else if c.Conn.TLS || c.Conn.SASLMechanism != "" {
+		return bad("--tls and --sasl-mechanism need --brokers: the embedded broker speaks neither")
+	}
+	if len(c.Topics) == 0 {
+		return bad("--topic: at least one schedules topic is required")
+	}
+	seen := map[string]bool{}
+	for _, t := range c.Topics {
+		if !LegalTopic(t) {
+			return bad("--topic: %q is not a legal topic name", t)
+		}
+		for _, name := range []string{t, t + c.StatesPostfix, t + c.LogsPostfix} {
+			if !LegalTopic(name) {
+				return bad("--states-postfix/--logs-postfix: %q is not a legal topic name", name)
+			}
+		}
+		if seen[t] {
+			return bad("--topic: %q is given twice", t)
+		}
+		seen[t] = true
+	}
+	if c.StatesPostfix == "" || c.LogsPostfix == "" || c.StatesPostfix == c.LogsPostfix {
+		return bad("--states-postfix and --logs-postfix must be non-empty and differ")
+	}
+	for _, t := range c.Topics {
+		for _, u := range c.Topics {
+			if t+c.StatesPostfix == u || t+c.LogsPostfix == u {
+				return bad("--topic: %q is also the states or logs topic of %q", u, t)
+			}
+		}
+	}
+	if c.Group == "" {
+		return bad("--group: must not be empty")
+	}
+	if c.InstanceID == "" {
+		return bad("--instance-id: must not be empty (the host name is the default)")
+	}
+	if c.FlushBatchSize < 1 || c.FlushBatchSize > 100000 {
+		return bad("--flush-batch-size: %d is not between 1 and 100000", c.FlushBatchSize)
+	}
+	if c.StateInterval < 100*time.Millisecond {
+		return bad("--state-interval: %v is below 100ms", c.StateInterval)
+	}
+	if len(c.AllowTarget) == 0 {
+		return bad("--allow-target: at least one pattern is required (\"*\" allows all)")
+	}
+	for _, p := range c.AllowTarget {
+		if _, err := path.Match(p, ""); err != nil {
+			return bad("--allow-target: %q is not a glob pattern", p)
+		}
+	}
+	switch c.Partitioner {
+	case dispatcher.PartitionerMurmur2, dispatcher.PartitionerConsistentRandom:
+	default:
+		return bad("--partitioner: %q is not murmur2 or consistent_random", c.Partitioner)
+	}
+	if c.Partitions < 1 {
+		return bad("--partitions: %d is below 1", c.Partitions)
+	}
+	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 || c.ReplicationFactor > 32767 {
+		return bad("--replication-factor: %d is not -1 (broker default) or 1..32767", c.ReplicationFactor)
+	}
+	if c.LogsRetention < time.Minute {
+		return bad("--logs-retention: %v is below 1m", c.LogsRetention)
+	}
+	for name, d := range map[string]time.Duration{
+		"--session-timeout": c.SessionTimeout, "--rebalance-timeout": c.RebalanceTimeout,
+		"--transaction-timeout": c.TransactionTimeout, "--flush-timeout": c.FlushTimeout,
+		"--target-wait": c.TargetWait,
+	} {
+		if d <= 0 {
+			return bad("%s: %v must be positive", name, d)
+		}
+	}
+	if c.ExactlyOnce && c.FlushTimeout >= c.TransactionTimeout {
+		return bad("--flush-timeout (%v) must be shorter than --transaction-timeout (%v): a batch must end before the broker aborts it", c.FlushTimeout, c.TransactionTimeout)
+	}
+	if c.RebalanceTimeout < c.FlushTimeout {
+		return bad("--rebalance-timeout (%v) must be at least --flush-timeout (%v): a revoked partition waits for its batch", c.RebalanceTimeout, c.FlushTimeout)
+	}
+	if len(c.Conn.Brokers) == 0 {
+		if c.EmbeddedAddr == "" {
+			return bad("--embedded-addr: needed when --brokers is not given")
+		}
+		if c.DataDir == "" {
+			return bad("--data-dir: needed when --brokers is not given")
+		}
+	}
+	return nil
+}
+
+// LegalTopic reports whether Kafka accepts name as a topic name.
+func LegalTopic(name string) bool {
+	if name == "" || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	return strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == ""
+}

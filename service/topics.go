@@ -1,0 +1,134 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TopicSet is a schedules topic and the topics named after it.
+type TopicSet struct {
+	Schedules string
+	States    string
+	Logs      string // "" when audit records are off
+}
+
+// TopicSets returns the topic sets the configuration names.
+func (c *Config) TopicSets() []TopicSet {
+	var out []TopicSet
+	for _, t := range c.Topics {
+		s := TopicSet{Schedules: t, States: t + c.StatesPostfix}
+		if c.Logs {
+			s.Logs = t + c.LogsPostfix
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TopicOptions are how EnsureTopics creates topics.
+type TopicOptions struct {
+	Partitions        int           // of a schedules topic that does not exist yet
+	ReplicationFactor int           // -1: the broker's default
+	LogsRetention     time.Duration // retention.ms of logs topics
+	Create            bool          // create what is missing; false only checks
+}
+
+// CompactedConfig is the configuration of the schedules and states topics
+// (SPEC 2).
+func CompactedConfig() map[string]*string {
+	return map[string]*string{
+		"cleanup.policy":            kadm.StringPtr("compact"),
+		"min.cleanable.dirty.ratio": kadm.StringPtr("0.1"),
+		"segment.ms":                kadm.StringPtr("3600000"),
+		"delete.retention.ms":       kadm.StringPtr("3600000"),
+		"segment.bytes":             kadm.StringPtr("52428800"),
+	}
+}
+
+// ErrTopics is wrapped by errors about the topics themselves (missing,
+// mismatched partition counts), as opposed to errors reaching the cluster.
+var ErrTopics = errors.New("topics")
+
+// EnsureTopics makes every topic of sets exist, with states and logs topics
+// holding as many partitions as their schedules topic, since a partition's
+// reports and audit records go to the partition of the same index. It
+// returns the partition count of each schedules topic.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, sets []TopicSet, o TopicOptions) (map[string]int, error) {
+	counts := map[string]int{}
+	for _, s := range sets {
+		n, err := ensure(ctx, adm, s.Schedules, o.Partitions, o, CompactedConfig())
+		if err != nil {
+			return nil, err
+		}
+		counts[s.Schedules] = n
+		if _, err := ensure(ctx, adm, s.States, n, o, CompactedConfig()); err != nil {
+			return nil, err
+		}
+		if s.Logs != "" {
+			logCfg := map[string]*string{
+				"cleanup.policy": kadm.StringPtr("delete"),
+				"retention.ms":   kadm.StringPtr(strconv.FormatInt(o.LogsRetention.Milliseconds(), 10)),
+			}
+			if _, err := ensure(ctx, adm, s.Logs, n, o, logCfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return counts, nil
+}
+
+// ensure returns the partition count of topic, creating it with want
+// partitions, or growing it to want, if allowed.
+func ensure(ctx context.Context, adm *kadm.Client, topic string, want int, o TopicOptions, configs map[string]*string) (int, error) {
+	have, err := partitions(ctx, adm, topic)
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case have == 0 && !o.Create:
+		return 0, fmt.Errorf("%w: topic %s does not exist (create it with `scheduler topics create` or run with --create-topics)", ErrTopics, topic)
+	case have == 0:
+		resp, err := adm.CreateTopic(ctx, int32(want), int16(o.ReplicationFactor), configs, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return 0, fmt.Errorf("creating topic %s: %w", topic, err)
+		}
+		return partitions(ctx, adm, topic)
+	case have < want && !o.Create:
+		return 0, fmt.Errorf("%w: topic %s has %d partitions, fewer than the %d of its schedules topic", ErrTopics, topic, have, want)
+	case have < want:
+		resp, err := adm.UpdatePartitions(ctx, want, topic)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return 0, fmt.Errorf("growing topic %s to %d partitions: %w", topic, want, err)
+		}
+		return want, nil
+	}
+	return have, nil
+}
+
+// partitions returns how many partitions topic has, 0 if it does not exist.
+func partitions(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
+	}
+	td, ok := md.Topics[topic]
+	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		return 0, nil
+	}
+	if td.Err != nil {
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, td.Err)
+	}
+	return len(td.Partitions), nil
+}
