@@ -84,6 +84,8 @@ type Config struct {
 	// ClockOffset shifts the service's clock, so that a benchmark can place
 	// the service just before a UTC midnight. Default 0.
 	ClockOffset time.Duration
+	// OnCommitted, when set, sees every committed item (consumer.Config).
+	OnCommitted func(items []*dispatcher.Item, at time.Time)
 }
 
 // Default returns the configuration with every default set.

@@ -98,10 +98,13 @@ func ensure(ctx context.Context, adm *kadm.Client, topic string, want int, o Top
 		if err == nil {
 			err = resp.Err
 		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return 0, fmt.Errorf("creating topic %s: %w", topic, err)
+		switch {
+		case err == nil:
+			return want, nil
+		case errors.Is(err, kerr.TopicAlreadyExists): // created meanwhile by another instance
+			return partitions(ctx, adm, topic)
 		}
-		return partitions(ctx, adm, topic)
+		return 0, fmt.Errorf("creating topic %s: %w", topic, err)
 	case have < want && !o.Create:
 		return 0, fmt.Errorf("%w: topic %s has %d partitions, fewer than the %d of its schedules topic", ErrTopics, topic, have, want)
 	case have < want:

@@ -693,6 +693,18 @@ func (t *Tracker) ParkedSince(it *Item) (time.Time, bool) {
 	return time.UnixMilli(first), ok
 }
 
+// RetryParked makes every parked item due for another look now: what it
+// waited for may have arrived.
+func (t *Tracker) RetryParked(now time.Time) {
+	nowMs := now.UnixMilli()
+	for e := range t.parked {
+		if e.state == statePending && e.idx >= 0 && e.at > nowMs {
+			e.at = nowMs
+			t.heapFix(e)
+		}
+	}
+}
+
 // Park puts back an item the caller could not write yet (its target is not
 // known), to be due again at retry, and returns when it was first parked so
 // the caller can bound the wait.

@@ -1,0 +1,448 @@
+// Package consumer is the service's event loop: the group consumer that
+// owns schedules partitions, one tracker per partition, one timer for all
+// of them, batches handed to the dispatcher, the day rollover and the
+// state reports.
+//
+// # Goroutines and who owns what
+//
+// One goroutine, the loop, owns every tracker and every partition's state;
+// everything else talks to it through its event channel:
+//
+//   - the poller forwards fetched records, in offset order per partition;
+//   - franz-go's group goroutine runs the assignment callbacks, which send
+//     an event and wait for the loop to act on it;
+//   - a flusher goroutine runs one dispatcher batch at a time;
+//   - short-lived readers fetch high watermarks and re-read partitions for
+//     the day rollover and for read-backs the trackers ask for.
+//
+// The loop reads the clock once per wake-up and passes it down. It never
+// sends to its own channel and never waits on another goroutine, so the
+// callbacks that wait on it cannot deadlock.
+//
+// # Ordering between records and rebalances
+//
+// The consumer blocks rebalances while a poll is being handed over
+// (BlockRebalanceOnPoll): the poller sends the records to the loop, then
+// allows the rebalance. The revocation event therefore reaches the loop
+// after every record fetched under the old assignment, and records of a
+// partition reassigned later can only follow its new assignment event.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/tracker"
+)
+
+// TopicSet is a schedules topic and where its reports and audit records go.
+type TopicSet struct {
+	Schedules, States, Logs string
+}
+
+// Config configures an Engine.
+type Config struct {
+	Sets        []TopicSet
+	Group       string
+	InstanceID  string
+	ExactlyOnce bool
+
+	BatchSize     int           // schedules per batch; default 1000
+	StateInterval time.Duration // between periodic state reports; default 5s
+	TargetWait    time.Duration // a missing target topic is waited for this long; default 30s
+	Partitioner   string        // dispatcher.Partitioner*; default murmur2
+	AllowTarget   []string      // glob patterns; default ["*"]
+	Lead          time.Duration // tracker.Config.Lead; default tracker.DefaultLead
+
+	SessionTimeout   time.Duration // default 45s
+	RebalanceTimeout time.Duration // default 60s
+	FlushGrace       time.Duration // how long shutdown waits for the batch in flight; default 8s
+
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+
+	Logger  zerolog.Logger
+	Metrics *Metrics // default: unregistered metrics
+
+	// OnCommitted, when set, is called on the loop with every item of a
+	// committed batch and the time the commit was confirmed. The
+	// benchmark measures lateness with it.
+	OnCommitted func(items []*dispatcher.Item, at time.Time)
+}
+
+func (c *Config) defaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 1000
+	}
+	if c.StateInterval <= 0 {
+		c.StateInterval = 5 * time.Second
+	}
+	if c.TargetWait <= 0 {
+		c.TargetWait = 30 * time.Second
+	}
+	if c.Partitioner == "" {
+		c.Partitioner = dispatcher.PartitionerMurmur2
+	}
+	if len(c.AllowTarget) == 0 {
+		c.AllowTarget = []string{"*"}
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 45 * time.Second
+	}
+	if c.RebalanceTimeout <= 0 {
+		c.RebalanceTimeout = 60 * time.Second
+	}
+	if c.FlushGrace <= 0 {
+		c.FlushGrace = 8 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+}
+
+// Deps are the clients an Engine works with; the service builds them.
+type Deps struct {
+	// Base connects a new client to the cluster (brokers, TLS, SASL,
+	// logger). The engine adds its own options for the group consumer
+	// and the readers it starts.
+	Base []kgo.Opt
+	// ConsumerOpts are added to the group consumer only (metrics hooks).
+	ConsumerOpts []kgo.Opt
+	// Reporter writes state reports and serves metadata requests. It
+	// must use a manual partitioner and must not be transactional.
+	Reporter   *kgo.Client
+	Dispatcher *dispatcher.Dispatcher
+	Targets    *dispatcher.Targets
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+func (t tp) String() string { return fmt.Sprintf("%s[%d]", t.topic, t.partition) }
+
+// Engine is the loop. Build it with New, then Run it.
+type Engine struct {
+	cfg  Config
+	log  zerolog.Logger
+	deps Deps
+	adm  *kadm.Client
+	cl   *kgo.Client // group consumer, created by Run
+	sets map[string]TopicSet
+	own  map[string]bool
+
+	in       chan any
+	flushed  chan flushed
+	loopDone chan struct{} // closed when the loop has returned
+
+	parts    map[tp]*partition
+	order    []*partition // rotates so batches take from every partition in turn
+	inflight *inflight
+	backoff  dispatcher.Backoff
+	retryAt  time.Time
+	stopping bool
+	fatal    error
+	joined   bool
+	started  time.Time
+
+	readNow  time.Time // the clock of the records being read, for validate
+	dispErr  atomic.Pointer[string]
+	snap     atomic.Pointer[Status]
+	snapAt   time.Time
+	snapDue  bool
+	scratch  []tracker.Item
+	flushCtx context.Context
+}
+
+// New returns an Engine.
+func New(cfg Config, deps Deps) (*Engine, error) {
+	cfg.defaults()
+	if len(cfg.Sets) == 0 || cfg.Group == "" || cfg.InstanceID == "" {
+		return nil, errors.New("consumer: topics, group and instance id are required")
+	}
+	if deps.Reporter == nil || deps.Dispatcher == nil || deps.Targets == nil {
+		return nil, errors.New("consumer: reporter, dispatcher and targets are required")
+	}
+	e := &Engine{
+		cfg:      cfg,
+		log:      cfg.Logger.With().Str("component", "consumer").Logger(),
+		deps:     deps,
+		adm:      kadm.NewClient(deps.Reporter),
+		sets:     map[string]TopicSet{},
+		own:      map[string]bool{},
+		in:       make(chan any, 16),
+		flushed:  make(chan flushed, 1),
+		loopDone: make(chan struct{}),
+		parts:    map[tp]*partition{},
+		backoff:  dispatcher.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second},
+	}
+	for _, s := range cfg.Sets {
+		e.sets[s.Schedules] = s
+		for _, t := range []string{s.Schedules, s.States, s.Logs} {
+			if t != "" {
+				e.own[t] = true
+			}
+		}
+	}
+	e.snap.Store(&Status{Instance: cfg.InstanceID, Group: cfg.Group, ExactlyOnce: cfg.ExactlyOnce})
+	return e, nil
+}
+
+// GroupMetadata returns the consumer's member id and generation, which the
+// dispatcher stamps on its offset commits.
+func (e *Engine) GroupMetadata() (string, int32) {
+	if e.cl == nil {
+		return "", -1
+	}
+	return e.cl.GroupMetadata()
+}
+
+// DispatchError is given to dispatcher.Config.OnError: the failure of the
+// batch in flight, shown on status pages while it lasts.
+func (e *Engine) DispatchError(err error) {
+	if err == nil {
+		e.dispErr.Store(nil)
+		return
+	}
+	s := dispatcher.Describe(err)
+	e.dispErr.Store(&s)
+}
+
+// warmAhead is how far ahead of its due time a schedule's target topic
+// metadata is fetched.
+const warmAhead = 5 * time.Minute
+
+// validate is the tracker's check of a parsed schedule: the allow-list of
+// SPEC 5. The service's own topics and internal topics are never targets,
+// whatever the patterns say, so a schedule cannot feed the scheduler.
+func (e *Engine) validate(env *envelope.Envelope) *envelope.Error {
+	t := env.TargetTopic
+	if e.own[t] {
+		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is one of the scheduler's own topics", t)
+	}
+	if strings.HasPrefix(t, "__") {
+		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is an internal topic", t)
+	}
+	for _, p := range e.cfg.AllowTarget {
+		if ok, _ := path.Match(p, t); ok {
+			if env.DueMs < e.readNow.Add(warmAhead).UnixMilli() {
+				// Due soon: have its target's metadata ready then.
+				e.deps.Targets.Warm(t, e.readNow)
+			}
+			return nil
+		}
+	}
+	return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q does not match --allow-target %s", t, strings.Join(e.cfg.AllowTarget, ","))
+}
+
+// Run consumes until ctx ends, then shuts down: it finishes or aborts the
+// batch in flight, publishes stopped reports and leaves the group.
+func (e *Engine) Run(ctx context.Context) error {
+	e.started = e.cfg.Now()
+	topics := make([]string, 0, len(e.sets))
+	for t := range e.sets {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	opts := append(slices.Clone(e.deps.Base),
+		kgo.ConsumerGroup(e.cfg.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.InstanceID(e.cfg.InstanceID),
+		kgo.SessionTimeout(e.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(e.cfg.RebalanceTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, e.cfg.SessionTimeout/3)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(500*time.Millisecond),
+		kgo.AdjustFetchOffsetsFn(e.adjustOffsets),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { e.revoke(ctx, m, false) }),
+		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { e.revoke(ctx, m, true) }),
+	)
+	opts = append(opts, e.deps.ConsumerOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("consumer client: %w", err)
+	}
+	e.cl = cl
+
+	// The batch in flight gets FlushGrace after shutdown begins to commit
+	// or abort, so it is not cut mid-way by the first signal.
+	flushCtx, cancelFlush := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFlush()
+	e.flushCtx = flushCtx
+
+	pollCtx, cancelPoll := context.WithCancel(ctx)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		e.poll(pollCtx)
+	}()
+
+	err = e.loop(ctx, cancelFlush)
+	close(e.loopDone)
+
+	cancelPoll()
+	e.shutdown(pollDone)
+	return err
+}
+
+// loop is the event loop. It returns when ctx ends (after the batch in
+// flight) or on a fatal error.
+func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var graceTimer <-chan time.Time
+	done := ctx.Done()
+	for {
+		select {
+		case ev := <-e.in:
+			e.handle(ev)
+		case f := <-e.flushed:
+			e.onFlushed(f)
+		case <-e.deps.Targets.Updated():
+			now := e.cfg.Now()
+			for _, p := range e.order {
+				p.tr.RetryParked(now)
+			}
+		case <-timer.C:
+		case <-done:
+			done = nil
+			e.stopping = true
+			if e.inflight != nil {
+				e.log.Info().Int("items", len(e.inflight.batch.Items)).Msg("shutting down: waiting for the batch in flight")
+				graceTimer = time.After(e.cfg.FlushGrace)
+			}
+		case <-graceTimer:
+			e.log.Warn().Msg("shutting down: the batch in flight did not end in time; aborting it")
+			cancelFlush()
+			graceTimer = nil
+		}
+		if e.fatal != nil {
+			return e.fatal
+		}
+		if e.stopping && e.inflight == nil {
+			return nil
+		}
+		now := e.cfg.Now()
+		e.tick(now)
+		wake := e.wake(now)
+		timer.Reset(max(wake.Sub(now), 0))
+	}
+}
+
+// handle applies one event.
+func (e *Engine) handle(ev any) {
+	now := e.cfg.Now()
+	switch ev := ev.(type) {
+	case evRecords:
+		e.onRecords(ev.fetches, now)
+	case evAssign:
+		e.onAssign(ev, now)
+	case evRevoke:
+		e.onRevoke(ev, now)
+	case evHWM:
+		e.onHWM(ev, now)
+	case evScan:
+		e.onScan(ev, now)
+	case evFatal:
+		e.fatal = ev.err
+	}
+}
+
+// tick does what is due now: window moves, reports, progress logs, a new
+// batch.
+func (e *Engine) tick(now time.Time) {
+	for _, p := range e.order {
+		e.housekeep(p, now)
+	}
+	if !e.stopping {
+		e.maybeFlush(now)
+	}
+	if e.snapDue || now.Sub(e.snapAt) >= 250*time.Millisecond {
+		e.snapshot(now)
+	}
+}
+
+// wake returns when the loop must next wake up by itself.
+func (e *Engine) wake(now time.Time) time.Time {
+	w := now.Add(time.Minute)
+	for _, p := range e.order {
+		w = minTime(w, p.lastReport.Add(e.cfg.StateInterval))
+		if !p.tr.Loaded() {
+			w = minTime(w, p.progressAt.Add(progressEvery))
+			continue
+		}
+		w = minTime(w, p.tr.Window())
+		if e.inflight == nil && !e.stopping {
+			// With a batch in flight, its end wakes the loop.
+			w = minTime(w, maxTime(p.tr.Wake(), e.retryAt))
+		}
+	}
+	return w
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// shutdown publishes stopped reports, closes the consumer and leaves the
+// group, in that order: reports must describe the partitions while this
+// instance still owns them.
+func (e *Engine) shutdown(pollDone <-chan struct{}) {
+	now := e.cfg.Now()
+	for _, p := range e.order {
+		p.stop(now, "shutdown")
+		e.report(p, now)
+	}
+	fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	if err := e.deps.Reporter.Flush(fctx); err != nil {
+		e.log.Warn().Err(err).Msg("publishing the stopped reports did not finish")
+	}
+	cancel()
+	e.cl.CloseAllowingRebalance()
+	<-pollDone
+	// A static member does not leave by closing; leave explicitly so the
+	// other instances take the partitions now rather than after the
+	// session timeout.
+	lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := e.adm.LeaveGroup(lctx, kadm.LeaveGroup(e.cfg.Group).InstanceIDs(e.cfg.InstanceID).Reason("shutdown"))
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		e.log.Warn().Err(err).Msg("leaving the group failed; the partitions move after the session timeout")
+	} else {
+		e.log.Info().Msg("left the group")
+	}
+}

@@ -1,0 +1,155 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type evRecords struct{ fetches kgo.Fetches }
+
+type assigned struct {
+	tp         tp
+	start, end int64
+}
+
+type evAssign struct {
+	parts []assigned
+	done  chan struct{}
+}
+
+type evRevoke struct {
+	tps  []tp
+	lost bool
+	done chan struct{}
+}
+
+type evFatal struct{ err error }
+
+// send hands an event to the loop unless ctx ends first.
+func (e *Engine) send(ctx context.Context, ev any) bool {
+	select {
+	case e.in <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-e.loopDone:
+		return false
+	}
+}
+
+// poll forwards fetched records to the loop. Rebalances wait while a poll
+// is handed over, so the loop sees every record of a partition before its
+// revocation (see the package doc).
+func (e *Engine) poll(ctx context.Context) {
+	for {
+		fs := e.cl.PollRecords(ctx, 5000)
+		if fs.IsClientClosed() || ctx.Err() != nil {
+			e.cl.AllowRebalance()
+			return
+		}
+		fs.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				e.log.Warn().Err(err).Str("topic", topic).Int32("partition", partition).Msg("fetch error")
+			}
+		})
+		if fs.NumRecords() > 0 && !e.send(ctx, evRecords{fs}) {
+			e.cl.AllowRebalance()
+			return
+		}
+		e.cl.AllowRebalance()
+	}
+}
+
+// adjustOffsets runs when partitions are assigned, after their committed
+// offsets were fetched. That fetch requires stable offsets, so it waited
+// for any transaction of a previous owner that committed offsets for these
+// partitions. The end offsets read now therefore include every tombstone
+// that owner wrote. Every partition is read from its start, whatever was
+// committed: the committed offsets only fence transactions.
+func (e *Engine) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	topics := make([]string, 0, len(offsets))
+	for t := range offsets {
+		topics = append(topics, t)
+	}
+	var starts, ends kadm.ListedOffsets
+	backoff := 100 * time.Millisecond
+	for {
+		var err error
+		starts, err = e.adm.ListStartOffsets(ctx, topics...)
+		if err == nil {
+			err = starts.Error()
+		}
+		if err == nil {
+			// Committed means read_committed: the last stable offset.
+			ends, err = e.adm.ListCommittedOffsets(ctx, topics...)
+		}
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			break
+		}
+		e.log.Warn().Err(err).Msg("reading the offsets of assigned partitions failed; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	ev := evAssign{done: make(chan struct{})}
+	out := make(map[string]map[int32]kgo.Offset, len(offsets))
+	for t, parts := range offsets {
+		out[t] = make(map[int32]kgo.Offset, len(parts))
+		for p := range parts {
+			s, _ := starts.Lookup(t, p)
+			en, _ := ends.Lookup(t, p)
+			ev.parts = append(ev.parts, assigned{tp: tp{t, p}, start: s.Offset, end: en.Offset})
+			out[t][p] = kgo.NewOffset().AtStart().WithEpoch(-1)
+		}
+	}
+	if !e.send(ctx, ev) {
+		return nil, ctx.Err()
+	}
+	select {
+	case <-ev.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-e.loopDone:
+		return nil, errors.New("shutting down")
+	}
+	return out, nil
+}
+
+// revoke waits until the loop has let go of the partitions: a partition
+// with a batch in flight is released once the batch has ended, so the next
+// owner cannot start while this one could still commit.
+func (e *Engine) revoke(ctx context.Context, m map[string][]int32, lost bool) {
+	ev := evRevoke{lost: lost, done: make(chan struct{})}
+	for t, ps := range m {
+		for _, p := range ps {
+			ev.tps = append(ev.tps, tp{t, p})
+		}
+	}
+	if len(ev.tps) == 0 {
+		return
+	}
+	if !e.send(ctx, ev) {
+		return
+	}
+	select {
+	case <-ev.done:
+	case <-ctx.Done():
+	case <-e.loopDone:
+	}
+}
+
+// fail stops the service with err from any goroutine.
+func (e *Engine) fail(ctx context.Context, err error) {
+	e.send(ctx, evFatal{fmt.Errorf("consumer: %w", err)})
+}

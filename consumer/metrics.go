@@ -1,0 +1,111 @@
+package consumer
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/state"
+)
+
+// Metrics are the loop's Prometheus metrics.
+type Metrics struct {
+	Dispatched    *prometheus.CounterVec
+	Rejected      *prometheus.CounterVec
+	Pending       *prometheus.GaugeVec
+	PendingToday  *prometheus.GaugeVec
+	Loading       *prometheus.GaugeVec
+	State         *prometheus.GaugeVec
+	Lateness      prometheus.Histogram
+	FlushDuration prometheus.Histogram
+	BatchSize     prometheus.Histogram
+	FlushErrors   prometheus.Counter
+	Reappended    prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg, if not nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	tp := []string{"topic", "partition"}
+	m := &Metrics{
+		Dispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scheduler_dispatched_total", Help: "Schedules delivered (target committed).",
+		}, tp),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scheduler_rejected_total", Help: "Schedules rejected, by stable error code.",
+		}, append(tp, "code")),
+		Pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scheduler_pending", Help: "Pending schedules, all days.",
+		}, tp),
+		PendingToday: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scheduler_pending_today", Help: "Pending schedules due today or overdue.",
+		}, tp),
+		Loading: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scheduler_loading_progress", Help: "Fraction of the partition read up to its end offset at assignment; 1 once loaded.",
+		}, tp),
+		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scheduler_partition_state", Help: "1 for the state each owned partition is in.",
+		}, append(tp, "state")),
+		Lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scheduler_lateness_seconds", Help: "From due time to the commit of the target message.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 15, 60, 300},
+		}),
+		FlushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scheduler_flush_duration_seconds", Help: "Duration of writing one batch, retries after refusals included.",
+			Buckets: prometheus.ExponentialBuckets(.0005, 2, 16),
+		}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "scheduler_flush_batch_size", Help: "Schedules per batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		FlushErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scheduler_flush_errors_total", Help: "Batches that failed and were retried.",
+		}),
+		Reappended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scheduler_reappended_total", Help: "Schedules re-appended because a tombstone shadowed them (SPEC 3.4).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Dispatched, m.Rejected, m.Pending, m.PendingToday, m.Loading, m.State,
+			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended)
+	}
+	return m
+}
+
+func labels(p *partition) []string {
+	return []string{p.tp.topic, strconv.Itoa(int(p.tp.partition))}
+}
+
+func (m *Metrics) partition(p *partition) {
+	m.Dispatched.WithLabelValues(labels(p)...)
+}
+
+func (m *Metrics) dispatched(p *partition) { m.Dispatched.WithLabelValues(labels(p)...).Inc() }
+
+func (m *Metrics) rejected(p *partition, code envelope.Code) {
+	m.Rejected.WithLabelValues(append(labels(p), string(code))...).Inc()
+}
+
+func (m *Metrics) observe(p *partition, ps PartitionStatus) {
+	l := labels(p)
+	m.Pending.WithLabelValues(l...).Set(float64(ps.Pending))
+	m.PendingToday.WithLabelValues(l...).Set(float64(ps.PendingToday))
+	m.Loading.WithLabelValues(l...).Set(ps.Offsets.Loading)
+	for _, s := range []state.State{state.Loading, state.Loaded, state.Stopped} {
+		v := 0.0
+		if s == ps.State {
+			v = 1
+		}
+		m.State.WithLabelValues(append(l, string(s))...).Set(v)
+	}
+}
+
+// forget drops the gauges of a partition this instance no longer owns, so
+// that two instances never both report it.
+func (m *Metrics) forget(p *partition) {
+	l := prometheus.Labels{"topic": p.tp.topic, "partition": strconv.Itoa(int(p.tp.partition))}
+	m.Pending.DeletePartialMatch(l)
+	m.PendingToday.DeletePartialMatch(l)
+	m.Loading.DeletePartialMatch(l)
+	m.State.DeletePartialMatch(l)
+}

@@ -1,0 +1,269 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/state"
+	"github.com/scheduler-dev/scheduler/tracker"
+)
+
+// progressEvery is how often a long load logs its progress.
+const progressEvery = 5 * time.Second
+
+// partition is one owned schedules partition. Only the loop touches it.
+type partition struct {
+	tp     tp
+	set    TopicSet
+	log    zerolog.Logger
+	tr     *tracker.Tracker
+	sm     state.Machine
+	ctx    context.Context // ends when the partition is released
+	cancel context.CancelFunc
+
+	start, end           int64
+	assignedAt, loadedAt time.Time
+	reloads              int64
+	reason               string // why it is stopped while assigned
+	lastErr              string
+	paused               bool
+
+	syncTo   int64 // high watermark to read up to after a failed batch; -1 until known
+	inBatch  bool
+	waiters  []*revokeWait
+	scanning bool
+	scanAt   time.Time
+	admitted int
+
+	lat lateness
+
+	lastReport  time.Time
+	progressAt  time.Time
+	progressPos int64
+}
+
+type revokeWait struct {
+	n    int
+	done chan struct{}
+}
+
+func (e *Engine) onAssign(ev evAssign, now time.Time) {
+	defer close(ev.done)
+	e.joined = true
+	for _, a := range ev.parts {
+		if old := e.parts[a.tp]; old != nil {
+			e.release(old, now, "reassigned")
+		}
+		set, ok := e.sets[a.tp.topic]
+		if !ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &partition{
+			tp: a.tp, set: set, ctx: ctx, cancel: cancel,
+			log:   e.log.With().Str("topic", a.tp.topic).Int32("partition", a.tp.partition).Logger(),
+			tr:    tracker.New(tracker.Config{Lead: e.cfg.Lead, Validate: e.validate}, a.start, a.end, now),
+			start: a.start, end: a.end, assignedAt: now, syncTo: -1,
+			progressAt: now, progressPos: a.start,
+		}
+		if _, err := p.sm.To(state.Loading); err != nil {
+			p.log.Error().Err(err).Msg("state")
+		}
+		e.parts[a.tp] = p
+		e.order = append(e.order, p)
+		p.log.Info().Int64("start", a.start).Int64("end", a.end).Msg("assigned; loading")
+		e.cfg.Metrics.partition(p)
+		e.report(p, now)
+		e.afterRead(p, now) // an empty partition is loaded at once
+	}
+	e.snapDue = true
+}
+
+func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
+	e.readNow = now
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		p := e.parts[tp{fp.Topic, fp.Partition}]
+		if p == nil || len(fp.Records) == 0 {
+			return
+		}
+		for _, r := range fp.Records {
+			p.tr.Observe(r, now)
+		}
+		e.afterRead(p, now)
+	})
+}
+
+// afterRead acts on what reading a partition changed.
+func (e *Engine) afterRead(p *partition, now time.Time) {
+	if reason, at := p.tr.Blocked(); reason != "" && !p.paused {
+		// SPEC 5: stop this partition until the service is upgraded;
+		// the others go on. Nothing is lost: the record's position is
+		// not passed, so the upgraded service reads it again.
+		e.cl.PauseFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.partition}})
+		p.paused = true
+		p.reason = fmt.Sprintf("stopped at offset %d: %s", at, reason)
+		p.log.Error().Int64("offset", at).Str("reason", reason).Msg("partition stopped: record of a newer schema")
+		p.stop(now, "")
+		e.report(p, now)
+		e.snapDue = true
+		return
+	}
+	if p.sm.State() == state.Loading && p.tr.Loaded() {
+		if _, err := p.sm.To(state.Loaded); err == nil {
+			p.loadedAt = now
+			st := p.tr.Stats()
+			took := now.Sub(p.assignedAt)
+			ev := p.log.Info().Int64("records", p.end-p.start).Int("held", st.Held).Int("future", st.Future).Dur("took", took)
+			if s := took.Seconds(); s > 0 {
+				ev = ev.Float64("records_per_second", float64(p.end-p.start)/s)
+			}
+			ev.Msg("loaded")
+			e.report(p, now)
+			e.snapDue = true
+		}
+	}
+	e.checkSync(p, now)
+	for _, off := range p.tr.Wanted() {
+		e.startScan(p, scanReadBack, off, off+1)
+	}
+}
+
+// stop moves a partition to stopped: revoked, shut down, or blocked.
+func (p *partition) stop(now time.Time, why string) {
+	if _, err := p.sm.To(state.Stopped); err != nil {
+		p.log.Debug().Err(err).Msg("state")
+	}
+	if why != "" && p.reason == "" {
+		p.reason = why
+	}
+}
+
+func (e *Engine) onRevoke(ev evRevoke, now time.Time) {
+	w := &revokeWait{done: ev.done}
+	for _, t := range ev.tps {
+		p := e.parts[t]
+		if p == nil {
+			continue
+		}
+		if p.inBatch && !ev.lost {
+			// Released when the batch ends: until then this instance
+			// may still commit for the partition.
+			w.n++
+			p.waiters = append(p.waiters, w)
+			continue
+		}
+		why := "revoked"
+		if ev.lost {
+			why = "lost"
+		}
+		e.release(p, now, why)
+	}
+	if w.n == 0 {
+		close(ev.done)
+	}
+}
+
+// release forgets a partition: it is no longer ours.
+func (e *Engine) release(p *partition, now time.Time, why string) {
+	p.cancel()
+	delete(e.parts, p.tp)
+	if i := slices.Index(e.order, p); i >= 0 {
+		e.order = slices.Delete(e.order, i, i+1)
+	}
+	p.stop(now, why)
+	e.report(p, now)
+	e.cfg.Metrics.forget(p)
+	p.log.Info().Str("why", why).Msg("released")
+	for _, w := range p.waiters {
+		if w.n--; w.n == 0 {
+			close(w.done)
+		}
+	}
+	p.waiters = nil
+	e.snapDue = true
+}
+
+// housekeep does what time asks of a partition: log a long load's
+// progress, move the day window, publish a periodic report.
+func (e *Engine) housekeep(p *partition, now time.Time) {
+	if !p.tr.Loaded() && now.Sub(p.progressAt) >= progressEvery {
+		pos := p.tr.Position()
+		pct := 100.0
+		if p.end > p.start {
+			pct = 100 * float64(pos-p.start) / float64(p.end-p.start)
+		}
+		p.log.Info().Float64("percent", pct).Int64("position", pos).Int64("end", p.end).
+			Float64("records_per_second", float64(pos-p.progressPos)/now.Sub(p.progressAt).Seconds()).Msg("loading")
+		p.progressAt, p.progressPos = now, pos
+	}
+	if p.tr.Loaded() && !p.scanning && !now.Before(p.tr.Window()) && p.tr.Extend(now) {
+		// The next day's schedules come into memory now, well before
+		// midnight, by reading the partition again up to here; records
+		// read from now on are held if they are due before the new end.
+		p.reloads++
+		p.scanning, p.scanAt, p.admitted = true, now, 0
+		p.log.Info().Time("window_end", p.tr.WindowEnd()).Msg("loading the next day")
+		e.startScan(p, scanAdmit, p.start, p.tr.Position())
+	}
+	if now.Sub(p.lastReport) >= e.cfg.StateInterval {
+		e.report(p, now)
+	}
+}
+
+// beginSync settles a partition after a failed batch: no more batches for
+// it until it has read everything written before the failure, so the log
+// says which of the batch's records exist.
+func (e *Engine) beginSync(p *partition) {
+	p.tr.BeginSync()
+	p.syncTo = -1
+	go func() {
+		backoff := 100 * time.Millisecond
+		for {
+			ends, err := e.adm.ListEndOffsets(p.ctx, p.tp.topic)
+			if err == nil {
+				if o, ok := ends.Lookup(p.tp.topic, p.tp.partition); ok && o.Err == nil {
+					e.send(p.ctx, evHWM{p: p, hwm: o.Offset})
+					return
+				} else if ok {
+					err = o.Err
+				}
+			}
+			if p.ctx.Err() != nil {
+				return
+			}
+			p.log.Debug().Err(err).Msg("reading the high watermark failed; retrying")
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+type evHWM struct {
+	p   *partition
+	hwm int64
+}
+
+func (e *Engine) onHWM(ev evHWM, now time.Time) {
+	if e.parts[ev.p.tp] != ev.p {
+		return
+	}
+	ev.p.syncTo = ev.hwm
+	e.checkSync(ev.p, now)
+}
+
+func (e *Engine) checkSync(p *partition, now time.Time) {
+	if p.tr.Syncing() && p.syncTo >= 0 && p.tr.Position() >= p.syncTo {
+		p.tr.EndSync(now)
+		p.syncTo = -1
+		p.log.Debug().Msg("settled after a failed batch")
+	}
+}

@@ -1,0 +1,167 @@
+package consumer
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/state"
+)
+
+// lateness keeps the last dispatches' lateness, in milliseconds, for the
+// percentiles of reports and /status. The Prometheus histogram has the
+// long view; this is the recent one.
+type lateness struct {
+	ring [1024]float64
+	n    int
+}
+
+func (l *lateness) add(ms float64) {
+	l.ring[l.n%len(l.ring)] = ms
+	l.n++
+}
+
+func (l *lateness) summary() *state.Lateness {
+	n := min(l.n, len(l.ring))
+	if n == 0 {
+		return nil
+	}
+	s := slices.Clone(l.ring[:n])
+	sort.Float64s(s)
+	at := func(q float64) float64 { return s[min(int(q*float64(n)), n-1)] }
+	return &state.Lateness{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: s[n-1]}
+}
+
+// report publishes a partition's state report. It does not wait: the
+// reporter client delivers it, and a failure is only logged, since the
+// next report supersedes it.
+func (e *Engine) report(p *partition, now time.Time) {
+	st := p.tr.Stats()
+	r := state.Report{
+		State:      p.sm.State(),
+		Offsets:    state.Offsets{Low: p.start, High: p.tr.Position()},
+		Daily:      p.tr.Daily(),
+		Reloads:    p.reloads,
+		Pending:    int64(st.Held + st.Future),
+		Dispatched: st.Dispatched,
+		Rejected:   st.Rejected,
+		Lateness:   p.lat.summary(),
+		LastError:  p.lastErr,
+		Instance:   e.cfg.InstanceID,
+		Reason:     p.reason,
+		Topic:      p.tp.topic,
+		Partition:  p.tp.partition,
+	}
+	r.SetTimes(now, e.started)
+	val, err := state.Encode(&r)
+	if err != nil {
+		p.log.Error().Err(err).Msg("encoding the state report")
+		return
+	}
+	p.lastReport = now
+	rec := &kgo.Record{
+		Topic:     p.set.States,
+		Partition: p.tp.partition,
+		Key:       []byte(r.State.Key()),
+		Value:     val,
+		Headers:   []kgo.RecordHeader{{Key: envelope.HeaderZlib, Value: []byte("true")}},
+	}
+	log := p.log
+	e.deps.Reporter.Produce(p.ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil && p.ctx.Err() == nil {
+			log.Warn().Err(err).Msg("publishing the state report failed")
+		}
+	})
+}
+
+// Status is what /status shows.
+type Status struct {
+	Instance    string            `json:"instance"`
+	Group       string            `json:"group"`
+	ExactlyOnce bool              `json:"exactly_once"`
+	Joined      bool              `json:"joined"`
+	Ready       bool              `json:"ready"`
+	Error       string            `json:"error,omitempty"` // the batch in flight is failing
+	At          time.Time         `json:"at"`
+	Partitions  []PartitionStatus `json:"partitions"`
+}
+
+// PartitionStatus is one owned partition in Status.
+type PartitionStatus struct {
+	Topic        string           `json:"topic"`
+	Partition    int32            `json:"partition"`
+	State        state.State      `json:"state"`
+	Reason       string           `json:"reason,omitempty"`
+	Offsets      StatusOffsets    `json:"offsets"`
+	PendingToday int64            `json:"pending_today"`
+	Pending      int64            `json:"pending"`
+	Held         int              `json:"held"`
+	Dispatched   int64            `json:"dispatched"`
+	Rejected     int64            `json:"rejected"`
+	Reappended   int64            `json:"reappended"`
+	Reloads      int64            `json:"reloads"`
+	LastError    string           `json:"last_error,omitempty"`
+	Lateness     *state.Lateness  `json:"lateness_ms,omitempty"`
+	Daily        map[string]int64 `json:"daily"`
+}
+
+// StatusOffsets is where a partition's reading stands.
+type StatusOffsets struct {
+	Low      int64   `json:"low"`      // first offset read
+	Position int64   `json:"position"` // next offset to read
+	End      int64   `json:"end"`      // end offset captured at assignment
+	Loading  float64 `json:"loading"`  // fraction of start..end read, 1 once loaded
+}
+
+// Status returns the latest snapshot. It is safe to call from any
+// goroutine.
+func (e *Engine) Status() *Status { return e.snap.Load() }
+
+func (e *Engine) snapshot(now time.Time) {
+	s := &Status{
+		Instance: e.cfg.InstanceID, Group: e.cfg.Group, ExactlyOnce: e.cfg.ExactlyOnce,
+		Joined: e.joined, At: now,
+	}
+	if msg := e.dispErr.Load(); msg != nil {
+		s.Error = *msg
+	}
+	ready := e.joined
+	for _, p := range e.order {
+		st := p.tr.Stats()
+		ps := PartitionStatus{
+			Topic: p.tp.topic, Partition: p.tp.partition, State: p.sm.State(), Reason: p.reason,
+			Offsets:      StatusOffsets{Low: p.start, Position: st.Position, End: p.end, Loading: loadFraction(p)},
+			PendingToday: p.tr.PendingThrough(now), Pending: int64(st.Held + st.Future), Held: st.Held,
+			Dispatched: st.Dispatched, Rejected: st.Rejected, Reappended: st.Reappended, Reloads: p.reloads,
+			LastError: p.lastErr, Lateness: p.lat.summary(), Daily: p.tr.Daily(),
+		}
+		if ps.LastError == "" && p.tr.Syncing() {
+			ps.LastError = "settling after a failed batch"
+		}
+		if ps.State != state.Loaded {
+			ready = false
+		}
+		s.Partitions = append(s.Partitions, ps)
+		e.cfg.Metrics.observe(p, ps)
+	}
+	sort.Slice(s.Partitions, func(i, j int) bool {
+		a, b := s.Partitions[i], s.Partitions[j]
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		return a.Partition < b.Partition
+	})
+	s.Ready = ready
+	e.snap.Store(s)
+	e.snapAt, e.snapDue = now, false
+}
+
+func loadFraction(p *partition) float64 {
+	if p.tr.Loaded() || p.end <= p.start {
+		return 1
+	}
+	return float64(p.tr.Position()-p.start) / float64(p.end-p.start)
+}

@@ -1,0 +1,668 @@
+// Package dispatcher is the only writer to Kafka of the records a schedule
+// leaves: target messages, tombstones, audit log records and re-appended
+// copies. It writes one batch at a time, synchronously.
+//
+// With exactly-once on, a batch is one transaction that also commits the
+// consumer group offsets of every schedules partition it touches, stamped
+// with the group generation: an instance that lost a partition to another
+// fails that commit and the whole batch aborts, and the new owner's offset
+// fetch (which requires stable offsets) waits until the batch has ended, so
+// it reads the batch's tombstones before it could dispatch again.
+//
+// A record the broker refuses for good (too large, not authorized, topic
+// gone) turns its schedule into a rejection and the batch is written again
+// at once without it; any other failure aborts the batch and is returned,
+// after the transaction has been ended, so the caller can read the log to
+// learn what, if anything, the batch wrote.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/tracker"
+)
+
+// Config configures a Dispatcher.
+type Config struct {
+	// ExactlyOnce writes each batch as one transaction with the group
+	// offsets. Default (zero value) false: at-least-once with an idempotent
+	// producer; the service sets it from --exactly-once (default true).
+	ExactlyOnce bool
+
+	// Group, InstanceID and GroupMeta identify the consumer group member
+	// whose generation fences the transactions. Required with ExactlyOnce.
+	Group      string
+	InstanceID string
+	GroupMeta  func() (memberID string, generation int32)
+
+	// Logs writes audit log records. LogPayload puts the payload in them.
+	Logs       bool
+	LogPayload bool
+
+	// FlushTimeout bounds one attempt to write a batch. Default 15s.
+	FlushTimeout time.Duration
+
+	// Logger receives the dispatcher's logs. Default: no logs.
+	Logger zerolog.Logger
+
+	// OnError, when set, is told the error of a batch attempt while the
+	// batch is still being retried or aborted, and nil once a batch
+	// commits, so status pages can show a failure while it lasts.
+	OnError func(error)
+}
+
+// DefaultFlushTimeout is the default of Config.FlushTimeout.
+const DefaultFlushTimeout = 15 * time.Second
+
+// ProducerOpts returns the options the producer client of a Dispatcher
+// needs on top of the connection: the dispatcher chooses every partition
+// itself, and with exactly-once the client is transactional.
+func ProducerOpts(exactlyOnce bool, transactionalID string, txnTimeout time.Duration, batchSize int) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.MaxBufferedRecords(4*batchSize + 1000),
+		kgo.ProducerLinger(0),
+		kgo.UnknownTopicRetries(2),
+	}
+	if exactlyOnce {
+		opts = append(opts, kgo.TransactionalID(transactionalID), kgo.TransactionTimeout(txnTimeout))
+	}
+	return opts
+}
+
+// Item is one schedule's work in a batch.
+type Item struct {
+	tracker.Item
+
+	Source    envelope.Source // where the version was read: schedules topic, partition, offset
+	LogsTopic string          // audit records go to LogsTopic, partition Source.Partition
+
+	// For OpDispatch: the parsed envelope and the partition of its target.
+	Env             envelope.Envelope
+	TargetPartition int32
+
+	// Done is set for an item whose records are written; with exactly-once
+	// it is set for all items of a committed batch and none otherwise.
+	Done bool
+
+	key, value []byte
+	headers    []kgo.RecordHeader
+	omitLog    bool // the audit record is too large with the payload
+}
+
+// Batch is what Flush writes.
+type Batch struct {
+	Items []*Item
+	// Offsets are the consumer positions of the schedules partitions in
+	// the batch, committed with it (exactly-once only).
+	Offsets map[string]map[int32]int64
+	// At is when the batch was formed: the dispatched time and the
+	// lateness written in the audit records.
+	At time.Time
+}
+
+// Result tells how a Flush ended.
+type Result struct {
+	Committed bool          // every item is Done
+	Err       error         // why the batch, or part of it (at-least-once), was not written
+	Refused   int           // items turned into rejections because the broker refused them
+	Attempts  int           // writes of the batch, including those after refusals
+	Duration  time.Duration // of the whole Flush
+}
+
+// ErrFatal wraps failures the service cannot recover from by retrying,
+// such as another instance taking over this transactional id.
+var ErrFatal = errors.New("dispatcher cannot continue")
+
+// Dispatcher writes batches with one producer client.
+type Dispatcher struct {
+	cfg Config
+	cl  *kgo.Client
+	adm *kadm.Client
+
+	idsMu    sync.Mutex
+	topicIDs map[string][16]byte
+}
+
+// New returns a Dispatcher writing with cl, a client built with
+// ProducerOpts.
+func New(cl *kgo.Client, cfg Config) (*Dispatcher, error) {
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = DefaultFlushTimeout
+	}
+	if cfg.ExactlyOnce && (cfg.Group == "" || cfg.GroupMeta == nil) {
+		return nil, errors.New("dispatcher: exactly-once needs the group and its member metadata")
+	}
+	return &Dispatcher{cfg: cfg, cl: cl, adm: kadm.NewClient(cl), topicIDs: map[string][16]byte{}}, nil
+}
+
+func (d *Dispatcher) report(err error) {
+	if d.cfg.OnError != nil {
+		d.cfg.OnError(err)
+	}
+}
+
+// Flush writes a batch and returns once it is committed, or once it has
+// failed and its transaction has been ended. Items the broker refuses for
+// good become rejections (their Op and Err change) and are written as such.
+func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
+	start := time.Now()
+	res := Result{}
+	for _, it := range b.Items {
+		if err := it.unpack(); err != nil {
+			// A packed record the tracker wrote cannot be corrupt; if it
+			// is, rejecting it is better than blocking the partition.
+			it.Op, it.Item.Err = tracker.OpReject, envelope.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
+		}
+	}
+	for {
+		res.Attempts++
+		var refused int
+		var err error
+		if d.cfg.ExactlyOnce {
+			refused, err = d.transact(ctx, b)
+		} else {
+			refused, err = d.atLeastOnce(ctx, b)
+		}
+		res.Refused += refused
+		if err == nil {
+			res.Committed = true
+			for _, it := range b.Items {
+				it.Done = true
+			}
+			d.report(nil)
+			break
+		}
+		if errors.Is(err, errRefused) {
+			err = nil
+		}
+		if err == nil {
+			continue
+		}
+		if refused > 0 && ctx.Err() == nil && !errors.Is(err, ErrFatal) && d.cfg.ExactlyOnce {
+			// Write again at once: the refused items are rejections now.
+			continue
+		}
+		res.Err = err
+		d.report(err)
+		break
+	}
+	res.Duration = time.Since(start)
+	return res
+}
+
+func (it *Item) unpack() error {
+	if it.key != nil || it.value != nil || it.headers != nil {
+		return nil
+	}
+	var err error
+	it.key, it.value, it.headers, err = envelope.Unpack(it.Data)
+	return err
+}
+
+// role is what a record is for, which decides how its failure is read.
+type role uint8
+
+const (
+	roleTarget role = iota
+	roleTombstone
+	roleLog
+	roleCopy
+)
+
+type produced struct {
+	it   *Item
+	role role
+}
+
+// records returns the records of an item in write order, split into what
+// may be written at once and what must wait until those are acknowledged
+// (at-least-once: the tombstone goes last, so that a tombstone in the log
+// always means the target was written).
+func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record, roles []role) {
+	src := it.Source
+	switch it.Op {
+	case tracker.OpDispatch:
+		target := envelope.Target(&it.Env, it.headers, src)
+		target.Partition = it.TargetPartition
+		first = append(first, target)
+		roles = append(roles, roleTarget)
+		if d.cfg.Logs {
+			lateness := at.Sub(time.UnixMilli(it.DueMs)).Milliseconds()
+			log := envelope.Dispatched(target, it.LogsTopic, src.Partition, it.key, at, lateness, d.cfg.LogPayload && !it.omitLog)
+			first = append(first, log)
+			roles = append(roles, roleLog)
+		}
+		last = append(last, envelope.Tombstone(it.key, it.headers, src))
+	case tracker.OpReject:
+		if d.cfg.Logs {
+			first = append(first, envelope.Rejected(it.key, it.value, it.headers, it.LogsTopic, src.Partition, it.Item.Err, d.cfg.LogPayload && !it.omitLog))
+			roles = append(roles, roleLog)
+		}
+		if it.key != nil {
+			last = append(last, envelope.Tombstone(it.key, it.headers, src))
+		}
+	case tracker.OpReappend:
+		first = append(first, envelope.Copy(it.key, it.value, it.headers, src))
+		roles = append(roles, roleCopy)
+	case tracker.OpTombstone:
+		last = append(last, envelope.Tombstone(it.key, it.headers, src))
+	}
+	for range last {
+		roles = append(roles, roleTombstone)
+	}
+	return first, last, roles
+}
+
+// produceAll produces recs and waits for them. It returns the refusals,
+// turned into rejections, the first other error, and which records failed.
+func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, err error, failed []bool) {
+	var mu sync.Mutex
+	errs := make([]error, len(recs))
+	for i, r := range recs {
+		d.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
+			if perr != nil {
+				mu.Lock()
+				errs[i] = perr
+				mu.Unlock()
+			}
+		})
+	}
+	flushErr := d.cl.Flush(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	failed = make([]bool, len(recs))
+	var other error
+	for i, perr := range errs {
+		if perr == nil {
+			continue
+		}
+		failed[i] = true
+		p := who[i]
+		if code, ok := refusal(p.role, perr); ok {
+			if p.role == roleLog {
+				if !p.it.omitLog {
+					p.it.omitLog = true
+					refused++
+					continue
+				}
+			} else if p.it.Op == tracker.OpDispatch {
+				p.it.Op = tracker.OpReject
+				p.it.Item.Err = envelope.Errorf(code, "the broker refused the message for %s: %v", p.it.Env.TargetTopic, perr)
+				refused++
+				continue
+			}
+		}
+		if other == nil {
+			other = fmt.Errorf("writing to %s[%d]: %w", recs[i].Topic, recs[i].Partition, perr)
+		}
+	}
+	if other == nil && refused == 0 && flushErr != nil {
+		other = flushErr
+	}
+	if other == nil && refused > 0 {
+		other = errRefused
+	}
+	return refused, other, failed
+}
+
+var errRefused = errors.New("the broker refused records; writing the batch again without them")
+
+// refusal reads a produce error of a record the broker will never take.
+func refusal(r role, err error) (envelope.Code, bool) {
+	switch r {
+	case roleTarget:
+		switch {
+		case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+			return envelope.CodeTooLarge, true
+		case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+			return envelope.CodeUnauthorized, true
+		case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.InvalidTopicException), errors.Is(err, kerr.UnknownTopicID):
+			return envelope.CodeTargetUnavailable, true
+		case errors.Is(err, kerr.InvalidRecord), errors.Is(err, kerr.PolicyViolation):
+			return envelope.CodeTargetNotAllowed, true
+		}
+	case roleLog:
+		// The audit record holds the payload and headers plus ours: it
+		// can be too large where the target was not. Written again
+		// without the payload.
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			return envelope.CodeTooLarge, true
+		}
+	}
+	return "", false
+}
+
+// atLeastOnce writes targets, audit records and copies, then the
+// tombstones of the items whose first records were all written. An item is
+// Done once all its records are; the others are written again by the next
+// attempt or batch, which may duplicate their targets: that is what
+// at-least-once allows.
+func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
+	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	defer cancel()
+	var recs []*kgo.Record
+	var who []produced
+	lasts := map[*Item][]*kgo.Record{}
+	for _, it := range b.Items {
+		if it.Done {
+			continue
+		}
+		first, last, roles := d.records(it, b.At)
+		for i, r := range first {
+			recs = append(recs, r)
+			who = append(who, produced{it, roles[i]})
+		}
+		lasts[it] = last
+	}
+	refused, err1, failed := d.produceAll(fctx, recs, who)
+	for i, f := range failed {
+		if f {
+			delete(lasts, who[i].it) // not written: no tombstone yet
+		}
+	}
+	recs, who = recs[:0], who[:0]
+	for it, last := range lasts {
+		if len(last) == 0 {
+			it.Done = true
+		}
+		for _, r := range last {
+			recs = append(recs, r)
+			who = append(who, produced{it, roleTombstone})
+		}
+	}
+	_, err2, failed := d.produceAll(fctx, recs, who)
+	bad := map[*Item]bool{}
+	for i, f := range failed {
+		if f {
+			bad[who[i].it] = true
+		}
+	}
+	for _, w := range who {
+		if !bad[w.it] {
+			w.it.Done = true
+		}
+	}
+	if err1 != nil {
+		return refused, err1
+	}
+	return 0, err2
+}
+
+// transact writes the batch as one transaction with the group offsets.
+func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
+	if err := d.begin(ctx); err != nil {
+		return 0, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	defer cancel()
+	var recs []*kgo.Record
+	var who []produced
+	for _, it := range b.Items {
+		first, last, roles := d.records(it, b.At)
+		for i, r := range append(first, last...) {
+			recs = append(recs, r)
+			who = append(who, produced{it, roles[i]})
+		}
+	}
+	refused, err, _ := d.produceAll(fctx, recs, who)
+	if err == nil {
+		err = d.commitOffsets(fctx, b.Offsets)
+	}
+	if err == nil {
+		err = d.cl.EndTransaction(fctx, kgo.TryCommit)
+		if err == nil {
+			return 0, nil
+		}
+		err = fmt.Errorf("committing the transaction (outcome unknown): %w", err)
+	}
+	d.report(err)
+	if aerr := d.abort(ctx); aerr != nil {
+		return 0, fmt.Errorf("%w (after: %v)", aerr, err)
+	}
+	return refused, err
+}
+
+// begin starts a transaction, first ending one a failed attempt left open.
+func (d *Dispatcher) begin(ctx context.Context) error {
+	err := d.cl.BeginTransaction()
+	if err == nil {
+		return nil
+	}
+	if aerr := d.abort(ctx); aerr != nil {
+		return aerr
+	}
+	if err = d.cl.BeginTransaction(); err != nil {
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			return fmt.Errorf("%w: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+		}
+		return fmt.Errorf("beginning a transaction: %w", err)
+	}
+	return nil
+}
+
+// abort ends the open transaction, retrying until the broker confirms or
+// ctx ends: the caller must not read the log to settle the batch while the
+// transaction could still commit.
+func (d *Dispatcher) abort(ctx context.Context) error {
+	backoff := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+		err := d.cl.AbortBufferedRecords(actx)
+		if err == nil {
+			err = d.cl.EndTransaction(actx, kgo.TryAbort)
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			return fmt.Errorf("%w: aborting: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+		}
+		d.cfg.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("aborting the transaction failed; retrying")
+		d.report(fmt.Errorf("aborting a failed batch: %w", err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("aborting the transaction: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// commitOffsets adds the group's offsets to the open transaction. The
+// member id and generation make the group coordinator refuse the commit,
+// and so abort the batch, once this instance has lost its partitions.
+func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[int32]int64) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	id, epoch, err := d.cl.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("producer id: %w", err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID = txnID(d.cl)
+	add.ProducerID, add.ProducerEpoch = id, epoch
+	add.Group = d.cfg.Group
+	if err := retryCode(ctx, func() (int16, error) {
+		resp, err := add.RequestWith(ctx, d.cl)
+		if err != nil {
+			return 0, err
+		}
+		return resp.ErrorCode, nil
+	}); err != nil {
+		return fmt.Errorf("adding the group offsets to the transaction: %w", err)
+	}
+
+	member, gen := d.cfg.GroupMeta()
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID = add.TransactionalID
+	req.Group = d.cfg.Group
+	req.ProducerID, req.ProducerEpoch = id, epoch
+	req.MemberID, req.Generation = member, gen
+	if d.cfg.InstanceID != "" {
+		req.InstanceID = kmsg.StringPtr(d.cfg.InstanceID)
+	}
+	for topic, parts := range offsets {
+		t := kmsg.NewTxnOffsetCommitRequestTopic()
+		t.Topic = topic
+		tid, err := d.topicID(ctx, topic)
+		if err != nil {
+			return err
+		}
+		t.TopicID = tid
+		for p, off := range parts {
+			tp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			tp.Partition, tp.Offset, tp.LeaderEpoch = p, off, -1
+			t.Partitions = append(t.Partitions, tp)
+		}
+		req.Topics = append(req.Topics, t)
+	}
+	return retryCode(ctx, func() (int16, error) {
+		resp, err := req.RequestWith(ctx, d.cl)
+		if err != nil {
+			return 0, err
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					if p.ErrorCode == kerr.UnknownTopicID.Code {
+						d.forgetTopicID(t.Topic)
+					}
+					return p.ErrorCode, nil
+				}
+			}
+		}
+		return 0, nil
+	})
+}
+
+// retryCode retries a request while it answers a retriable error code,
+// briefly: a coordinator moving or a previous transaction still ending.
+func retryCode(ctx context.Context, do func() (int16, error)) error {
+	backoff := 20 * time.Millisecond
+	for i := 0; ; i++ {
+		code, err := do()
+		if err != nil {
+			return err
+		}
+		kerrv := kerr.ErrorForCode(code)
+		if kerrv == nil {
+			return nil
+		}
+		var ke *kerr.Error
+		if !errors.As(kerrv, &ke) || !ke.Retriable || i >= 10 {
+			return kerrv
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(kerrv, ctx.Err())
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (d *Dispatcher) topicID(ctx context.Context, topic string) ([16]byte, error) {
+	d.idsMu.Lock()
+	id, ok := d.topicIDs[topic]
+	d.idsMu.Unlock()
+	if ok {
+		return id, nil
+	}
+	md, err := d.adm.Metadata(ctx, topic)
+	if err != nil {
+		return id, fmt.Errorf("reading the id of topic %s: %w", topic, err)
+	}
+	td, ok := md.Topics[topic]
+	if !ok || td.Err != nil {
+		return id, fmt.Errorf("reading the id of topic %s: %w", topic, errors.Join(td.Err, kerr.UnknownTopicOrPartition))
+	}
+	d.idsMu.Lock()
+	d.topicIDs[topic] = td.ID
+	d.idsMu.Unlock()
+	return td.ID, nil
+}
+
+func (d *Dispatcher) forgetTopicID(topic string) {
+	d.idsMu.Lock()
+	delete(d.topicIDs, topic)
+	d.idsMu.Unlock()
+}
+
+func txnID(cl *kgo.Client) string {
+	if v, ok := cl.OptValue(kgo.TransactionalID).(string); ok {
+		return v
+	}
+	return ""
+}
+
+// jitter spreads retries of several instances apart: +-20%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// Backoff is capped exponential backoff with jitter, for retrying batches.
+type Backoff struct {
+	Min, Max time.Duration
+	n        int
+}
+
+// Next returns how long to wait before the next retry.
+func (b *Backoff) Next() time.Duration {
+	d := b.Min << min(b.n, 20)
+	if d > b.Max || d <= 0 {
+		d = b.Max
+	}
+	b.n++
+	return jitter(d)
+}
+
+// Reset starts over after a success.
+func (b *Backoff) Reset() { b.n = 0 }
+
+// Describe summarises an error for status pages: the innermost Kafka error
+// name when there is one.
+func Describe(err error) string {
+	if err == nil {
+		return ""
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Message + ": " + strings.TrimSpace(err.Error())
+	}
+	return err.Error()
+}
+
+// Prepare reads the packed record of an OpDispatch item and parses its
+// envelope, so the caller can resolve the target before the batch is
+// formed.
+func (it *Item) Prepare(now time.Time) *envelope.Error {
+	if err := it.unpack(); err != nil {
+		return envelope.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
+	}
+	env, err := envelope.Parse(&kgo.Record{Key: it.key, Value: it.value, Headers: it.headers}, now)
+	if err != nil {
+		var ee *envelope.Error
+		if errors.As(err, &ee) {
+			return ee
+		}
+		return envelope.Errorf(envelope.CodeMissingHeader, "%v", err)
+	}
+	it.Env = env
+	return nil
+}

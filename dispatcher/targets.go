@@ -1,0 +1,162 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TargetState is what is known of a target topic.
+type TargetState uint8
+
+const (
+	// TargetPending: not known yet, or missing and being checked again.
+	TargetPending TargetState = iota
+	// TargetReady: the topic exists; Partitions is its count.
+	TargetReady
+	// TargetUnauthorized: this service may not see the topic.
+	TargetUnauthorized
+)
+
+// Targets caches the partition counts of target topics. Lookups never
+// block: an unknown topic is fetched in the background, and the schedules
+// bound for it wait (are parked) rather than the batch, so a missing topic
+// never holds up others.
+type Targets struct {
+	adm     *kadm.Client
+	log     zerolog.Logger
+	refresh time.Duration // how old a ready entry may get
+	retry   time.Duration // how often a missing topic is checked again
+
+	mu      sync.Mutex
+	topics  map[string]*targetInfo
+	wake    chan struct{}
+	updated chan struct{}
+}
+
+type targetInfo struct {
+	state      TargetState
+	partitions int
+	checked    time.Time // zero until fetched
+	wanted     time.Time // last lookup
+}
+
+// NewTargets returns a cache reading metadata with adm.
+func NewTargets(adm *kadm.Client, log zerolog.Logger) *Targets {
+	return &Targets{
+		adm: adm, log: log,
+		refresh: 30 * time.Second, retry: 500 * time.Millisecond,
+		topics: map[string]*targetInfo{}, wake: make(chan struct{}, 1), updated: make(chan struct{}, 1),
+	}
+}
+
+// Updated signals, coalesced, that a fetch changed what is known of some
+// topic: schedules parked for it can be looked at again.
+func (t *Targets) Updated() <-chan struct{} { return t.updated }
+
+// Warm makes sure topic is known or being fetched, without answering:
+// called when a schedule due soon is read, so its target is known when it
+// is due.
+func (t *Targets) Warm(topic string, now time.Time) { t.Lookup(topic, now) }
+
+// Lookup returns what is known of topic now, asking for a fetch if that is
+// missing or stale.
+func (t *Targets) Lookup(topic string, now time.Time) (TargetState, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ti := t.topics[topic]
+	if ti == nil {
+		ti = &targetInfo{}
+		t.topics[topic] = ti
+	}
+	ti.wanted = now
+	if t.stale(ti, now) {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+	return ti.state, ti.partitions
+}
+
+func (t *Targets) stale(ti *targetInfo, now time.Time) bool {
+	switch ti.state {
+	case TargetReady:
+		return now.Sub(ti.checked) >= t.refresh
+	default:
+		return now.Sub(ti.checked) >= t.retry
+	}
+}
+
+// Run fetches metadata when lookups ask for it, until ctx ends.
+func (t *Targets) Run(ctx context.Context) {
+	tick := time.NewTicker(t.retry)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake:
+		case <-tick.C:
+		}
+		now := time.Now()
+		var fetch []string
+		t.mu.Lock()
+		for name, ti := range t.topics {
+			switch {
+			case now.Sub(ti.wanted) > 10*t.refresh:
+				delete(t.topics, name) // no longer looked up
+			case t.stale(ti, now):
+				fetch = append(fetch, name)
+			}
+		}
+		t.mu.Unlock()
+		if len(fetch) == 0 {
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		md, err := t.adm.Metadata(fctx, fetch...)
+		cancel()
+		if err != nil {
+			t.log.Warn().Err(err).Strs("topics", fetch).Msg("reading metadata of target topics failed")
+			continue
+		}
+		t.mu.Lock()
+		changed := false
+		for _, name := range fetch {
+			ti := t.topics[name]
+			if ti == nil {
+				continue
+			}
+			before := *ti
+			ti.checked = now
+			td, ok := md.Topics[name]
+			switch {
+			case !ok, errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+				ti.state, ti.partitions = TargetPending, 0
+			case errors.Is(td.Err, kerr.TopicAuthorizationFailed):
+				ti.state, ti.partitions = TargetUnauthorized, 0
+			case td.Err != nil:
+				// Leader elections and the like: keep what we knew.
+				t.log.Debug().Err(td.Err).Str("topic", name).Msg("target topic metadata error")
+			case len(td.Partitions) == 0:
+				ti.state, ti.partitions = TargetPending, 0
+			default:
+				ti.state, ti.partitions = TargetReady, len(td.Partitions)
+			}
+			changed = changed || ti.state != before.state || ti.partitions != before.partitions
+		}
+		t.mu.Unlock()
+		if changed {
+			select {
+			case t.updated <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
