@@ -1,13 +1,18 @@
 package tracker
 
-// The heap orders pending entries by (at, offset): due time first, and the
-// log's order among schedules due at the same moment. It is hand-written
-// rather than container/heap so that comparisons inline on the hot path of
-// loading and dispatching.
+// The heap orders pending entries by (at, due, offset): when they are next
+// eligible, then their due time, then the log's order. For most entries at
+// is the due time; entries retried together (after waiting for a target's
+// metadata, or a failed batch) share an at and still go out oldest first.
+// It is hand-written rather than container/heap so that comparisons inline
+// on the hot path of loading and dispatching.
 
 func less(a, b *entry) bool {
 	if a.at != b.at {
 		return a.at < b.at
+	}
+	if a.due != b.due {
+		return a.due < b.due
 	}
 	return a.offset < b.offset
 }
