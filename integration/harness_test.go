@@ -134,7 +134,7 @@ func (h *harness) readCommitted(topic string, want int, timeout time.Duration) [
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(100*time.Millisecond))
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.KeepControlRecords())
 	require.NoError(h.t, err)
 	defer cl.Close()
 	var ends kadm.ListedOffsets
@@ -161,14 +161,12 @@ func (h *harness) readCommitted(topic string, want int, timeout time.Duration) [
 		if ctx.Err() != nil {
 			break
 		}
+		// Control records (transaction markers) only move the position.
 		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			pos[r.Partition] = r.Offset + 1
-		})
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			if p.LastStableOffset > pos[p.Partition] && len(p.Records) == 0 {
-				pos[p.Partition] = max(pos[p.Partition], p.LastStableOffset)
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
 			}
+			pos[r.Partition] = r.Offset + 1
 		})
 	}
 	return out
