@@ -3,8 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
+		"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -147,9 +146,4 @@ func (e *Engine) revoke(ctx context.Context, m map[string][]int32, lost bool) {
 	case <-ctx.Done():
 	case <-e.loopDone:
 	}
-}
-
-// fail stops the service with err from any goroutine.
-func (e *Engine) fail(ctx context.Context, err error) {
-	e.send(ctx, evFatal{fmt.Errorf("consumer: %w", err)})
 }

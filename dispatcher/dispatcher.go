@@ -269,7 +269,7 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 
 // produceAll produces recs and waits for them. It returns the refusals,
 // turned into rejections, the first other error, and which records failed.
-func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, err error, failed []bool) {
+func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, failed []bool, err error) {
 	var mu sync.Mutex
 	errs := make([]error, len(recs))
 	for i, r := range recs {
@@ -316,7 +316,7 @@ func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []p
 	if other == nil && refused > 0 {
 		other = errRefused
 	}
-	return refused, other, failed
+	return refused, failed, other
 }
 
 var errRefused = errors.New("the broker refused records; writing the batch again without them")
@@ -368,7 +368,7 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 		}
 		lasts[it] = last
 	}
-	refused, err1, failed := d.produceAll(fctx, recs, who)
+	refused, failed, err1 := d.produceAll(fctx, recs, who)
 	for i, f := range failed {
 		if f {
 			delete(lasts, who[i].it) // not written: no tombstone yet
@@ -384,7 +384,7 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 			who = append(who, produced{it, roleTombstone})
 		}
 	}
-	_, err2, failed := d.produceAll(fctx, recs, who)
+	_, failed, err2 := d.produceAll(fctx, recs, who)
 	bad := map[*Item]bool{}
 	for i, f := range failed {
 		if f {
@@ -418,7 +418,7 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 			who = append(who, produced{it, roles[i]})
 		}
 	}
-	refused, err, _ := d.produceAll(fctx, recs, who)
+	refused, _, err := d.produceAll(fctx, recs, who)
 	if err == nil {
 		err = d.commitOffsets(fctx, b.Offsets)
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +29,6 @@ type harness struct {
 	brokers []string
 	cl      *kgo.Client
 	adm     *kadm.Client
-	seq     atomic.Int64
 }
 
 func newHarness(t *testing.T, opts ...kfake.Opt) *harness {
@@ -98,15 +96,6 @@ func (h *harness) produce(recs ...*kgo.Record) []*kgo.Record {
 	require.NoError(h.t, err)
 	defer cl.Close()
 	require.NoError(h.t, cl.ProduceSync(ctx, recs...).FirstErr())
-	return recs
-}
-
-// produceTo writes records to explicit partitions.
-func (h *harness) produceTo(recs ...*kgo.Record) []*kgo.Record {
-	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(h.t, h.cl.ProduceSync(ctx, recs...).FirstErr())
 	return recs
 }
 

@@ -53,7 +53,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := zerolog.Nop()
+	var log zerolog.Logger
 	if cfg.Logger != nil {
 		log = *cfg.Logger
 	} else {

@@ -1,0 +1,34 @@
+# Targets for working on the scheduler. The README's commands are the
+# source of truth: `make run` and `make test` are those commands.
+
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 60s
+
+.PHONY: run test lint fuzz bench build
+
+# Run the service on its embedded broker (no --brokers).
+run:
+	go run ./cmd/scheduler run
+
+# The test suite, as CI runs it.
+test:
+	go test -race ./...
+
+build:
+	go build -trimpath -o bin/scheduler ./cmd/scheduler
+
+lint:
+	gofmt -l . | (! grep .)
+	go vet ./...
+	go run $(STATICCHECK) ./...
+
+# Each fuzz target for FUZZTIME; new findings land in testdata/fuzz.
+fuzz:
+	go test ./envelope/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	go test ./envelope/ -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME)
+	go test ./state/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	go test ./state/ -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
+
+# Go benchmarks of the pure packages.
+bench:
+	go test -run '^$$' -bench . -benchmem ./envelope/ ./tracker/ ./state/
