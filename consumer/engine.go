@@ -150,6 +150,7 @@ type Engine struct {
 	in       chan any
 	flushed  chan flushed
 	loopDone chan struct{} // closed when the loop has returned
+	kill     chan struct{} // closed by Kill
 
 	parts    map[tp]*partition
 	order    []*partition // rotates so batches take from every partition in turn
@@ -189,6 +190,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		in:       make(chan any, 16),
 		flushed:  make(chan flushed, 1),
 		loopDone: make(chan struct{}),
+		kill:     make(chan struct{}),
 		parts:    map[tp]*partition{},
 		backoff:  dispatcher.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second},
 	}
@@ -302,8 +304,28 @@ func (e *Engine) Run(ctx context.Context) error {
 	close(e.loopDone)
 
 	cancelPoll()
+	if errors.Is(err, ErrKilled) {
+		// A crash: nothing more is written, nobody is told.
+		cl.Close()
+		<-pollDone
+		return err
+	}
 	e.shutdown(pollDone)
 	return err
+}
+
+// ErrKilled is returned by Run after Kill.
+var ErrKilled = errors.New("killed")
+
+// Kill stops the loop at once, as if the process died: no waiting for the
+// batch in flight, no stopped reports, no leaving the group. Tests use it to
+// crash the service at chosen moments.
+func (e *Engine) Kill() {
+	select {
+	case <-e.kill:
+	default:
+		close(e.kill)
+	}
 }
 
 // loop is the event loop. It returns when ctx ends (after the batch in
@@ -325,6 +347,8 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 				p.tr.RetryParked(now)
 			}
 		case <-timer.C:
+		case <-e.kill:
+			return ErrKilled
 		case <-done:
 			done = nil
 			e.stopping = true

@@ -3,7 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
-		"time"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"

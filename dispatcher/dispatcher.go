@@ -62,6 +62,24 @@ type Config struct {
 	// batch is still being retried or aborted, and nil once a batch
 	// commits, so status pages can show a failure while it lasts.
 	OnError func(error)
+
+	// Hook, when set, is called at the named points of writing a batch:
+	// HookBeforeProduce, HookAfterProduce, HookAfterCommit. Tests use it
+	// to crash the service there.
+	Hook func(point string)
+}
+
+// Points of Config.Hook.
+const (
+	HookBeforeProduce = "before-produce" // the transaction is open, nothing written
+	HookAfterProduce  = "after-produce"  // every record is written, not committed
+	HookAfterCommit   = "after-commit"   // committed; the caller does not know yet
+)
+
+func (d *Dispatcher) hook(point string) {
+	if d.cfg.Hook != nil {
+		d.cfg.Hook(point)
+	}
 }
 
 // DefaultFlushTimeout is the default of Config.FlushTimeout.
@@ -418,13 +436,16 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 			who = append(who, produced{it, roles[i]})
 		}
 	}
+	d.hook(HookBeforeProduce)
 	refused, _, err := d.produceAll(fctx, recs, who)
 	if err == nil {
 		err = d.commitOffsets(fctx, b.Offsets)
 	}
 	if err == nil {
+		d.hook(HookAfterProduce)
 		err = d.cl.EndTransaction(fctx, kgo.TryCommit)
 		if err == nil {
+			d.hook(HookAfterCommit)
 			return 0, nil
 		}
 		err = fmt.Errorf("committing the transaction (outcome unknown): %w", err)

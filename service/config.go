@@ -86,6 +86,9 @@ type Config struct {
 	ClockOffset time.Duration
 	// OnCommitted, when set, sees every committed item (consumer.Config).
 	OnCommitted func(items []*dispatcher.Item, at time.Time)
+	// DispatchHook, when set, is called at points of writing a batch
+	// (dispatcher.Config.Hook), for tests that crash the service there.
+	DispatchHook func(point string)
 }
 
 // Default returns the configuration with every default set.

@@ -133,6 +133,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ExactlyOnce {
+		// Initialise the transactional id before joining the group: that
+		// fences an earlier incarnation of this instance and ends its open
+		// transaction. Joining first would deadlock: the offset fetch that
+		// gives us our partitions waits for that transaction, which would
+		// only end when our first batch initialises the id.
+		if err := initProducer(ctx, prod, log); err != nil {
+			return nil, err
+		}
+	}
 	var eng *consumer.Engine
 	disp, err := dispatcher.New(prod, dispatcher.Config{
 		ExactlyOnce: cfg.ExactlyOnce, Group: cfg.Group, InstanceID: cfg.InstanceID,
@@ -140,6 +150,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Logs:      cfg.Logs, LogPayload: cfg.LogPayload, FlushTimeout: cfg.FlushTimeout,
 		Logger:  log.With().Str("component", "dispatcher").Logger(),
 		OnError: func(err error) { eng.DispatchError(err) },
+		Hook:    cfg.DispatchHook,
 	})
 	if err != nil {
 		return nil, err
@@ -195,7 +206,17 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 // Wait waits for the service to end and returns why it did.
 func (s *Service) Wait() error {
 	<-s.done
+	if errors.Is(s.err, consumer.ErrKilled) {
+		return nil
+	}
 	return s.err
+}
+
+// Kill stops the service as if its process died: the loop stops at once
+// and the clients are closed without aborting, reporting or leaving.
+func (s *Service) Kill() {
+	s.engine.Kill()
+	<-s.done
 }
 
 // Engine returns the service's loop, for tests and the benchmark.
@@ -248,6 +269,26 @@ func waitForCluster(ctx context.Context, cl *kgo.Client, log zerolog.Logger) err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("reaching the brokers: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func initProducer(ctx context.Context, cl *kgo.Client, log zerolog.Logger) error {
+	backoff := 100 * time.Millisecond
+	for {
+		_, _, err := cl.ProducerID(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("initialising the transactional producer: %w", err)
+		}
+		log.Warn().Err(err).Dur("retry_in", backoff).Msg("initialising the transactional producer failed")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("initialising the transactional producer: %w", err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
