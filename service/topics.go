@@ -9,6 +9,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/dispatcher"
 )
 
 // TopicSet is a schedules topic and the topics named after it.
@@ -59,15 +62,21 @@ var ErrTopics = errors.New("topics")
 // holding as many partitions as their schedules topic, since a partition's
 // reports and audit records go to the partition of the same index. It
 // returns the partition count of each schedules topic.
-func EnsureTopics(ctx context.Context, adm *kadm.Client, sets []TopicSet, o TopicOptions) (map[string]int, error) {
+//
+// It reads metadata with direct requests, never the client's cache: a topic
+// created a moment ago must not look missing.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, sets []TopicSet, o TopicOptions) (map[string]int, error) {
+	adm := kadm.NewClient(cl)
 	counts := map[string]int{}
 	for _, s := range sets {
-		n, err := ensure(ctx, adm, s.Schedules, o.Partitions, o, CompactedConfig())
+		// An existing schedules topic is never grown: a key's partition
+		// would change, and a cancel or update would miss its schedule.
+		n, err := ensure(ctx, cl, adm, s.Schedules, o.Partitions, false, o, CompactedConfig())
 		if err != nil {
 			return nil, err
 		}
 		counts[s.Schedules] = n
-		if _, err := ensure(ctx, adm, s.States, n, o, CompactedConfig()); err != nil {
+		if _, err := ensure(ctx, cl, adm, s.States, n, true, o, CompactedConfig()); err != nil {
 			return nil, err
 		}
 		if s.Logs != "" {
@@ -75,7 +84,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, sets []TopicSet, o Topi
 				"cleanup.policy": kadm.StringPtr("delete"),
 				"retention.ms":   kadm.StringPtr(strconv.FormatInt(o.LogsRetention.Milliseconds(), 10)),
 			}
-			if _, err := ensure(ctx, adm, s.Logs, n, o, logCfg); err != nil {
+			if _, err := ensure(ctx, cl, adm, s.Logs, n, true, o, logCfg); err != nil {
 				return nil, err
 			}
 		}
@@ -84,9 +93,9 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, sets []TopicSet, o Topi
 }
 
 // ensure returns the partition count of topic, creating it with want
-// partitions, or growing it to want, if allowed.
-func ensure(ctx context.Context, adm *kadm.Client, topic string, want int, o TopicOptions, configs map[string]*string) (int, error) {
-	have, err := partitions(ctx, adm, topic)
+// partitions, or growing it to want if grow and allowed.
+func ensure(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string, want int, grow bool, o TopicOptions, configs map[string]*string) (int, error) {
+	have, err := partitions(ctx, cl, topic)
 	if err != nil {
 		return 0, err
 	}
@@ -102,9 +111,11 @@ func ensure(ctx context.Context, adm *kadm.Client, topic string, want int, o Top
 		case err == nil:
 			return want, nil
 		case errors.Is(err, kerr.TopicAlreadyExists): // created meanwhile by another instance
-			return partitions(ctx, adm, topic)
+			return partitions(ctx, cl, topic)
 		}
 		return 0, fmt.Errorf("creating topic %s: %w", topic, err)
+	case !grow:
+		return have, nil
 	case have < want && !o.Create:
 		return 0, fmt.Errorf("%w: topic %s has %d partitions, fewer than the %d of its schedules topic", ErrTopics, topic, have, want)
 	case have < want:
@@ -121,17 +132,17 @@ func ensure(ctx context.Context, adm *kadm.Client, topic string, want int, o Top
 }
 
 // partitions returns how many partitions topic has, 0 if it does not exist.
-func partitions(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
-	md, err := adm.Metadata(ctx, topic)
+func partitions(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	md, err := dispatcher.FetchTopics(ctx, cl, topic)
 	if err != nil {
 		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
 	}
-	td, ok := md.Topics[topic]
-	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+	tm := md[topic]
+	if errors.Is(tm.Err, kerr.UnknownTopicOrPartition) {
 		return 0, nil
 	}
-	if td.Err != nil {
-		return 0, fmt.Errorf("reading metadata of %s: %w", topic, td.Err)
+	if tm.Err != nil {
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, tm.Err)
 	}
-	return len(td.Partitions), nil
+	return tm.Partitions, nil
 }
