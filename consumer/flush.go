@@ -163,7 +163,6 @@ func (e *Engine) account(p *partition, it *dispatcher.Item, at time.Time) {
 		ms := float64(at.Sub(time.UnixMilli(it.DueMs)).Microseconds()) / 1000
 		p.lat.add(ms)
 		m.Lateness.Observe(ms / 1000)
-		m.dispatched(p)
 	case tracker.OpReject:
 		// Logged once: here, when the rejection is committed.
 		m.rejected(p, it.Err.Code)

@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	tp := []string{"topic", "partition"}
 	m := &Metrics{
 		Dispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "scheduler_dispatched_total", Help: "Schedules delivered (target committed).",
+			Name: "scheduler_dispatched_total", Help: "Schedules delivered (target committed), counted when acknowledged or when their tombstone is read.",
 		}, tp),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scheduler_rejected_total", Help: "Schedules rejected, by stable error code.",
@@ -80,14 +80,16 @@ func (m *Metrics) partition(p *partition) {
 	m.Dispatched.WithLabelValues(labels(p)...)
 }
 
-func (m *Metrics) dispatched(p *partition) { m.Dispatched.WithLabelValues(labels(p)...).Inc() }
-
 func (m *Metrics) rejected(p *partition, code envelope.Code) {
 	m.Rejected.WithLabelValues(append(labels(p), string(code))...).Inc()
 }
 
 func (m *Metrics) observe(p *partition, ps PartitionStatus) {
 	l := labels(p)
+	if d := ps.Dispatched - p.dispatched; d > 0 {
+		m.Dispatched.WithLabelValues(l...).Add(float64(d))
+		p.dispatched = ps.Dispatched
+	}
 	m.Pending.WithLabelValues(l...).Set(float64(ps.Pending))
 	m.PendingToday.WithLabelValues(l...).Set(float64(ps.PendingToday))
 	m.Loading.WithLabelValues(l...).Set(ps.Offsets.Loading)

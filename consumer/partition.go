@@ -40,7 +40,8 @@ type partition struct {
 	scanAt   time.Time
 	admitted int
 
-	lat lateness
+	lat        lateness
+	dispatched int64 // tracker's Dispatched already added to the metric
 
 	lastReport  time.Time
 	progressAt  time.Time

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -145,26 +144,95 @@ type Result struct {
 // such as another instance taking over this transactional id.
 var ErrFatal = errors.New("dispatcher cannot continue")
 
-// Dispatcher writes batches with one producer client.
+// Dispatcher writes batches with one producer client at a time.
 type Dispatcher struct {
-	cfg Config
-	cl  *kgo.Client
-	adm *kadm.Client
+	cfg       Config
+	newClient func() (*kgo.Client, error)
+
+	clMu sync.Mutex // guards cl, which reset replaces
+	cl   *kgo.Client
 
 	idsMu    sync.Mutex
 	topicIDs map[string][16]byte
 }
 
-// New returns a Dispatcher writing with cl, a client built with
-// ProducerOpts.
-func New(cl *kgo.Client, cfg Config) (*Dispatcher, error) {
+// New returns a Dispatcher writing with clients newClient builds, with
+// ProducerOpts. It builds the first one now.
+func New(newClient func() (*kgo.Client, error), cfg Config) (*Dispatcher, error) {
 	if cfg.FlushTimeout <= 0 {
 		cfg.FlushTimeout = DefaultFlushTimeout
 	}
 	if cfg.ExactlyOnce && (cfg.Group == "" || cfg.GroupMeta == nil) {
 		return nil, errors.New("dispatcher: exactly-once needs the group and its member metadata")
 	}
-	return &Dispatcher{cfg: cfg, cl: cl, adm: kadm.NewClient(cl), topicIDs: map[string][16]byte{}}, nil
+	cl, err := newClient()
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}}, nil
+}
+
+func (d *Dispatcher) client() *kgo.Client {
+	d.clMu.Lock()
+	defer d.clMu.Unlock()
+	return d.cl
+}
+
+// Close closes the producer client.
+func (d *Dispatcher) Close() { d.client().Close() }
+
+// Init readies the producer. With exactly-once it initialises the
+// transactional id, which fences an earlier incarnation of this instance
+// and ends its open transaction; it retries until ctx ends.
+func (d *Dispatcher) Init(ctx context.Context) error {
+	if !d.cfg.ExactlyOnce {
+		return nil
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		_, _, err := d.client().ProducerID(ctx)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			return fmt.Errorf("%w: initialising the transactional producer: %w", ErrFatal, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("initialising the transactional producer: %w", err)
+		}
+		d.cfg.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("initialising the transactional producer failed")
+		d.report(fmt.Errorf("initialising the transactional producer: %w", err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("initialising the transactional producer: %w", err)
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// reset replaces the producer client. A transactional client that cannot
+// learn the outcome of its in-flight records (a broker answering every
+// produce with a timeout) cannot end its transaction; a new client with the
+// same transactional id fences it, and the broker aborts the open
+// transaction. At-least-once, it drops records stuck in the old client.
+//
+// The old client is closed first: closing abandons its in-flight requests,
+// and its metrics hooks must be gone before the new client registers its
+// own.
+func (d *Dispatcher) reset(ctx context.Context) error {
+	d.clMu.Lock()
+	d.cl.Close()
+	cl, err := d.newClient()
+	if err == nil {
+		d.cl = cl
+	}
+	d.clMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("replacing the producer: %w", err)
+	}
+	d.cfg.Logger.Warn().Msg("replaced the producer client to end a transaction it could not abort")
+	return d.Init(ctx)
 }
 
 func (d *Dispatcher) report(err error) {
@@ -288,10 +356,11 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 // produceAll produces recs and waits for them. It returns the refusals,
 // turned into rejections, the first other error, and which records failed.
 func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, failed []bool, err error) {
+	cl := d.client()
 	var mu sync.Mutex
 	errs := make([]error, len(recs))
 	for i, r := range recs {
-		d.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
+		cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
 			if perr != nil {
 				mu.Lock()
 				errs[i] = perr
@@ -299,7 +368,7 @@ func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []p
 			}
 		})
 	}
-	flushErr := d.cl.Flush(ctx)
+	flushErr := cl.Flush(ctx)
 	mu.Lock()
 	defer mu.Unlock()
 	failed = make([]bool, len(recs))
@@ -387,6 +456,15 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 		lasts[it] = last
 	}
 	refused, failed, err1 := d.produceAll(fctx, recs, who)
+	if errors.Is(err1, context.DeadlineExceeded) || errors.Is(fctx.Err(), context.DeadlineExceeded) {
+		// Records stuck in the client would go out whenever the broker
+		// recovers, mixed into later batches: drop them with the client.
+		defer func() {
+			if err := d.reset(ctx); err != nil {
+				d.cfg.Logger.Warn().Err(err).Msg("replacing the producer client")
+			}
+		}()
+	}
 	for i, f := range failed {
 		if f {
 			delete(lasts, who[i].it) // not written: no tombstone yet
@@ -443,7 +521,7 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	}
 	if err == nil {
 		d.hook(HookAfterProduce)
-		err = d.cl.EndTransaction(fctx, kgo.TryCommit)
+		err = d.client().EndTransaction(fctx, kgo.TryCommit)
 		if err == nil {
 			d.hook(HookAfterCommit)
 			return 0, nil
@@ -459,14 +537,14 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 
 // begin starts a transaction, first ending one a failed attempt left open.
 func (d *Dispatcher) begin(ctx context.Context) error {
-	err := d.cl.BeginTransaction()
+	err := d.client().BeginTransaction()
 	if err == nil {
 		return nil
 	}
 	if aerr := d.abort(ctx); aerr != nil {
 		return aerr
 	}
-	if err = d.cl.BeginTransaction(); err != nil {
+	if err = d.client().BeginTransaction(); err != nil {
 		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
 			return fmt.Errorf("%w: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
 		}
@@ -475,33 +553,30 @@ func (d *Dispatcher) begin(ctx context.Context) error {
 	return nil
 }
 
-// abort ends the open transaction, retrying until the broker confirms or
-// ctx ends: the caller must not read the log to settle the batch while the
-// transaction could still commit.
+// abort ends the open transaction before returning: the caller must not
+// read the log to settle the batch while the transaction could still
+// commit. If the client cannot end it within the flush timeout, the client
+// is replaced, which ends it on the broker (see reset).
 func (d *Dispatcher) abort(ctx context.Context) error {
-	backoff := 50 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
-		err := d.cl.AbortBufferedRecords(actx)
-		if err == nil {
-			err = d.cl.EndTransaction(actx, kgo.TryAbort)
-		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-			return fmt.Errorf("%w: aborting: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
-		}
-		d.cfg.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("aborting the transaction failed; retrying")
-		d.report(fmt.Errorf("aborting a failed batch: %w", err))
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("aborting the transaction: %w", errors.Join(err, ctx.Err()))
-		case <-time.After(jitter(backoff)):
-		}
-		backoff = min(2*backoff, 5*time.Second)
+	cl := d.client()
+	actx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	err := cl.AbortBufferedRecords(actx)
+	if err == nil {
+		err = cl.EndTransaction(actx, kgo.TryAbort)
 	}
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		return fmt.Errorf("%w: aborting: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+	}
+	d.cfg.Logger.Warn().Err(err).Msg("aborting the transaction failed")
+	d.report(fmt.Errorf("aborting a failed batch: %w", err))
+	if rerr := d.reset(ctx); rerr != nil {
+		return fmt.Errorf("aborting the transaction: %w", errors.Join(err, rerr))
+	}
+	return nil
 }
 
 // commitOffsets adds the group's offsets to the open transaction. The
@@ -511,16 +586,17 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 	if len(offsets) == 0 {
 		return nil
 	}
-	id, epoch, err := d.cl.ProducerID(ctx)
+	cl := d.client()
+	id, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
 		return fmt.Errorf("producer id: %w", err)
 	}
 	add := kmsg.NewPtrAddOffsetsToTxnRequest()
-	add.TransactionalID = txnID(d.cl)
+	add.TransactionalID = txnID(cl)
 	add.ProducerID, add.ProducerEpoch = id, epoch
 	add.Group = d.cfg.Group
 	if err := retryCode(ctx, func() (int16, error) {
-		resp, err := add.RequestWith(ctx, d.cl)
+		resp, err := add.RequestWith(ctx, cl)
 		if err != nil {
 			return 0, err
 		}
@@ -554,7 +630,7 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		req.Topics = append(req.Topics, t)
 	}
 	return retryCode(ctx, func() (int16, error) {
-		resp, err := req.RequestWith(ctx, d.cl)
+		resp, err := req.RequestWith(ctx, cl)
 		if err != nil {
 			return 0, err
 		}
@@ -605,18 +681,17 @@ func (d *Dispatcher) topicID(ctx context.Context, topic string) ([16]byte, error
 	if ok {
 		return id, nil
 	}
-	md, err := d.adm.Metadata(ctx, topic)
+	md, err := FetchTopics(ctx, d.client(), topic)
 	if err != nil {
 		return id, fmt.Errorf("reading the id of topic %s: %w", topic, err)
 	}
-	td, ok := md.Topics[topic]
-	if !ok || td.Err != nil {
-		return id, fmt.Errorf("reading the id of topic %s: %w", topic, errors.Join(td.Err, kerr.UnknownTopicOrPartition))
+	if tm := md[topic]; tm.Err != nil {
+		return id, fmt.Errorf("reading the id of topic %s: %w", topic, tm.Err)
 	}
 	d.idsMu.Lock()
-	d.topicIDs[topic] = td.ID
+	d.topicIDs[topic] = md[topic].ID
 	d.idsMu.Unlock()
-	return td.ID, nil
+	return md[topic].ID, nil
 }
 
 func (d *Dispatcher) forgetTopicID(topic string) {

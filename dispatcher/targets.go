@@ -7,9 +7,44 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
+
+// TopicMeta is what a metadata request says of a topic.
+type TopicMeta struct {
+	Partitions int
+	ID         [16]byte
+	Err        error // UNKNOWN_TOPIC_OR_PARTITION when it does not exist
+}
+
+// FetchTopics asks the brokers about topics with a direct metadata request.
+// franz-go's admin helpers answer from a cache up to seconds old, which
+// would call a topic created a moment ago missing.
+func FetchTopics(ctx context.Context, cl *kgo.Client, topics ...string) (map[string]TopicMeta, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]TopicMeta, len(topics))
+	for _, t := range topics {
+		out[t] = TopicMeta{Err: kerr.UnknownTopicOrPartition}
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil {
+			continue
+		}
+		out[*t.Topic] = TopicMeta{Partitions: len(t.Partitions), ID: t.TopicID, Err: kerr.ErrorForCode(t.ErrorCode)}
+	}
+	return out, nil
+}
 
 // TargetState is what is known of a target topic.
 type TargetState uint8
@@ -28,7 +63,7 @@ const (
 // bound for it wait (are parked) rather than the batch, so a missing topic
 // never holds up others.
 type Targets struct {
-	adm     *kadm.Client
+	cl      *kgo.Client
 	log     zerolog.Logger
 	refresh time.Duration // how old a ready entry may get
 	retry   time.Duration // how often a missing topic is checked again
@@ -46,10 +81,10 @@ type targetInfo struct {
 	wanted     time.Time // last lookup
 }
 
-// NewTargets returns a cache reading metadata with adm.
-func NewTargets(adm *kadm.Client, log zerolog.Logger) *Targets {
+// NewTargets returns a cache reading metadata with cl.
+func NewTargets(cl *kgo.Client, log zerolog.Logger) *Targets {
 	return &Targets{
-		adm: adm, log: log,
+		cl: cl, log: log,
 		refresh: 30 * time.Second, retry: 500 * time.Millisecond,
 		topics: map[string]*targetInfo{}, wake: make(chan struct{}, 1), updated: make(chan struct{}, 1),
 	}
@@ -120,7 +155,7 @@ func (t *Targets) Run(ctx context.Context) {
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		md, err := t.adm.Metadata(fctx, fetch...)
+		md, err := FetchTopics(fctx, t.cl, fetch...)
 		cancel()
 		if err != nil {
 			t.log.Warn().Err(err).Strs("topics", fetch).Msg("reading metadata of target topics failed")
@@ -135,19 +170,19 @@ func (t *Targets) Run(ctx context.Context) {
 			}
 			before := *ti
 			ti.checked = now
-			td, ok := md.Topics[name]
+			tm := md[name]
 			switch {
-			case !ok, errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+			case errors.Is(tm.Err, kerr.UnknownTopicOrPartition):
 				ti.state, ti.partitions = TargetPending, 0
-			case errors.Is(td.Err, kerr.TopicAuthorizationFailed):
+			case errors.Is(tm.Err, kerr.TopicAuthorizationFailed):
 				ti.state, ti.partitions = TargetUnauthorized, 0
-			case td.Err != nil:
+			case tm.Err != nil:
 				// Leader elections and the like: keep what we knew.
-				t.log.Debug().Err(td.Err).Str("topic", name).Msg("target topic metadata error")
-			case len(td.Partitions) == 0:
+				t.log.Debug().Err(tm.Err).Str("topic", name).Msg("target topic metadata error")
+			case tm.Partitions == 0:
 				ti.state, ti.partitions = TargetPending, 0
 			default:
-				ti.state, ti.partitions = TargetReady, len(td.Partitions)
+				ti.state, ti.partitions = TargetReady, tm.Partitions
 			}
 			changed = changed || ti.state != before.state || ti.partitions != before.partitions
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
@@ -39,6 +38,7 @@ type Service struct {
 	cfg     Config
 	log     zerolog.Logger
 	engine  *consumer.Engine
+	disp    *dispatcher.Dispatcher
 	cluster *kfake.Cluster
 	clients []*kgo.Client
 	http    *http.Server
@@ -118,33 +118,26 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	adm := kadm.NewClient(rep)
 	if err := waitForCluster(ctx, rep, log); err != nil {
 		return nil, err
 	}
-	if _, err := EnsureTopics(ctx, adm, cfg.TopicSets(), TopicOptions{
+	if _, err := EnsureTopics(ctx, rep, cfg.TopicSets(), TopicOptions{
 		Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
 		LogsRetention: cfg.LogsRetention, Create: cfg.CreateTopics,
 	}); err != nil {
 		return nil, err
 	}
 
-	prod, err := newClient("producer", dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize)...)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.ExactlyOnce {
-		// Initialise the transactional id before joining the group: that
-		// fences an earlier incarnation of this instance and ends its open
-		// transaction. Joining first would deadlock: the offset fetch that
-		// gives us our partitions waits for that transaction, which would
-		// only end when our first batch initialises the id.
-		if err := initProducer(ctx, prod, log); err != nil {
-			return nil, err
-		}
+	// The dispatcher may replace its producer (dispatcher.Reset), so it
+	// owns it; franz-go's metrics of all its producers go to one set.
+	prodMetrics := kmetrics("producer")
+	newProducer := func() (*kgo.Client, error) {
+		opts := append(slices.Clone(base), prodMetrics)
+		opts = append(opts, dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize)...)
+		return kgo.NewClient(opts...)
 	}
 	var eng *consumer.Engine
-	disp, err := dispatcher.New(prod, dispatcher.Config{
+	disp, err := dispatcher.New(newProducer, dispatcher.Config{
 		ExactlyOnce: cfg.ExactlyOnce, Group: cfg.Group, InstanceID: cfg.InstanceID,
 		GroupMeta: func() (string, int32) { return eng.GroupMetadata() },
 		Logs:      cfg.Logs, LogPayload: cfg.LogPayload, FlushTimeout: cfg.FlushTimeout,
@@ -155,7 +148,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	targets := dispatcher.NewTargets(adm, log.With().Str("component", "targets").Logger())
+	s.disp = disp
+	// Initialise the transactional id before joining the group: that
+	// fences an earlier incarnation of this instance and ends its open
+	// transaction. Joining first would deadlock: the offset fetch that
+	// gives us our partitions waits for that transaction, which would
+	// only end when our first batch initialised the id.
+	if err := disp.Init(ctx); err != nil {
+		return nil, err
+	}
+	targets := dispatcher.NewTargets(rep, log.With().Str("component", "targets").Logger())
 
 	var sets []consumer.TopicSet
 	for _, t := range cfg.TopicSets() {
@@ -240,6 +242,9 @@ func (s *Service) close() {
 		_ = s.http.Shutdown(ctx)
 		cancel()
 	}
+	if s.disp != nil {
+		s.disp.Close()
+	}
 	for i := len(s.clients) - 1; i >= 0; i-- {
 		s.clients[i].Close()
 	}
@@ -269,26 +274,6 @@ func waitForCluster(ctx context.Context, cl *kgo.Client, log zerolog.Logger) err
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("reaching the brokers: %w", err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-func initProducer(ctx context.Context, cl *kgo.Client, log zerolog.Logger) error {
-	backoff := 100 * time.Millisecond
-	for {
-		_, _, err := cl.ProducerID(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("initialising the transactional producer: %w", err)
-		}
-		log.Warn().Err(err).Dur("retry_in", backoff).Msg("initialising the transactional producer failed")
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("initialising the transactional producer: %w", err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)

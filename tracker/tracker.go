@@ -101,6 +101,7 @@ const (
 	flagDetached                   // not reachable by key: keyless, or a stale copy
 	flagTombOp                     // a stale copy to tombstone
 	flagGone                       // no longer tracked
+	flagCounted                    // counted as dispatched or rejected
 )
 
 // entry is one version held in memory. Its size (48 bytes) is part of the
@@ -480,10 +481,12 @@ func (t *Tracker) cancel(key []byte, at int64) {
 
 func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 	nowMs := now.UnixMilli()
+	ours := false
 	if offs := t.tombs[string(key)]; len(offs) > 0 {
 		for i, o := range offs {
 			if o == names {
 				offs = append(offs[:i], offs[i+1:]...)
+				ours = true
 				break
 			}
 		}
@@ -504,6 +507,11 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 	prev := t.lookup(h, key)
 	switch {
 	case prev != nil && prev.offset == names:
+		if ours {
+			// Our tombstone: the batch that wrote it committed, even if
+			// we have not been told, or were told it failed.
+			t.count(prev)
+		}
 		t.noteGone(h, at)
 		t.forget(prev)
 	case prev != nil:
@@ -734,10 +742,11 @@ func (t *Tracker) Ack(items []Item) {
 		it := &items[i]
 		e := it.e
 		switch it.Op {
-		case OpReject:
-			t.rejected++
-		case OpDispatch:
-			t.dispatched++
+		case OpReject, OpDispatch:
+			if it.Op == OpReject {
+				e.flags |= flagInvalid // the caller may have turned a dispatch into a rejection
+			}
+			t.count(e)
 		case OpReappend:
 			t.reappended++
 		}
@@ -753,6 +762,21 @@ func (t *Tracker) Ack(items []Item) {
 			t.noteGone(maphash.String(t.seed, k), t.pos)
 		}
 		t.forget(e)
+	}
+}
+
+// count counts a version dispatched or rejected, once: its ack and its
+// tombstone both tell, in either order, and a batch reported failed may
+// have committed after all.
+func (t *Tracker) count(e *entry) {
+	if e.flags&flagCounted != 0 || e.flags&flagTombOp != 0 {
+		return
+	}
+	e.flags |= flagCounted
+	if e.flags&flagInvalid != 0 {
+		t.rejected++
+	} else {
+		t.dispatched++
 	}
 }
 
@@ -894,8 +918,8 @@ type Stats struct {
 	Loaded               bool
 	Held                 int   // versions in memory, including in flight
 	Future               int   // versions indexed for later days
-	Dispatched           int64 // acked dispatches
-	Rejected             int64 // acked rejections
+	Dispatched           int64 // counted at their ack or their tombstone, whichever comes first
+	Rejected             int64 // likewise
 	Reappended           int64 // acked re-appends
 	Wanted               int   // versions waiting to be read back
 	ShadowMisses         int64 // versions read back but gone: compaction ran first

@@ -283,6 +283,8 @@ func TestNackAndSync(t *testing.T) {
 	observe(tr, t0, f.tomb("a", a.Offset))
 	tr.EndSync(t0)
 	require.Equal(t, []string{"dispatch:b"}, payloads(tr.Due(t0, 10, nil)))
+	st := tr.Stats()
+	require.Equal(t, int64(1), st.Dispatched, "a's batch did commit: counted once its tombstone is read")
 }
 
 func TestFrozenWithoutCopyIsReappendedAfterSync(t *testing.T) {
@@ -422,4 +424,27 @@ func TestExtendCatchesUpSeveralDays(t *testing.T) {
 	end := tr.WindowEnd()
 	require.True(t, tr.Extend(t0.Add(72*time.Hour)))
 	require.Equal(t, end.Add(72*time.Hour), tr.WindowEnd())
+}
+
+func TestCountedOnceByAckOrTombstone(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	a := f.sched("a", t0, "a")
+	b := f.sched("b", t0, "b")
+	observe(tr, t0, a, b)
+	items := tr.Due(t0, 10, nil)
+	// a's tombstone comes back before the ack; b's after.
+	observe(tr, t0, f.tomb("a", a.Offset))
+	tr.Ack(items)
+	observe(tr, t0, f.tomb("b", b.Offset))
+	require.Equal(t, int64(2), tr.Stats().Dispatched)
+
+	// A batch reported failed whose tombstone arrives while in flight.
+	c := f.sched("c", t0, "c")
+	observe(tr, t0, c)
+	items = tr.Due(t0, 10, nil)
+	observe(tr, t0, f.tomb("c", c.Offset))
+	tr.Nack(items, t0)
+	require.Equal(t, int64(3), tr.Stats().Dispatched)
+	require.Zero(t, tr.Stats().Held)
 }
