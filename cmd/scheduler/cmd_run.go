@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"github.com/scheduler-dev/scheduler/internal/logx"
+	"github.com/scheduler-dev/scheduler/service"
+)
+
+func runCmd(ctx context.Context, s *stdio, args []string) error {
+	cfg, err := parseRun(args, s.lookupEnv)
+	if err != nil {
+		return err
+	}
+	log, err := logx.New(cfg.LogLevel, cfg.LogFormat, s.err)
+	if err != nil {
+		return &usageError{cmd: "run", err: err} // parseRun checked both already
+	}
+	cfg.Logger = &log
+	if err := service.Run(ctx, cfg); err != nil {
+		log.Error().Err(err).Msg("scheduler stopped")
+		return errReported
+	}
+	return nil
+}
+
+// parseRun turns the run flags and environment into a validated service
+// configuration. Every error is a usage error.
+func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Config, error) {
+	cfg := service.Default()
+	f := newFlagSet("run", "Run the service: load schedules, dispatch them when due, publish state reports.\nWithout --brokers it starts an embedded broker on --embedded-addr persisting to --data-dir.")
+	connFlags(f, &cfg.Conn, "seed brokers, comma-separated; empty starts an embedded broker")
+	f.String(&cfg.EmbeddedAddr, "embedded-addr", "listen address of the embedded broker (without --brokers)")
+	f.String(&cfg.DataDir, "data-dir", "where the embedded broker persists its data")
+	f.List(&cfg.Topics, "topic", "schedules topics; repeatable or comma-separated")
+	f.String(&cfg.Group, "group", "consumer group")
+	f.String(&cfg.InstanceID, "instance-id", "static group member id, so a restarted instance takes its partitions back at once; the host name by default")
+	f.String(&cfg.StatesPostfix, "states-postfix", "states topic = schedules topic + this")
+	f.String(&cfg.LogsPostfix, "logs-postfix", "logs topic = schedules topic + this")
+	f.Bool(&cfg.Logs, "logs", "write an audit record for every dispatch and rejection")
+	f.Bool(&cfg.LogPayload, "log-payload", "audit records carry the payload")
+	f.Duration(&cfg.LogsRetention, "logs-retention", "retention of created logs topics")
+	f.Int(&cfg.FlushBatchSize, "flush-batch-size", "schedules per synchronous batch (one transaction)")
+	f.Bool(&cfg.ExactlyOnce, "exactly-once", "each batch is one transaction fenced by the group; false: at-least-once")
+	f.Duration(&cfg.StateInterval, "state-interval", "at most this long between state reports")
+	f.List(&cfg.AllowTarget, "allow-target", "glob patterns of allowed target topics, comma-separated")
+	f.String(&cfg.Partitioner, "partitioner", "target partitioner: murmur2 (Kafka's) or consistent_random (librdkafka's)")
+	f.Bool(&cfg.CreateTopics, "create-topics", "create missing topics at start")
+	f.Int(&cfg.Partitions, "partitions", "partitions of created schedules topics")
+	f.Int(&cfg.ReplicationFactor, "replication-factor", "replication factor of created topics; -1: the broker's default")
+	f.String(&cfg.HTTPAddr, "http-addr", "serve /healthz, /readyz, /status and /metrics here; empty disables")
+	f.String(&cfg.LogLevel, "log-level", "debug, info, warn or error")
+	f.String(&cfg.LogFormat, "log-format", "json or console")
+	f.Duration(&cfg.SessionTimeout, "session-timeout", "consumer group session timeout")
+	f.Duration(&cfg.RebalanceTimeout, "rebalance-timeout", "consumer group rebalance timeout")
+	f.Duration(&cfg.TransactionTimeout, "transaction-timeout", "transaction timeout (with --exactly-once)")
+	f.Duration(&cfg.FlushTimeout, "flush-timeout", "bound on one batch attempt")
+	f.Duration(&cfg.TargetWait, "target-wait", "how long a missing target topic is waited for before the schedule is rejected")
+	if err := f.parse(args, lookupEnv); err != nil {
+		return cfg, err
+	}
+	if _, err := logx.New(cfg.LogLevel, cfg.LogFormat, io.Discard); err != nil {
+		return cfg, f.usageErr(err)
+	}
+	if len(cfg.Conn.Brokers) == 0 {
+		// Validate checks only --tls and --sasl-mechanism without brokers;
+		// the rest would be ignored in silence by the embedded broker.
+		for _, fl := range []struct{ name, v string }{
+			{"tls-ca", cfg.Conn.TLSCA}, {"tls-cert", cfg.Conn.TLSCert}, {"tls-key", cfg.Conn.TLSKey},
+			{"sasl-user", cfg.Conn.SASLUser}, {"sasl-password", cfg.Conn.SASLPassword},
+		} {
+			if fl.v != "" {
+				return cfg, f.usageErrf("--%s needs --brokers: the embedded broker speaks neither TLS nor SASL", fl.name)
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, f.invalid(err)
+	}
+	return cfg, nil
+}
