@@ -24,6 +24,9 @@ type TopicMeta struct {
 // would call a topic created a moment ago missing.
 func FetchTopics(ctx context.Context, cl *kgo.Client, topics ...string) (map[string]TopicMeta, error) {
 	req := kmsg.NewPtrMetadataRequest()
+	// Never create: a mistyped target topic must be rejected, not made,
+	// even where the broker allows auto-creation.
+	req.AllowAutoTopicCreation = false
 	for _, t := range topics {
 		rt := kmsg.NewMetadataRequestTopic()
 		rt.Topic = kmsg.StringPtr(t)

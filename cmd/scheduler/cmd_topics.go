@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -41,6 +42,7 @@ func topicsCmd(ctx context.Context, s *stdio, args []string) error {
 // topicsCreateOpts is the parsed command line of topics create.
 type topicsCreateOpts struct {
 	cfg     service.Config // only the topic fields and Conn are used
+	targets []string       // plain target topics to create too
 	timeout time.Duration
 }
 
@@ -92,6 +94,31 @@ func topicsCreateCmd(ctx context.Context, s *stdio, args []string) error {
 	for _, name := range names {
 		fmt.Fprintf(s.out, "topic=%s partitions=%d created=%t\n", name, after[name], before[name] == 0)
 	}
+	if len(o.targets) == 0 {
+		return nil
+	}
+	// Target topics are the producers' business; creating some here
+	// serves trying the scheduler out on its embedded broker, which does
+	// not create topics on first use.
+	before, err = partitionCounts(ctx, cl, o.targets)
+	if err != nil {
+		return err
+	}
+	adm := kadm.NewClient(cl)
+	for _, name := range o.targets {
+		if before[name] > 0 {
+			fmt.Fprintf(s.out, "topic=%s partitions=%d created=false\n", name, before[name])
+			continue
+		}
+		resp, err := adm.CreateTopic(ctx, int32(o.cfg.Partitions), int16(o.cfg.ReplicationFactor), nil, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", name, err)
+		}
+		fmt.Fprintf(s.out, "topic=%s partitions=%d created=%t\n", name, o.cfg.Partitions, err == nil)
+	}
 	return nil
 }
 
@@ -107,6 +134,7 @@ func parseTopicsCreate(args []string, lookupEnv func(string) (string, bool)) (*t
 	f.Int(&c.Partitions, "partitions", "partitions of a new schedules topic (states and logs get the same)")
 	f.Int(&c.ReplicationFactor, "replication-factor", "replication factor; -1: the broker's default")
 	f.Duration(&c.LogsRetention, "logs-retention", "retention of the logs topic")
+	f.List(&o.targets, "target", "also create these plain target topics (delete policy, --partitions); repeatable or comma-separated")
 	timeoutFlag(f, &o.timeout)
 	if err := f.parse(args, lookupEnv); err != nil {
 		return nil, err
@@ -116,6 +144,16 @@ func parseTopicsCreate(args []string, lookupEnv func(string) (string, bool)) (*t
 	}
 	if err := checkTimeout(f, o.timeout); err != nil {
 		return nil, err
+	}
+	for _, t := range o.targets {
+		if !service.LegalTopic(t) {
+			return nil, f.usageErrf("--target: %q is not a legal topic name", t)
+		}
+		for _, set := range c.TopicSets() {
+			if t == set.Schedules || t == set.States || t == set.Logs {
+				return nil, f.usageErrf("--target: %q is one of the scheduler's own topics", t)
+			}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, f.invalid(err)

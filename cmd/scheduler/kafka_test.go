@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -422,4 +423,27 @@ func TestStates(t *testing.T) {
 		require.Empty(t, stdout)
 		require.Equal(t, "scheduler states: topic nope_states does not exist (is --topic or --states-postfix right? `scheduler topics create` creates it)\n", stderr)
 	})
+}
+
+func TestTopicsCreateTargets(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"topics", "create", "--brokers", brokers, "--partitions", "3", "--target", "orders,payments"}, strings.NewReader(""), &out, &errb, lookup(nil))
+	require.Equal(t, 0, code, errb.String())
+	require.Contains(t, out.String(), "topic=orders partitions=3 created=true\n")
+	require.Contains(t, out.String(), "topic=payments partitions=3 created=true\n")
+	out.Reset()
+	code = run(context.Background(), []string{"topics", "create", "--brokers", brokers, "--target", "orders"}, strings.NewReader(""), &out, &errb, lookup(nil))
+	require.Equal(t, 0, code, errb.String())
+	require.Contains(t, out.String(), "topic=orders partitions=3 created=false\n")
+
+	for _, bad := range []string{"bad name!", "scheduled_messages_logs"} {
+		errb.Reset()
+		code = run(context.Background(), []string{"topics", "create", "--brokers", brokers, "--target", bad}, strings.NewReader(""), &out, &errb, lookup(nil))
+		require.Equal(t, 2, code)
+		require.Contains(t, errb.String(), "--target")
+	}
 }
