@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -77,7 +78,7 @@ func (e *Engine) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 	}
 	var starts, ends kadm.ListedOffsets
 	backoff := 100 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		var err error
 		starts, err = e.adm.ListStartOffsets(ctx, topics...)
 		if err == nil {
@@ -93,7 +94,13 @@ func (e *Engine) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		if err == nil {
 			break
 		}
-		e.log.Warn().Err(err).Msg("reading the offsets of assigned partitions failed; retrying")
+		// Just after the topics are created the broker may not list their
+		// offsets yet: that is no news until it lasts.
+		lvl := zerolog.DebugLevel
+		if attempt > 3 {
+			lvl = zerolog.WarnLevel
+		}
+		e.log.WithLevel(lvl).Err(err).Int("attempt", attempt).Msg("reading the offsets of assigned partitions failed; retrying")
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
