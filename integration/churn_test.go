@@ -1,0 +1,149 @@
+package integration
+
+import (
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scheduler-dev/scheduler/service"
+)
+
+// TestZombieIsFenced: an instance whose group traffic stalls past its
+// session timeout loses its partition to another; while a zombie it keeps
+// trying to dispatch, and every batch it tries is fenced (its offset commit
+// carries a dead generation, so the transaction aborts). When it resumes it
+// drops the partition. Every schedule is sent exactly once.
+func TestZombieIsFenced(t *testing.T) {
+	h := newHarness(t)
+	h.createTopic("orders", 1)
+	h.createTopic(schedTopic, 1)
+	const n = 300
+	start := time.Now()
+	due := h.schedules("orders", n, start.Add(time.Second), 25*time.Millisecond) // over 7.5 s
+
+	cfgA, logsA := withLogs(h.config("a"))
+	_, _ = h.start(cfgA)
+	eventually(t, 10*time.Second, func() bool { return len(logsA.lines("loaded")) == 1 }, "a never loaded the partition")
+	cfgB, logsB := withLogs(h.config("b"))
+	h.start(cfgB)
+
+	time.Sleep(time.Until(start.Add(2 * time.Second)))
+	// Hold a's heartbeats at the broker without answering them: its
+	// session expires there, while its client, waiting for an answer,
+	// still believes it owns the partition and goes on dispatching.
+	var resume atomic.Bool
+	h.cluster.ControlKey(int16(kmsg.Heartbeat), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		hb := req.(*kmsg.HeartbeatRequest)
+		if resume.Load() || hb.InstanceID == nil || *hb.InstanceID != "a" {
+			return nil, nil, false
+		}
+		h.cluster.SleepControl(func() {
+			for !resume.Load() {
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+		return nil, nil, false
+	})
+	eventually(t, 20*time.Second, func() bool { return len(logsB.lines("loaded")) == 1 }, "b never took the partition over")
+	// a is a zombie now: it still holds the partition and keeps trying.
+	eventually(t, 10*time.Second, func() bool {
+		for _, l := range logsA.lines("batch failed") {
+			msg, _ := l["error"].(string)
+			if strings.Contains(msg, "UNKNOWN_MEMBER_ID") || strings.Contains(msg, "ILLEGAL_GENERATION") || strings.Contains(msg, "FENCED") {
+				return true
+			}
+		}
+		return false
+	}, "the zombie's batches were not fenced")
+	resume.Store(true)
+	eventually(t, 20*time.Second, func() bool {
+		for _, l := range logsA.lines("released") {
+			if l["why"] == "lost" {
+				return true
+			}
+		}
+		return false
+	}, "the zombie never dropped its partition")
+	time.Sleep(time.Until(start.Add(10 * time.Second)))
+	h.checkOnce("orders", n, due)
+}
+
+// TestGroupChurn: three instances start and stop at random, gracefully or by
+// crashing, while 10 000 schedules come due; each is delivered exactly once.
+func TestGroupChurn(t *testing.T) {
+	h := newHarness(t)
+	h.createTopic("orders", 4)
+	h.createTopic(schedTopic, 5)
+	const n = 10000
+	start := time.Now()
+	due := h.schedules("orders", n, start.Add(time.Second), 1500*time.Microsecond) // over 15 s
+
+	rng := rand.New(rand.NewPCG(uint64(start.UnixNano()), 1))
+	type instance struct {
+		s    *service.Service
+		stop func()
+	}
+	running := map[string]instance{}
+	launch := func(id string) {
+		s, cancel := h.start(h.config(id))
+		running[id] = instance{s, func() { cancel(); require.NoError(t, s.Wait()) }}
+	}
+	ids := []string{"a", "b", "c"}
+	for time.Since(start) < 15*time.Second {
+		id := ids[rng.IntN(len(ids))]
+		if in, ok := running[id]; ok {
+			if rng.IntN(2) == 0 {
+				in.s.Kill()
+			} else {
+				in.stop()
+			}
+			delete(running, id)
+		} else {
+			launch(id)
+		}
+		if len(running) == 0 {
+			launch("a")
+		}
+		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+	}
+	time.Sleep(time.Until(start.Add(22 * time.Second)))
+	h.checkOnce("orders", n, due)
+}
+
+// TestBrokerRestart: the whole broker restarts (its data on disk) while
+// schedules are being dispatched; the service reconnects by itself and
+// finishes, each schedule delivered once.
+func TestBrokerRestart(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	portN := 0
+	for _, c := range port[strings.LastIndexByte(port, ':')+1:] {
+		portN = portN*10 + int(c-'0')
+	}
+	h := newHarness(t, kfake.DataDir(dir), kfake.Ports(portN))
+	h.createTopic("orders", 3)
+	h.createTopic(schedTopic, 5)
+	const n = 600
+	start := time.Now()
+	due := h.schedules("orders", n, start.Add(time.Second), 10*time.Millisecond) // over 6 s
+	s, _ := h.start(h.config("a"))
+	eventually(t, 10*time.Second, func() bool { return s.Engine().Status().Ready }, "never ready")
+
+	time.Sleep(time.Until(start.Add(3 * time.Second)))
+	h.cluster.Close()
+	time.Sleep(time.Second)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.Ports(portN),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	h.cluster = c
+	t.Cleanup(c.Close)
+
+	time.Sleep(time.Until(start.Add(12 * time.Second)))
+	h.checkOnce("orders", n, due)
+}
