@@ -32,6 +32,7 @@ const (
 	DefaultTransactionTimeout = 60 * time.Second
 	DefaultFlushTimeout       = 15 * time.Second
 	DefaultTargetWait         = 30 * time.Second
+	DefaultDayLead            = time.Hour
 )
 
 // Config is the whole configuration of the service: one field per run flag,
@@ -71,6 +72,7 @@ type Config struct {
 	TransactionTimeout time.Duration // default DefaultTransactionTimeout
 	FlushTimeout       time.Duration // bound on one batch attempt; default DefaultFlushTimeout
 	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default DefaultTargetWait
+	DayLead            time.Duration // how long before midnight the next day is read into memory; default DefaultDayLead
 
 	// Logger receives the service's logs. Default: built from LogLevel and
 	// LogFormat, writing to stderr.
@@ -121,6 +123,7 @@ func Default() Config {
 		TransactionTimeout: DefaultTransactionTimeout,
 		FlushTimeout:       DefaultFlushTimeout,
 		TargetWait:         DefaultTargetWait,
+		DayLead:            DefaultDayLead,
 	}
 }
 
@@ -205,7 +208,7 @@ func (c *Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"--session-timeout": c.SessionTimeout, "--rebalance-timeout": c.RebalanceTimeout,
 		"--transaction-timeout": c.TransactionTimeout, "--flush-timeout": c.FlushTimeout,
-		"--target-wait": c.TargetWait,
+		"--target-wait": c.TargetWait, "--day-lead": c.DayLead,
 	} {
 		if d <= 0 {
 			return bad("%s: %v must be positive", name, d)

@@ -166,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	eng, err = consumer.New(consumer.Config{
 		Sets: sets, Group: cfg.Group, InstanceID: cfg.InstanceID, ExactlyOnce: cfg.ExactlyOnce,
 		BatchSize: cfg.FlushBatchSize, StateInterval: cfg.StateInterval, TargetWait: cfg.TargetWait,
-		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget,
+		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget, Lead: cfg.DayLead,
 		SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
 		OnCommitted: cfg.OnCommitted,

@@ -59,6 +59,7 @@ var commands = []command{
 	{"cancel", "cancel a schedule by its key", cancelCmd},
 	{"states", "print the latest state report of each partition", statesCmd},
 	{"topics", "manage the topics: topics create", topicsCmd},
+	{"bench", "measure rates, lateness and memory against a bare client", benchCmd},
 	{"version", "print the version", versionCmd},
 }
 

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/scheduler-dev/scheduler/bench"
+)
+
+// benchOpts is the parsed command line of bench.
+type benchOpts struct {
+	cfg      bench.Config
+	phases   []string
+	json     bool
+	logLevel string
+}
+
+func benchCmd(ctx context.Context, s *stdio, args []string) error {
+	o, err := parseBench(args, s.lookupEnv)
+	if err != nil {
+		return err
+	}
+	lvl, _ := zerolog.ParseLevel(o.logLevel)
+	o.cfg.Logger = zerolog.New(zerolog.ConsoleWriter{Out: s.err}).Level(lvl).With().Timestamp().Logger()
+	o.cfg.Progress = func(format string, args ...any) { fmt.Fprintf(s.err, "bench: "+format+"\n", args...) }
+	o.cfg.Phases = o.phases
+	res, err := bench.Run(ctx, o.cfg)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(s.out)
+		return enc.Encode(res)
+	}
+	printBench(s.out, res)
+	return nil
+}
+
+func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpts, error) {
+	f := newFlagSet("bench", "End-to-end benchmark: load rate, dispatch rate, lateness percentiles, memory per\npending schedule and lateness around a UTC midnight, each next to a bare franz-go\nclient doing the same Kafka work in the same run. Without --brokers it starts an\nembedded broker.")
+	o := &benchOpts{
+		cfg: bench.Config{
+			Schedules: bench.DefaultSchedules, PayloadBytes: bench.DefaultPayloadBytes,
+			Partitions: bench.DefaultPartitions, Rate: bench.DefaultRate, RateSeconds: bench.DefaultRateSeconds,
+			ExactlyOnce: true, BatchSize: 1000, EmbeddedAddr: "127.0.0.1:0",
+		},
+		phases:   bench.AllPhases,
+		logLevel: "warn",
+	}
+	c := &o.cfg
+	connFlags(f, &c.Conn, "seed brokers, comma-separated; empty starts an embedded broker")
+	f.String(&c.EmbeddedAddr, "embedded-addr", "listen address of the embedded broker (without --brokers)")
+	f.String(&c.DataDir, "data-dir", "where the embedded broker persists; default a temporary directory, removed after")
+	f.Int(&c.Schedules, "schedules", "N: schedules loaded and sent, and schedules of the next day at the rollover")
+	f.Int(&c.PayloadBytes, "payload-bytes", "payload of each schedule")
+	f.Int(&c.Partitions, "partitions", "partitions of each topic")
+	f.Int(&c.Rate, "rate", "schedules due per second in the lateness and rollover phases")
+	f.Int(&c.RateSeconds, "rate-seconds", "length of the lateness phase in seconds")
+	f.Bool(&c.ExactlyOnce, "exactly-once", "transactions, as --exactly-once of run")
+	f.Int(&c.BatchSize, "flush-batch-size", "schedules per batch, as --flush-batch-size of run")
+	f.List(&o.phases, "phases", "phases to run, comma-separated: "+strings.Join(bench.AllPhases, ","))
+	f.Bool(&o.json, "json", "print one JSON object")
+	f.String(&o.logLevel, "log-level", "the service's log level during the run")
+	if err := f.parse(args, lookupEnv); err != nil {
+		return nil, err
+	}
+	if len(c.Conn.Brokers) > 0 {
+		if err := validateConn(f, &c.Conn); err != nil {
+			return nil, err
+		}
+	} else if c.Conn.TLS || c.Conn.SASLMechanism != "" {
+		return nil, f.usageErrf("--tls and --sasl-mechanism need --brokers: the embedded broker speaks neither")
+	}
+	for _, p := range o.phases {
+		if !slices.Contains(bench.AllPhases, p) {
+			return nil, f.usageErrf("--phases: %q is not one of %s", p, strings.Join(bench.AllPhases, ","))
+		}
+	}
+	for name, v := range map[string]int{"schedules": c.Schedules, "partitions": c.Partitions, "rate": c.Rate, "rate-seconds": c.RateSeconds, "flush-batch-size": c.BatchSize} {
+		if v < 1 {
+			return nil, f.usageErrf("--%s: %d is below 1", name, v)
+		}
+	}
+	if c.PayloadBytes < 0 || c.PayloadBytes > 512*1024 {
+		return nil, f.usageErrf("--payload-bytes: %d is not between 0 and 524288", c.PayloadBytes)
+	}
+	if _, err := zerolog.ParseLevel(o.logLevel); err != nil || o.logLevel == "" {
+		return nil, f.usageErrf("--log-level: %q is not debug, info, warn or error", o.logLevel)
+	}
+	return o, nil
+}
+
+func printBench(w io.Writer, r *bench.Result) {
+	fmt.Fprintf(w, "scheduler bench: %d schedules, %d-byte payloads, %d partitions, exactly-once %t, batches of %d, %s broker, %d CPUs, %s\n\n",
+		r.Schedules, r.PayloadBytes, r.Partitions, r.ExactlyOnce, r.BatchSize, r.Broker, r.CPUs, r.GoVersion)
+	row := func(name, value, baseline string) { fmt.Fprintf(w, "  %-26s %-22s %s\n", name, value, baseline) }
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return ""
+		}
+		return fmt.Sprintf("(%.2f x baseline %.0f/s)", a/b, b)
+	}
+	if r.LoadRate > 0 {
+		row("load_rate", fmt.Sprintf("%.0f/s", r.LoadRate), ratio(r.LoadRate, r.BaselineConsumeRate))
+		row("time_to_loaded_s", fmt.Sprintf("%.2f", r.TimeToLoadedS), "")
+		row("dispatch_rate", fmt.Sprintf("%.0f/s", r.DispatchRate), ratio(r.DispatchRate, r.BaselineProduceRate))
+	}
+	if r.LatenessP99Ms > 0 {
+		row("lateness at "+fmt.Sprint(r.Rate)+"/s", fmt.Sprintf("p50 %.1f ms", r.LatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms, %d early", r.LatenessP99Ms, r.LatenessP999Ms, r.LatenessMaxMs, r.EarlyDispatches))
+	}
+	if r.RecordBytes > 0 {
+		row("heap_bytes_per_pending", fmt.Sprintf("%.0f", r.HeapBytesPerPending), fmt.Sprintf("(record_bytes %.0f)", r.RecordBytes))
+		row("heap_bytes_per_future", fmt.Sprintf("%.0f", r.HeapBytesPerFuture), "")
+	}
+	if r.RolloverLatenessP99Ms > 0 {
+		row("lateness at midnight", fmt.Sprintf("p50 %.1f ms", r.RolloverLatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms", r.RolloverLatenessP99Ms, r.RolloverLatenessP999Ms, r.RolloverLatenessMaxMs))
+	}
+	fmt.Fprintln(w)
+	names := make([]string, 0, len(r.Targets))
+	for n := range r.Targets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		mark := "met"
+		if !r.Targets[n] {
+			mark = "MISSED"
+		}
+		fmt.Fprintf(w, "  %-6s %s\n", mark, n)
+	}
+}

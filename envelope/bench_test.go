@@ -1,0 +1,66 @@
+package envelope
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func benchRecord(b *testing.B) *kgo.Record {
+	r, err := Schedule("orders", time.Date(2026, 11, 23, 14, 5, 0, 250e6, time.UTC), make([]byte, 100),
+		WithTargetKey([]byte("order-42")), WithHeader("trace-id", []byte("0123456789abcdef")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func BenchmarkParse(b *testing.B) {
+	r := benchRecord(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(r, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkSchedule(b *testing.B) {
+	at := time.Date(2026, 11, 23, 14, 5, 0, 250e6, time.UTC)
+	payload := make([]byte, 100)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Schedule("orders", at, payload, WithKey("k"), WithTargetKey([]byte("order-42"))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTargetTombstoneLog(b *testing.B) {
+	r := benchRecord(b)
+	env, err := Parse(r, now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := Source{Topic: "scheduled_messages", Partition: 1, Offset: 12345}
+	at := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		t := Target(&env, r.Headers, src)
+		_ = Tombstone(r.Key, r.Headers, src)
+		_ = Dispatched(t, "scheduled_messages_logs", 1, r.Key, at, 3, true)
+	}
+}
+
+func BenchmarkPackUnpack(b *testing.B) {
+	r := benchRecord(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		p := Pack(r.Key, r.Value, r.Headers)
+		if _, _, _, err := Unpack(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(Pack(r.Key, r.Value, r.Headers))), "packed_bytes")
+}

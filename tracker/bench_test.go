@@ -1,0 +1,146 @@
+package tracker
+
+import (
+	"fmt"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+)
+
+// benchRecords builds n schedules due over the rest of today (day 0) or
+// tomorrow (day 1).
+func benchRecords(b *testing.B, n, day int, keyPrefix string) []*kgo.Record {
+	b.Helper()
+	recs := make([]*kgo.Record, n)
+	payload := make([]byte, 100)
+	base := t0.Add(time.Duration(day) * 24 * time.Hour)
+	for i := range recs {
+		due := base.Add(time.Duration(i%36000) * time.Second)
+		r, err := envelope.Schedule("orders", due, payload, envelope.WithKey(keyPrefix+strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Offset = int64(i)
+		recs[i] = r
+	}
+	return recs
+}
+
+// BenchmarkObserve inserts schedules into a tracker already holding size.
+func BenchmarkObserve(b *testing.B) {
+	for _, size := range []int{1e4, 1e5, 1e6} {
+		for _, day := range []int{0, 1} {
+			name := fmt.Sprintf("held=%d/day=%d", size, day)
+			b.Run(name, func(b *testing.B) {
+				tr := New(Config{}, 0, 0, t0)
+				for _, r := range benchRecords(b, size, day, "base-") {
+					tr.Observe(r, t0)
+				}
+				recs := benchRecords(b, 100000, day, "new-")
+				off := int64(size)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					r := recs[i%len(recs)]
+					off++
+					r.Offset = off
+					tr.Observe(r, t0)
+					i++
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkUpdate replaces versions of keys already held.
+func BenchmarkUpdate(b *testing.B) {
+	for _, size := range []int{1e4, 1e5, 1e6} {
+		b.Run(fmt.Sprintf("held=%d", size), func(b *testing.B) {
+			tr := New(Config{}, 0, 0, t0)
+			recs := benchRecords(b, size, 0, "k")
+			for _, r := range recs {
+				tr.Observe(r, t0)
+			}
+			off := int64(size)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := recs[i%size]
+				off++
+				r.Offset = off
+				tr.Observe(r, t0)
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkDueAck pops due schedules in batches of 1000 and acks them.
+func BenchmarkDueAck(b *testing.B) {
+	for _, size := range []int{1e4, 1e5, 1e6} {
+		b.Run(fmt.Sprintf("held=%d", size), func(b *testing.B) {
+			recs := benchRecords(b, size, 0, "k")
+			late := t0.Add(48 * time.Hour)
+			var tr *Tracker
+			reload := func() {
+				tr = New(Config{}, 0, 0, t0)
+				for _, r := range recs {
+					tr.Observe(r, t0)
+				}
+			}
+			reload()
+			buf := make([]Item, 0, 1000)
+			b.ReportAllocs()
+			popped := 0
+			for b.Loop() {
+				buf = tr.Due(late, 1000, buf[:0])
+				if len(buf) == 0 {
+					b.StopTimer()
+					reload()
+					b.StartTimer()
+					continue
+				}
+				tr.Ack(buf)
+				popped += len(buf)
+			}
+			b.ReportMetric(float64(popped)/b.Elapsed().Seconds(), "schedules/s")
+		})
+	}
+}
+
+// BenchmarkHeapPerSchedule reports the live heap a tracker holds per
+// schedule, today's (held whole) and later days' (indexed only).
+func BenchmarkHeapPerSchedule(b *testing.B) {
+	const n = 200000
+	for _, day := range []int{0, 1} {
+		b.Run(fmt.Sprintf("day=%d", day), func(b *testing.B) {
+			recs := benchRecords(b, n, day, "orders-4c1f1a8e-0a2b-4f7d-9f1e-")
+			var per float64
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				tr := New(Config{}, 0, 0, t0)
+				for _, r := range recs {
+					tr.Observe(r, t0)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				per = float64(after.HeapAlloc-before.HeapAlloc) / n
+				runtime.KeepAlive(tr)
+			}
+			var own int
+			for _, h := range recs[0].Headers {
+				own += len(h.Key) + len(h.Value)
+			}
+			own += len(recs[0].Key) + len(recs[0].Value)
+			b.ReportMetric(per, "heap_bytes/schedule")
+			b.ReportMetric(float64(own), "record_bytes")
+		})
+	}
+}
