@@ -377,11 +377,7 @@ func TestUnauthorizedTarget(t *testing.T) {
 		b.sleepUntil(now.Add(2 * time.Second))
 
 		read := func(topic string) []*kgo.Record {
-			cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.Dialer(vn.DialContext),
-				kgo.SASL(plain.Auth{User: "admin", Pass: "admin"}.AsMechanism()),
-				kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-				kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-			require.NoError(t, err)
+			cl := b.consume(topic, kgo.SASL(plain.Auth{User: "admin", Pass: "admin"}.AsMechanism()))
 			defer cl.Close()
 			return drain(cl)
 		}

@@ -90,33 +90,71 @@ func (b *bubble) produce(recs ...*kgo.Record) {
 	require.NoError(b.t, b.cl.ProduceSync(context.Background(), recs...).FirstErr())
 }
 
-// consume returns a read_committed consumer of topic from its start.
-func (b *bubble) consume(topic string) *kgo.Client {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.Dialer(b.vn.DialContext),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	require.NoError(b.t, err)
-	return cl
+// reader is a read_committed consumer of one topic from its start.
+type reader struct {
+	*kgo.Client
+	t     *testing.T
+	adm   *kadm.Client
+	topic string
+	pos   map[int32]int64 // next offset to read, per partition
 }
 
-// drain polls a consumer until a second passes without records. Inside the
-// bubble that second is fake and costs nothing; franz-go fetches only while
-// a poll waits.
-func drain(cl *kgo.Client) []*kgo.Record {
+// consume returns a reader of topic. It keeps control records (transaction
+// markers) so that its position can be compared with the end offsets;
+// drain does not return them.
+func (b *bubble) consume(topic string, opts ...kgo.Opt) *reader {
+	opts = append([]kgo.Opt{kgo.SeedBrokers(b.brokers...), kgo.Dialer(b.vn.DialContext),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(100 * time.Millisecond)}, opts...)
+	cl, err := kgo.NewClient(opts...)
+	require.NoError(b.t, err)
+	return &reader{Client: cl, t: b.t, adm: b.adm, topic: topic, pos: map[int32]int64{}}
+}
+
+// drain returns the records the reader has not returned yet, up to the
+// last stable offsets of the topic as of the call. It reads up to those
+// offsets rather than until a poll comes back empty: franz-go adds a
+// partition whose start offset it learned late to the next fetch only,
+// so a quiet poll does not mean the topic was read. The only way out
+// before the end offsets is five (fake) seconds without a record, for a
+// log whose last records compaction removed.
+func drain(r *reader) []*kgo.Record {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ends, err := r.adm.ListCommittedOffsets(ctx, r.topic)
+	require.NoError(r.t, err)
+	require.NoError(r.t, ends.Error())
+	done := func() bool {
+		ok := true
+		ends.Each(func(o kadm.ListedOffset) {
+			if r.pos[o.Partition] < o.Offset {
+				ok = false
+			}
+		})
+		return ok
+	}
 	var out []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
+	for quiet := 0; !done() && quiet < 5; {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := r.PollFetches(pctx)
+		pcancel()
 		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
+		fs.EachRecord(func(rec *kgo.Record) {
 			n++
+			r.pos[rec.Partition] = rec.Offset + 1
+			if !rec.Attrs.IsControl() {
+				out = append(out, rec)
+			}
 		})
 		if n == 0 {
-			return out
+			quiet++
+		} else {
+			quiet = 0
 		}
 	}
+	return out
 }
 
 func (b *bubble) close() {

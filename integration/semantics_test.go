@@ -193,6 +193,7 @@ func TestOverdueAtLoad(t *testing.T) {
 		defer stop()
 		targets := b.consume("orders")
 		defer targets.Close()
+		time.Sleep(time.Second) // fake: joining, loading and the first batch
 		got := drain(targets)
 		require.Equal(t, []string{"3h late", "2h late", "1h late"}, values(got))
 		for _, r := range got {
