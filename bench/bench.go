@@ -716,7 +716,8 @@ func (r *run) rollover(ctx context.Context) error {
 		if i < stream {
 			return r.schedule(target, streamFrom.Add(time.Duration(i)*step))
 		}
-		return r.schedule(target, midnight.Add(10*time.Second+time.Duration(i-stream)*(86000*time.Second)/time.Duration(n)))
+		// Divide first: 10^6 x 86 000 s in nanoseconds overflows.
+		return r.schedule(target, midnight.Add(10*time.Second+time.Duration(i-stream)*(86000*time.Second/time.Duration(n))))
 	}); err != nil {
 		return err
 	}

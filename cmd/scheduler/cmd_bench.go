@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -15,10 +17,12 @@ import (
 
 // benchOpts is the parsed command line of bench.
 type benchOpts struct {
-	cfg      bench.Config
-	phases   []string
-	json     bool
-	logLevel string
+	cfg        bench.Config
+	phases     []string
+	json       bool
+	logLevel   string
+	cpuProfile string
+	memProfile string
 }
 
 func benchCmd(ctx context.Context, s *stdio, args []string) error {
@@ -30,16 +34,37 @@ func benchCmd(ctx context.Context, s *stdio, args []string) error {
 	o.cfg.Logger = zerolog.New(zerolog.ConsoleWriter{Out: s.err}).Level(lvl).With().Timestamp().Logger()
 	o.cfg.Progress = func(format string, args ...any) { fmt.Fprintf(s.err, "bench: "+format+"\n", args...) }
 	o.cfg.Phases = o.phases
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if o.memProfile != "" {
+		defer func() {
+			if f, err := os.Create(o.memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	res, err := bench.Run(ctx, o.cfg)
-	if err != nil {
-		return err
+	if res != nil {
+		// What was measured before a failure is still worth seeing.
+		if o.json {
+			if jerr := json.NewEncoder(s.out).Encode(res); jerr != nil && err == nil {
+				err = jerr
+			}
+		} else {
+			printBench(s.out, res)
+		}
 	}
-	if o.json {
-		enc := json.NewEncoder(s.out)
-		return enc.Encode(res)
-	}
-	printBench(s.out, res)
-	return nil
+	return err
 }
 
 func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpts, error) {
@@ -67,6 +92,8 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 	f.List(&o.phases, "phases", "phases to run, comma-separated: "+strings.Join(bench.AllPhases, ","))
 	f.Bool(&o.json, "json", "print one JSON object")
 	f.String(&o.logLevel, "log-level", "the service's log level during the run")
+	f.String(&o.cpuProfile, "cpu-profile", "write a CPU profile of the whole run to this file")
+	f.String(&o.memProfile, "mem-profile", "write an allocation profile of the whole run to this file")
 	if err := f.parse(args, lookupEnv); err != nil {
 		return nil, err
 	}
