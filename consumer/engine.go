@@ -162,7 +162,8 @@ type Engine struct {
 	joined   bool
 	started  time.Time
 
-	readNow  time.Time // the clock of the records being read, for validate
+	readNow  time.Time            // the clock of the records being read, for validate
+	warmed   map[string]time.Time // target topics warmed lately, by validate
 	dispErr  atomic.Pointer[string]
 	snap     atomic.Pointer[Status]
 	snapAt   time.Time
@@ -192,6 +193,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		loopDone: make(chan struct{}),
 		kill:     make(chan struct{}),
 		parts:    map[tp]*partition{},
+		warmed:   map[string]time.Time{},
 		backoff:  dispatcher.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second},
 	}
 	for _, s := range cfg.Sets {
@@ -242,15 +244,24 @@ func (e *Engine) validate(env *envelope.Envelope) *envelope.Error {
 		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is an internal topic", t)
 	}
 	for _, p := range e.cfg.AllowTarget {
-		if ok, _ := path.Match(p, t); ok {
+		if ok := p == "*"; ok || matchTopic(p, t) {
 			if env.DueMs < e.readNow.Add(warmAhead).UnixMilli() {
-				// Due soon: have its target's metadata ready then.
-				e.deps.Targets.Warm(t, e.readNow)
+				// Due soon: have its target's metadata ready then. At
+				// most once a second per topic: this runs per record.
+				if at, ok := e.warmed[t]; !ok || e.readNow.Sub(at) > time.Second {
+					e.deps.Targets.Warm(t, e.readNow)
+					e.warmed[t] = e.readNow
+				}
 			}
 			return nil
 		}
 	}
 	return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q does not match --allow-target %s", t, strings.Join(e.cfg.AllowTarget, ","))
+}
+
+func matchTopic(pattern, topic string) bool {
+	ok, _ := path.Match(pattern, topic)
+	return ok
 }
 
 // Run consumes until ctx ends, then shuts down: it finishes or aborts the

@@ -161,19 +161,37 @@ func Copy(key, value []byte, headers []kgo.RecordHeader, src Source) *kgo.Record
 	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Value: value, Headers: out}
 }
 
+// Constant header values, shared: records only read their header bytes.
+var (
+	valTombstone  = []byte(SourceTombstone)
+	valDispatched = []byte(LogDispatched)
+	valRejected   = []byte(LogRejected)
+	valTrue       = []byte("true")
+)
+
+// dispatchedExtra is how many headers Dispatched adds to the target's.
+const dispatchedExtra = 4
+
 // Target builds the message of SPEC 3.3 for a parsed schedule whose record
 // carried headers. The caller chooses the partition.
+//
+// The header slice has room for what Dispatched adds, so that the audit
+// record shares it: do not append to the target's headers after building
+// its audit record.
 func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
-	out := make([]kgo.RecordHeader, 0, len(headers)+4)
+	out := make([]kgo.RecordHeader, 0, len(headers)+4+dispatchedExtra)
 	for _, h := range headers {
 		if h.Key != HeaderCopyOf {
 			out = append(out, h)
 		}
 	}
+	nums := strconv.AppendInt(make([]byte, 0, 24), int64(src.Partition), 10)
+	pl := len(nums)
+	nums = strconv.AppendInt(nums, src.Offset, 10)
 	out = append(out,
-		kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(src.Topic)},
-		kgo.RecordHeader{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(src.Partition), 10)},
-		kgo.RecordHeader{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, src.Offset, 10)},
+		kgo.RecordHeader{Key: HeaderSourceTopic, Value: view(src.Topic)},
+		kgo.RecordHeader{Key: HeaderSourcePartition, Value: nums[:pl:pl]},
+		kgo.RecordHeader{Key: HeaderSourceOffset, Value: nums[pl:]},
 		kgo.RecordHeader{Key: HeaderSourceKey, Value: env.Key},
 	)
 	r := &kgo.Record{Topic: env.TargetTopic, Value: env.Value, Headers: out}
@@ -193,7 +211,7 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 	for _, h := range headers {
 		switch h.Key {
 		case HeaderSourceType:
-			h.Value, hasType = []byte(SourceTombstone), true
+			h.Value, hasType = valTombstone, true
 		case HeaderSourceOffset:
 			h.Value, hasOffset = offset, true
 		case HeaderCopyOf:
@@ -202,7 +220,7 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 		out = append(out, h)
 	}
 	if !hasType {
-		out = append(out, kgo.RecordHeader{Key: HeaderSourceType, Value: []byte(SourceTombstone)})
+		out = append(out, kgo.RecordHeader{Key: HeaderSourceType, Value: valTombstone})
 	}
 	if !hasOffset {
 		out = append(out, kgo.RecordHeader{Key: HeaderSourceOffset, Value: offset})
@@ -212,21 +230,26 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 
 // Dispatched builds the audit record of SPEC 3.5 for a delivered target: the
 // target's payload (unless withPayload is false) and headers, plus when it
-// was sent and how late.
+// was sent and how late. It reuses the room Target left in its header
+// slice.
 func Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byte, at time.Time, latenessMs int64, withPayload bool) *kgo.Record {
-	out := make([]kgo.RecordHeader, 0, len(target.Headers)+4)
-	out = append(out, target.Headers...)
+	out := target.Headers
+	if cap(out)-len(out) < dispatchedExtra {
+		out = append(make([]kgo.RecordHeader, 0, len(out)+dispatchedExtra), out...)
+	}
+	nums := strconv.AppendInt(make([]byte, 0, 32), at.UnixMilli(), 10)
+	al := len(nums)
+	nums = strconv.AppendInt(nums, latenessMs, 10)
 	out = append(out,
-		kgo.RecordHeader{Key: HeaderLogEvent, Value: []byte(LogDispatched)},
-		kgo.RecordHeader{Key: HeaderDispatchedAt, Value: strconv.AppendInt(nil, at.UnixMilli(), 10)},
-		kgo.RecordHeader{Key: HeaderLatenessMs, Value: strconv.AppendInt(nil, latenessMs, 10)},
+		kgo.RecordHeader{Key: HeaderLogEvent, Value: valDispatched},
+		kgo.RecordHeader{Key: HeaderDispatchedAt, Value: nums[:al:al]},
+		kgo.RecordHeader{Key: HeaderLatenessMs, Value: nums[al:]},
 	)
 	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key, Headers: out}
 	if withPayload {
 		r.Value = target.Value
 	} else {
-		out = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: []byte("true")})
-		r.Headers = out
+		r.Headers = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: valTrue})
 	}
 	return r
 }
@@ -238,7 +261,7 @@ func Rejected(key, value []byte, headers []kgo.RecordHeader, logsTopic string, p
 	out := make([]kgo.RecordHeader, 0, len(headers)+4)
 	out = append(out, headers...)
 	out = append(out,
-		kgo.RecordHeader{Key: HeaderLogEvent, Value: []byte(LogRejected)},
+		kgo.RecordHeader{Key: HeaderLogEvent, Value: valRejected},
 		kgo.RecordHeader{Key: HeaderError, Value: []byte(e.Code)},
 		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(e.Msg)},
 	)
@@ -246,7 +269,7 @@ func Rejected(key, value []byte, headers []kgo.RecordHeader, logsTopic string, p
 	if withPayload {
 		r.Value = value
 	} else {
-		r.Headers = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: []byte("true")})
+		r.Headers = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: valTrue})
 	}
 	return r
 }

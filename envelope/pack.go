@@ -4,22 +4,53 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// knownNames are header names Pack stores as a one-byte code: an envelope
+// carries some 130 bytes of them, half of what it holds in memory.
+var knownNames = []string{
+	HeaderSchemaVersion, HeaderSourceType, HeaderTargetEpoch, HeaderTargetEpochMs,
+	HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey,
+	HeaderSourceTopic, HeaderSourcePartition, HeaderSourceOffset, HeaderSourceKey,
+	HeaderCopyOf,
+}
+
+var knownCode = func() map[string]uint64 {
+	m := make(map[string]uint64, len(knownNames))
+	for i, n := range knownNames {
+		m[n] = uint64(i)
+	}
+	return m
+}()
+
+// nameTag is how Pack writes a header name: 2*code for a known name, or
+// 2*len+1 followed by the name.
+func nameTag(name string) (tag uint64, literal bool) {
+	if c, ok := knownCode[name]; ok {
+		return 2 * c, false
+	}
+	return 2*uint64(len(name)) + 1, true
+}
+
 // Pack encodes a record's key, value and headers into one immutable string:
-// one allocation holding little more than the record's own bytes, which is
-// how the tracker keeps today's schedules in memory. A nil key, value or
-// header value stays nil through Unpack.
+// one allocation holding less than the record's own bytes, which is how the
+// tracker keeps today's schedules in memory. A nil key, value or header
+// value stays nil through Unpack.
 //
 // Layout: uvarint(len(key)+1) key, uvarint(len(value)+1) value,
-// uvarint(#headers), then per header uvarint(len(name)) name
+// uvarint(#headers), then per header its name (a tag, see nameTag) and
 // uvarint(len(value)+1) value; a length of 0 means nil.
 func Pack(key, value []byte, headers []kgo.RecordHeader) string {
 	n := nullableLen(key) + nullableLen(value) + uvarintLen(uint64(len(headers)))
 	for _, h := range headers {
-		n += uvarintLen(uint64(len(h.Key))) + len(h.Key) + nullableLen(h.Value)
+		tag, literal := nameTag(h.Key)
+		n += uvarintLen(tag) + nullableLen(h.Value)
+		if literal {
+			n += len(h.Key)
+		}
 	}
 	var b strings.Builder
 	b.Grow(n)
@@ -36,8 +67,11 @@ func Pack(key, value []byte, headers []kgo.RecordHeader) string {
 	putNullable(value)
 	b.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(headers)))])
 	for _, h := range headers {
-		b.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(h.Key)))])
-		b.WriteString(h.Key)
+		tag, literal := nameTag(h.Key)
+		b.Write(tmp[:binary.PutUvarint(tmp[:], tag)])
+		if literal {
+			b.WriteString(h.Key)
+		}
 		putNullable(h.Value)
 	}
 	return b.String()
@@ -73,8 +107,21 @@ func PackedKey(p string) (string, bool) {
 	return k, ok
 }
 
-// Unpack decodes a packed record into fresh slices that the caller owns.
+// Unpack decodes a packed record. The key, value and header values it
+// returns are views of the packed string, not copies: they must not be
+// modified (franz-go only reads the bytes of records it produces). Only
+// the header slice is allocated.
 func Unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
+	return unpack(p, 0)
+}
+
+// UnpackExtra is Unpack with room for extra more headers in the returned
+// slice, so that a caller appending its own does not copy it again.
+func UnpackExtra(p string, extra int) (key, value []byte, headers []kgo.RecordHeader, err error) {
+	return unpack(p, extra)
+}
+
+func unpack(p string, extra int) (key, value []byte, headers []kgo.RecordHeader, err error) {
 	r := reader{s: p}
 	key = r.bytes()
 	value = r.bytes()
@@ -82,10 +129,19 @@ func Unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error)
 	if r.err == nil && n > uint64(len(r.s)) {
 		r.err = ErrCorruptPacked
 	}
-	if r.err == nil && n > 0 {
-		headers = make([]kgo.RecordHeader, 0, n)
+	if r.err == nil && (n > 0 || extra > 0) {
+		headers = make([]kgo.RecordHeader, 0, int(n)+extra)
 		for i := uint64(0); i < n && r.err == nil; i++ {
-			name := r.str(r.uvarint())
+			tag := r.uvarint()
+			var name string
+			switch {
+			case tag%2 == 1:
+				name = r.str(tag / 2)
+			case tag/2 < uint64(len(knownNames)):
+				name = knownNames[tag/2]
+			default:
+				r.err = ErrCorruptPacked
+			}
 			headers = append(headers, kgo.RecordHeader{Key: name, Value: r.bytes()})
 		}
 	}
@@ -149,5 +205,18 @@ func (r *reader) bytes() []byte {
 	if !ok {
 		return nil
 	}
-	return []byte(s)
+	return view(s)
+}
+
+// empty is the one non-nil empty slice views share: nothing can be
+// written into it.
+var empty = []byte{}
+
+// view returns the bytes of s without copying them. The caller must not
+// modify them: a string is immutable.
+func view(s string) []byte {
+	if len(s) == 0 {
+		return empty[:0:0]
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

@@ -6,6 +6,11 @@ package tracker
 // metadata, or a failed batch) share an at and still go out oldest first.
 // It is hand-written rather than container/heap so that comparisons inline
 // on the hot path of loading and dispatching.
+//
+// While a partition loads, nothing is handed out, so the slice is kept
+// unordered and put in heap order once, when loading ends (heapify, O(n)):
+// ordering a million inserts one by one costs a sift with pointer-chasing
+// comparisons each.
 
 func less(a, b *entry) bool {
 	if a.at != b.at {
@@ -21,7 +26,17 @@ func (t *Tracker) push(e *entry) {
 	e.state = statePending
 	e.idx = int32(len(t.heap))
 	t.heap = append(t.heap, e)
-	t.up(int(e.idx))
+	if t.heaped {
+		t.up(int(e.idx))
+	}
+}
+
+// heapify puts the slice in heap order.
+func (t *Tracker) heapify() {
+	for i := len(t.heap)/2 - 1; i >= 0; i-- {
+		t.down(i)
+	}
+	t.heaped = true
 }
 
 func (t *Tracker) heapRemove(e *entry) {
@@ -33,7 +48,7 @@ func (t *Tracker) heapRemove(e *entry) {
 	t.heap[last] = nil
 	t.heap = t.heap[:last]
 	e.idx = -1
-	if i != last {
+	if i != last && t.heaped {
 		if !t.down(i) {
 			t.up(i)
 		}
@@ -41,7 +56,7 @@ func (t *Tracker) heapRemove(e *entry) {
 }
 
 func (t *Tracker) heapFix(e *entry) {
-	if e.idx < 0 {
+	if e.idx < 0 || !t.heaped {
 		return
 	}
 	if !t.down(int(e.idx)) {

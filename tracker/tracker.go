@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"errors"
 	"hash/maphash"
 	"time"
 
@@ -125,6 +124,7 @@ type Tracker struct {
 	lead int64
 
 	heap     []*entry
+	heaped   bool // heap is in heap order; false while loading
 	byKey    map[uint64]*entry
 	overflow map[string]*entry // keys whose hash collides with another held key
 
@@ -200,30 +200,37 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 		return
 	}
 	if !r.Attrs.IsControl() {
+		// A type switch, not errors.As: Parse returns its own types
+		// unwrapped, and errors.As would allocate on every record.
 		env, err := envelope.Parse(r, now)
-		var ee *envelope.Error
-		var ve *envelope.VersionError
-		switch {
-		case errors.As(err, &ve):
+		switch e := err.(type) {
+		case nil:
+			switch env.Kind {
+			case envelope.KindSchedule:
+				if t.cfg.Validate != nil {
+					if ee := t.cfg.Validate(&env); ee != nil {
+						t.invalid(r, ee, now)
+						break
+					}
+				}
+				t.schedule(r, &env, now)
+			case envelope.KindCancel:
+				t.cancel(r.Key, r.Offset)
+			case envelope.KindTombstone:
+				t.tombstone(r.Key, env.Names, r.Offset, now)
+			}
+		case *envelope.VersionError:
 			// Stop before this record: its position is not passed, so
 			// an upgraded service reads it again.
-			t.blocked = ve.Error()
+			t.blocked = e.Error()
 			t.blockedAt = r.Offset
 			return
-		case errors.As(err, &ee):
-			t.invalid(r, ee, now)
-		case env.Kind == envelope.KindSchedule:
-			if t.cfg.Validate != nil {
-				if ee = t.cfg.Validate(&env); ee != nil {
-					t.invalid(r, ee, now)
-					break
-				}
-			}
-			t.schedule(r, &env, now)
-		case env.Kind == envelope.KindCancel:
-			t.cancel(r.Key, r.Offset)
-		case env.Kind == envelope.KindTombstone:
-			t.tombstone(r.Key, env.Names, r.Offset, now)
+		case *envelope.Error:
+			t.invalid(r, e, now)
+		default:
+			// Parse has no other errors; should one appear, the record
+			// is still rejected rather than passed over in silence.
+			t.invalid(r, envelope.Errorf(envelope.CodeMissingHeader, "%v", e), now)
 		}
 	}
 	t.Pass(r.Offset)
@@ -256,6 +263,20 @@ func (t *Tracker) lookup(h uint64, key []byte) *entry {
 		return nil
 	}
 	return t.overflow[string(key)]
+}
+
+// replace links e in the place of prev, the live version of the same key
+// that lookup found (nil: none): one map write where unlinking and linking
+// would probe the map three times on the hot path of loading.
+func (t *Tracker) replace(h uint64, key []byte, prev, e *entry) {
+	switch {
+	case prev == nil:
+		t.link(h, key, e)
+	case t.byKey[h] == prev:
+		t.byKey[h] = e
+	default:
+		t.overflow[string(key)] = e
+	}
 }
 
 func (t *Tracker) link(h uint64, key []byte, e *entry) {
@@ -310,6 +331,9 @@ func (t *Tracker) forget(e *entry) {
 
 // dropFuture removes the indexed version of a key, if any.
 func (t *Tracker) dropFuture(h uint64) (offset int64, ok bool) {
+	if len(t.future) == 0 {
+		return 0, false
+	}
 	v, ok := t.future[h]
 	if !ok {
 		return 0, false
@@ -363,12 +387,13 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 		// A copy of the live version takes over like any newer version.
 	}
 	risky := t.atRisk(r.Key)
-	if prev != nil {
-		t.forget(prev)
-	} else {
+	if prev == nil {
 		t.dropFuture(h)
 	}
 	if env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset {
+		if prev != nil {
+			t.forget(prev)
+		}
 		day := dayOf(env.DueMs)
 		t.future[h] = uint64(r.Offset)<<24 | uint64(day&0xffffff)
 		t.futureDaily[day]++
@@ -378,7 +403,15 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 	if risky {
 		e.flags |= flagAtRisk
 	}
-	t.hold(h, r.Key, e)
+	if prev != nil {
+		t.replace(h, r.Key, prev, e)
+		prev.flags |= flagDetached // unlinked by replace: forget must not unlink e
+		t.forget(prev)
+	} else {
+		t.link(h, r.Key, e)
+	}
+	t.heldDaily[dayOf(e.due)]++
+	t.push(e)
 }
 
 // popCopy forgets the echo of our copy of the version at from.
@@ -590,7 +623,10 @@ func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
 	t.hold(h, r.Key, e)
 }
 
-func (t *Tracker) finishLoading() { t.loaded = true }
+func (t *Tracker) finishLoading() {
+	t.loaded = true
+	t.heapify()
+}
 
 // Wanted returns the offsets of versions to read back and pass to Restore,
 // each once.
