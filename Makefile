@@ -26,6 +26,7 @@ lint:
 fuzz:
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME)
+	go test ./envelope/ -run '^$$' -fuzz '^FuzzParseDecimal$$' -fuzztime $(FUZZTIME)
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 

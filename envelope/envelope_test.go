@@ -295,4 +295,34 @@ func TestPackRoundTrip(t *testing.T) {
 	require.ErrorIs(t, err, ErrCorruptPacked)
 }
 
+// TestPackNameCodes: the codes Pack writes for known header names are the
+// indexes Unpack reads them back by.
+func TestPackNameCodes(t *testing.T) {
+	for i, name := range knownNames {
+		tag, literal := nameTag(name)
+		require.False(t, literal, name)
+		require.Equal(t, uint64(2*i), tag, name)
+	}
+	tag, literal := nameTag("trace-id")
+	require.True(t, literal)
+	require.Equal(t, uint64(2*len("trace-id")+1), tag)
+}
+
+// TestParseDecimal agrees with strconv.ParseInt, base 10, on every shape
+// an epoch header can take.
+func TestParseDecimal(t *testing.T) {
+	for _, s := range []string{
+		"0", "7", "-7", "+7", "1795442700", "-1500", "007", "999999999999999999", "-999999999999999999",
+		"9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+		"99999999999999999999", "", "-", "+", "1.5", "1e3", "1_000", " 1", "1 ", "0x10", "\x00\x01", "١",
+	} {
+		want, err := strconv.ParseInt(s, 10, 64)
+		got, ok := parseDecimal([]byte(s))
+		require.Equal(t, err == nil, ok, "%q", s)
+		if ok {
+			require.Equal(t, want, got, "%q", s)
+		}
+	}
+}
+
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }

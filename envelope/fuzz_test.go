@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"strconv"
 	"testing"
 	"time"
 
@@ -106,6 +107,20 @@ func FuzzUnpack(f *testing.F) {
 		if err != nil || !bytes.Equal(k, k2) || !bytes.Equal(v, v2) || len(h) != len(h2) ||
 			(k == nil) != (k2 == nil) || (v == nil) != (v2 == nil) {
 			t.Fatalf("decoded %q but it does not survive a round trip: %v", p, err)
+		}
+	})
+}
+
+// FuzzParseDecimal: the epoch parser agrees with strconv.ParseInt.
+func FuzzParseDecimal(f *testing.F) {
+	for _, s := range []string{"1795442700", "-1500", "+7", "9223372036854775808", "1.5", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, err := strconv.ParseInt(string(b), 10, 64)
+		got, ok := parseDecimal(b)
+		if ok != (err == nil) || (ok && got != want) {
+			t.Fatalf("parseDecimal(%q) = %d, %v; strconv: %d, %v", b, got, ok, want, err)
 		}
 	})
 }

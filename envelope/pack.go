@@ -3,7 +3,6 @@ package envelope
 import (
 	"encoding/binary"
 	"errors"
-	"strings"
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,21 +17,42 @@ var knownNames = []string{
 	HeaderCopyOf,
 }
 
-var knownCode = func() map[string]uint64 {
-	m := make(map[string]uint64, len(knownNames))
-	for i, n := range knownNames {
-		m[n] = uint64(i)
-	}
-	return m
-}()
-
 // nameTag is how Pack writes a header name: 2*code for a known name, or
-// 2*len+1 followed by the name.
+// 2*len+1 followed by the name. A switch, not a map: the compiler turns it
+// into comparisons by length, and Pack asks twice per header.
 func nameTag(name string) (tag uint64, literal bool) {
-	if c, ok := knownCode[name]; ok {
-		return 2 * c, false
+	var c uint64
+	switch name {
+	case HeaderSchemaVersion:
+		c = 0
+	case HeaderSourceType:
+		c = 1
+	case HeaderTargetEpoch:
+		c = 2
+	case HeaderTargetEpochMs:
+		c = 3
+	case HeaderTargetTopic:
+		c = 4
+	case HeaderTargetPartition:
+		c = 5
+	case HeaderTargetKey:
+		c = 6
+	case HeaderTargetPartitionKey:
+		c = 7
+	case HeaderSourceTopic:
+		c = 8
+	case HeaderSourcePartition:
+		c = 9
+	case HeaderSourceOffset:
+		c = 10
+	case HeaderSourceKey:
+		c = 11
+	case HeaderCopyOf:
+		c = 12
+	default:
+		return 2*uint64(len(name)) + 1, true
 	}
-	return 2*uint64(len(name)) + 1, true
+	return 2 * c, false
 }
 
 // Pack encodes a record's key, value and headers into one immutable string:
@@ -44,37 +64,47 @@ func nameTag(name string) (tag uint64, literal bool) {
 // uvarint(#headers), then per header its name (a tag, see nameTag) and
 // uvarint(len(value)+1) value; a length of 0 means nil.
 func Pack(key, value []byte, headers []kgo.RecordHeader) string {
+	// The tags of the first headers are kept from sizing to writing.
+	var tags [16]uint64
 	n := nullableLen(key) + nullableLen(value) + uvarintLen(uint64(len(headers)))
-	for _, h := range headers {
+	for i, h := range headers {
 		tag, literal := nameTag(h.Key)
+		if i < len(tags) {
+			tags[i] = tag
+		}
 		n += uvarintLen(tag) + nullableLen(h.Value)
 		if literal {
 			n += len(h.Key)
 		}
 	}
-	var b strings.Builder
-	b.Grow(n)
-	var tmp [binary.MaxVarintLen64]byte
+	buf := make([]byte, n)
+	i := 0
 	putNullable := func(v []byte) {
 		l := uint64(0)
 		if v != nil {
 			l = uint64(len(v)) + 1
 		}
-		b.Write(tmp[:binary.PutUvarint(tmp[:], l)])
-		b.Write(v)
+		i += binary.PutUvarint(buf[i:], l)
+		i += copy(buf[i:], v)
 	}
 	putNullable(key)
 	putNullable(value)
-	b.Write(tmp[:binary.PutUvarint(tmp[:], uint64(len(headers)))])
-	for _, h := range headers {
-		tag, literal := nameTag(h.Key)
-		b.Write(tmp[:binary.PutUvarint(tmp[:], tag)])
-		if literal {
-			b.WriteString(h.Key)
+	i += binary.PutUvarint(buf[i:], uint64(len(headers)))
+	for j, h := range headers {
+		var tag uint64
+		if j < len(tags) {
+			tag = tags[j]
+		} else {
+			tag, _ = nameTag(h.Key)
+		}
+		i += binary.PutUvarint(buf[i:], tag)
+		if tag%2 == 1 {
+			i += copy(buf[i:], h.Key)
 		}
 		putNullable(h.Value)
 	}
-	return b.String()
+	// buf is never written again: the string may share it.
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
 func uvarintLen(v uint64) int {

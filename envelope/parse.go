@@ -213,8 +213,8 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 
 // parseDue returns the due time in Unix milliseconds.
 func parseDue(epoch, epochMs []byte, hasMs bool, now time.Time) (int64, error) {
-	sec, err := strconv.ParseInt(string(epoch), 10, 64)
-	if err != nil {
+	sec, ok := parseDecimal(epoch)
+	if !ok {
 		return 0, Errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderTargetEpoch, printable(epoch))
 	}
 	if sec > now.Unix()+maxFutureSeconds {
@@ -227,14 +227,40 @@ func parseDue(epoch, epochMs []byte, hasMs bool, now time.Time) (int64, error) {
 	if !hasMs {
 		return sec * 1000, nil
 	}
-	ms, err := strconv.ParseInt(string(epochMs), 10, 64)
-	if err != nil {
+	ms, ok := parseDecimal(epochMs)
+	if !ok {
 		return 0, Errorf(CodeBadEpoch, "header %s is %q; want Unix milliseconds as a decimal integer", HeaderTargetEpochMs, printable(epochMs))
 	}
 	if floorDiv(ms, 1000) != sec {
 		return 0, Errorf(CodeBadEpoch, "header %s is %d, outside the second %d named by %s", HeaderTargetEpochMs, ms, sec, HeaderTargetEpoch)
 	}
 	return ms, nil
+}
+
+// parseDecimal reads a decimal int64 as strconv.ParseInt(s, 10, 64) does,
+// without converting the bytes to a string: that conversion allocates
+// (the string escapes into ParseInt's error), and every schedule read has
+// an epoch. Up to 18 digits cannot overflow; longer values go to strconv.
+func parseDecimal(b []byte) (int64, bool) {
+	digits := b
+	if len(digits) > 0 && (digits[0] == '+' || digits[0] == '-') {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 18 {
+		v, err := strconv.ParseInt(string(b), 10, 64)
+		return v, err == nil
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if b[0] == '-' {
+		n = -n
+	}
+	return n, true
 }
 
 func floorDiv(a, b int64) int64 {
