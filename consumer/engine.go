@@ -35,6 +35,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -154,7 +155,10 @@ type Engine struct {
 
 	parts    map[tp]*partition
 	order    []*partition // rotates so batches take from every partition in turn
-	inflight *inflight
+	inflight *inflight    // the batch being written
+	next     *inflight    // the batch formed ahead and handed over (see flush.go)
+	handMu   sync.Mutex
+	handed   *inflight // next, until the flusher takes it or the loop retracts it
 	backoff  dispatcher.Backoff
 	retryAt  time.Time
 	stopping bool
@@ -189,7 +193,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		sets:     map[string]TopicSet{},
 		own:      map[string]bool{},
 		in:       make(chan any, 16),
-		flushed:  make(chan flushed, 1),
+		flushed:  make(chan flushed, 2), // a batch's outcome, and the next's
 		loopDone: make(chan struct{}),
 		kill:     make(chan struct{}),
 		parts:    map[tp]*partition{},
@@ -235,7 +239,7 @@ const warmAhead = 5 * time.Minute
 // validate is the tracker's check of a parsed schedule: the allow-list of
 // SPEC 5. The service's own topics and internal topics are never targets,
 // whatever the patterns say, so a schedule cannot feed the scheduler.
-func (e *Engine) validate(env *envelope.Envelope) *envelope.Error {
+func (e *Engine) validate(env envelope.Envelope) *envelope.Error {
 	t := env.TargetTopic
 	if e.own[t] {
 		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is one of the scheduler's own topics", t)
@@ -347,6 +351,14 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 	var graceTimer <-chan time.Time
 	done := ctx.Done()
 	for {
+		// A batch that ended comes first: the next one the loop forms
+		// goes out only after the loop has heard of it.
+		select {
+		case f := <-e.flushed:
+			e.onFlushed(f)
+			goto after
+		default:
+		}
 		select {
 		case ev := <-e.in:
 			e.handle(ev)
@@ -363,6 +375,7 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 		case <-done:
 			done = nil
 			e.stopping = true
+			e.dropNext(e.cfg.Now())
 			if e.inflight != nil {
 				e.log.Info().Int("items", len(e.inflight.batch.Items)).Msg("shutting down: waiting for the batch in flight")
 				graceTimer = time.After(e.cfg.FlushGrace)
@@ -372,6 +385,7 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 			cancelFlush()
 			graceTimer = nil
 		}
+	after:
 		if e.fatal != nil {
 			return e.fatal
 		}

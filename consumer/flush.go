@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -19,56 +20,220 @@ type inflight struct {
 }
 
 type flushed struct {
-	in  *inflight
-	res dispatcher.Result
-	at  time.Time // when the dispatcher returned: the commit is confirmed
+	in   *inflight
+	res  dispatcher.Result
+	at   time.Time // when the dispatcher returned: the commit is confirmed
+	next *inflight // the batch handed over ahead that the flusher went on with; nil if none
 }
 
-// maybeFlush forms a batch of what is due and hands it to the dispatcher,
-// unless one is in flight or a failure asks to wait.
+// Batches are written one at a time, and each is formed ahead of its
+// turn. While a batch is in flight the loop forms the next one from what
+// is due (taking items out of the trackers, resolving their targets) and
+// hands it over; the flusher starts it the moment the batch in flight has
+// committed, without waiting for the loop to hear of it. So the loop's
+// share of a batch overlaps the writing of the one before, and a loop busy
+// reading records does not leave the producer idle.
+//
+// Until the flusher takes it, the loop can take a batch handed over back
+// (retract): to top it up, or to give its items back to the trackers
+// unwritten when the batch in flight failed, a partition of it is revoked,
+// or the service stops (dropNext). Once taken, it is in flight like any
+// other: the loop hears so from the outcome of the batch before it.
+
+// maybeFlush keeps the dispatcher busy: with nothing in flight it starts a
+// batch, the one formed ahead topped up with what is due now, or a new
+// one; with a batch in flight it forms or tops up the next and hands it
+// over.
 func (e *Engine) maybeFlush(now time.Time) {
-	if e.inflight != nil || now.Before(e.retryAt) || len(e.order) == 0 {
+	if now.Before(e.retryAt) || len(e.order) == 0 {
 		return
 	}
-	var items []*dispatcher.Item
-	parts := map[*partition][]*dispatcher.Item{}
-	offsets := map[string]map[int32]int64{}
+	if e.inflight == nil {
+		if !e.retract() {
+			return // cannot be: nothing is in flight to go on from
+		}
+		in := e.form(now, e.recheck(e.next, now))
+		e.next = nil
+		if in == nil {
+			return
+		}
+		e.launch(in, now)
+		return
+	}
+	if e.next != nil && len(e.next.batch.Items) >= e.cfg.BatchSize {
+		return
+	}
+	if !e.retract() {
+		return // the flusher has started it
+	}
+	e.next = e.form(now, e.next)
+	e.hand(now)
+}
+
+// form adds to in (nil: a new batch) up to the batch size of what is due,
+// taking from every partition in turn. It returns nil if nothing is due.
+func (e *Engine) form(now time.Time, in *inflight) *inflight {
+	if in == nil {
+		in = &inflight{batch: &dispatcher.Batch{}, parts: map[*partition][]*dispatcher.Item{}}
+	}
 	n := len(e.order)
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
-	for i := 0; i < n && len(items) < e.cfg.BatchSize; i++ {
+	for i := 0; i < n && len(in.batch.Items) < e.cfg.BatchSize; i++ {
 		p := e.order[(first+i)%n]
-		e.scratch = p.tr.Due(now, e.cfg.BatchSize-len(items), e.scratch[:0])
+		e.scratch = p.tr.Due(now, e.cfg.BatchSize-len(in.batch.Items), e.scratch[:0])
 		for j := range e.scratch {
 			it := &dispatcher.Item{
 				Item:      e.scratch[j],
 				Source:    envelope.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: e.scratch[j].Offset},
 				LogsTopic: p.set.Logs,
 			}
-			if it.Op == tracker.OpDispatch && !e.resolve(p, it, now) {
-				continue
+			if it.Op == tracker.OpDispatch {
+				if !e.resolve(p, it, now) {
+					continue
+				}
+				it.Build()
 			}
-			items = append(items, it)
-			parts[p] = append(parts[p], it)
-		}
-		if len(parts[p]) > 0 {
-			p.inBatch = true
-			if offsets[p.tp.topic] == nil {
-				offsets[p.tp.topic] = map[int32]int64{}
-			}
-			offsets[p.tp.topic][p.tp.partition] = p.tr.Position()
+			in.batch.Items = append(in.batch.Items, it)
+			in.parts[p] = append(in.parts[p], it)
 		}
 	}
-	if len(items) == 0 {
+	if len(in.batch.Items) == 0 {
+		return nil
+	}
+	return in
+}
+
+// recheck readies a batch formed ahead for the loop to start: items of
+// partitions released since are dropped (their trackers are gone), and
+// items whose version ended since (cancelled, replaced, tombstoned by a
+// previous owner) go back to their tracker unwritten. It returns nil if
+// nothing is left.
+func (e *Engine) recheck(in *inflight, now time.Time) *inflight {
+	if in == nil {
+		return nil
+	}
+	out := &inflight{batch: &dispatcher.Batch{}, parts: map[*partition][]*dispatcher.Item{}}
+	ended := map[*partition][]tracker.Item{}
+	for _, it := range in.batch.Items {
+		p := e.parts[tp{it.Source.Topic, it.Source.Partition}]
+		if p == nil || in.parts[p] == nil {
+			continue // released since, perhaps assigned again: another tracker
+		}
+		if p.tr.Ended(&it.Item) {
+			ended[p] = append(ended[p], it.Item)
+			continue
+		}
+		out.batch.Items = append(out.batch.Items, it)
+		out.parts[p] = append(out.parts[p], it)
+	}
+	for p, items := range ended {
+		p.tr.Return(items, now)
+	}
+	if len(out.batch.Items) == 0 {
+		return nil
+	}
+	return out
+}
+
+// stamp sets what a batch commits with: the partitions' positions now,
+// and now as its send time (the flusher restamps a batch it starts
+// itself).
+func (e *Engine) stamp(in *inflight, now time.Time) {
+	offsets := map[string]map[int32]int64{}
+	for p := range in.parts {
+		if offsets[p.tp.topic] == nil {
+			offsets[p.tp.topic] = map[int32]int64{}
+		}
+		offsets[p.tp.topic][p.tp.partition] = p.tr.Position()
+	}
+	in.batch.Offsets, in.batch.At = offsets, now
+}
+
+// hand hands the batch formed ahead over to the flusher.
+func (e *Engine) hand(now time.Time) {
+	if e.next == nil {
 		return
 	}
-	in := &inflight{batch: &dispatcher.Batch{Items: items, Offsets: offsets, At: now}, parts: parts}
+	e.stamp(e.next, now)
+	e.handMu.Lock()
+	e.handed = e.next
+	e.handMu.Unlock()
+}
+
+// retract takes the batch handed over back from the flusher. It reports
+// false if the flusher has started it: it is in flight.
+func (e *Engine) retract() bool {
+	if e.next == nil {
+		return true
+	}
+	e.handMu.Lock()
+	defer e.handMu.Unlock()
+	if e.handed != e.next {
+		return false
+	}
+	e.handed = nil
+	return true
+}
+
+// dropNext gives the items of the batch formed ahead back to their
+// trackers unwritten. If the flusher has started it already it is in
+// flight: its partitions count as such, and dropNext reports false.
+func (e *Engine) dropNext(now time.Time) bool {
+	if e.next == nil {
+		return true
+	}
+	if !e.retract() {
+		for p := range e.next.parts {
+			p.inBatch = true
+		}
+		return false
+	}
+	for p, items := range e.next.parts {
+		if e.parts[p.tp] != p {
+			continue
+		}
+		back := make([]tracker.Item, len(items))
+		for i, it := range items {
+			back[i] = it.Item
+		}
+		p.tr.Return(back, now)
+	}
+	e.next = nil
+	return true
+}
+
+// launch starts a batch when none is in flight.
+func (e *Engine) launch(in *inflight, now time.Time) {
+	e.stamp(in, now)
+	for p := range in.parts {
+		p.inBatch = true
+	}
 	e.inflight = in
-	e.cfg.Metrics.BatchSize.Observe(float64(len(items)))
-	ctx := e.flushCtx
-	go func() {
+	go e.flush(e.flushCtx, in)
+}
+
+// flush writes a batch, then, if it committed, the batch handed over
+// meanwhile, and so on, telling the loop the outcome of each.
+func (e *Engine) flush(ctx context.Context, in *inflight) {
+	for in != nil {
 		res := e.deps.Dispatcher.Flush(ctx, in.batch)
-		e.flushed <- flushed{in: in, res: res, at: e.cfg.Now()}
-	}()
+		at := e.cfg.Now()
+		var next *inflight
+		if res.Err == nil && ctx.Err() == nil {
+			e.handMu.Lock()
+			next, e.handed = e.handed, nil
+			e.handMu.Unlock()
+			if next != nil {
+				next.batch.At = at
+			}
+		}
+		select {
+		case e.flushed <- flushed{in: in, res: res, at: at, next: next}:
+		case <-e.loopDone:
+			return
+		}
+		in = next
+	}
 }
 
 // resolve finds where a due schedule goes. It reports false when the
@@ -105,13 +270,20 @@ func (e *Engine) resolve(p *partition, it *dispatcher.Item, now time.Time) bool 
 // onFlushed applies a batch's outcome to the trackers.
 func (e *Engine) onFlushed(f flushed) {
 	now := e.cfg.Now()
-	e.inflight = nil
+	e.inflight = f.next
+	if f.next != nil {
+		e.next = nil // f.next is the batch handed over
+		for p := range f.next.parts {
+			p.inBatch = true
+		}
+	}
 	res := f.res
 	m := e.cfg.Metrics
 	m.FlushDuration.Observe(res.Duration.Seconds())
+	m.BatchSize.Observe(float64(len(f.in.batch.Items)))
 	var committed []*dispatcher.Item
 	for p, items := range f.in.parts {
-		p.inBatch = false
+		p.inBatch = f.next != nil && f.next.parts[p] != nil
 		live := e.parts[p.tp] == p
 		var done, failed []tracker.Item
 		for _, it := range items {
@@ -133,7 +305,7 @@ func (e *Engine) onFlushed(f flushed) {
 				p.lastErr = ""
 			}
 		}
-		if len(p.waiters) > 0 {
+		if len(p.waiters) > 0 && !p.inBatch {
 			e.release(p, now, "revoked")
 		}
 	}
@@ -141,6 +313,9 @@ func (e *Engine) onFlushed(f flushed) {
 		e.cfg.OnCommitted(committed, f.at)
 	}
 	if res.Err != nil {
+		// The batch formed ahead may hold items of the partitions that
+		// now settle what the failed one wrote, and must wait anyway.
+		e.dropNext(now)
 		m.FlushErrors.Inc()
 		wait := e.backoff.Next()
 		e.retryAt = now.Add(wait)

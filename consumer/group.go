@@ -42,12 +42,15 @@ func (e *Engine) send(ctx context.Context, ev any) bool {
 	}
 }
 
+// pollRecords bounds the records handed to the loop at once.
+const pollRecords = 5000
+
 // poll forwards fetched records to the loop. Rebalances wait while a poll
 // is handed over, so the loop sees every record of a partition before its
 // revocation (see the package doc).
 func (e *Engine) poll(ctx context.Context) {
 	for {
-		fs := e.cl.PollRecords(ctx, 5000)
+		fs := e.cl.PollRecords(ctx, pollRecords)
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			e.cl.AllowRebalance()
 			return

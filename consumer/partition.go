@@ -146,6 +146,16 @@ func (p *partition) stop(now time.Time, why string) {
 
 func (e *Engine) onRevoke(ev evRevoke, now time.Time) {
 	w := &revokeWait{done: ev.done}
+	if e.next != nil {
+		for _, t := range ev.tps {
+			if p := e.parts[t]; p != nil && e.next.parts[p] != nil {
+				// Its items go back unwritten, unless the flusher has
+				// started the batch: then it is in flight (inBatch).
+				e.dropNext(now)
+				break
+			}
+		}
+	}
 	for _, t := range ev.tps {
 		p := e.parts[t]
 		if p == nil {

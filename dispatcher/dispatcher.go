@@ -118,6 +118,24 @@ type Item struct {
 	key, value []byte
 	headers    []kgo.RecordHeader
 	omitLog    bool // the audit record is too large with the payload
+
+	// target and tomb are built ahead by Build, for the first attempt to
+	// write the item; later attempts build their own.
+	target, tomb *kgo.Record
+}
+
+// Build builds ahead the target message and tombstone of a resolved
+// OpDispatch item (Prepare, then TargetPartition set), so that the caller
+// forming batches does this share of the work while the batch before is
+// being written. The audit record, which says when the batch went out, is
+// built when it does.
+func (it *Item) Build() {
+	if it.Op != tracker.OpDispatch || it.unpack() != nil {
+		return
+	}
+	it.target = envelope.Target(&it.Env, it.headers, it.Source)
+	it.target.Partition = it.TargetPartition
+	it.tomb = envelope.Tombstone(it.key, it.headers, it.Source)
 }
 
 // Batch is what Flush writes.
@@ -322,8 +340,13 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 	src := it.Source
 	switch it.Op {
 	case tracker.OpDispatch:
-		target := envelope.Target(&it.Env, it.headers, src)
-		target.Partition = it.TargetPartition
+		target, tomb := it.target, it.tomb
+		it.target, it.tomb = nil, nil // a record is produced once
+		if target == nil || tomb == nil {
+			target = envelope.Target(&it.Env, it.headers, src)
+			target.Partition = it.TargetPartition
+			tomb = envelope.Tombstone(it.key, it.headers, src)
+		}
 		first = append(first, target)
 		roles = append(roles, roleTarget)
 		if d.cfg.Logs {
@@ -332,7 +355,7 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 			first = append(first, log)
 			roles = append(roles, roleLog)
 		}
-		last = append(last, envelope.Tombstone(it.key, it.headers, src))
+		last = append(last, tomb)
 	case tracker.OpReject:
 		if d.cfg.Logs {
 			first = append(first, envelope.Rejected(it.key, it.value, it.headers, it.LogsTopic, src.Partition, it.Item.Err, d.cfg.LogPayload && !it.omitLog))
@@ -353,48 +376,76 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 	return first, last, roles
 }
 
+// production is a set of records being produced: add starts each one,
+// wait waits for them all and reads their failures.
+type production struct {
+	d    *Dispatcher
+	cl   *kgo.Client
+	mu   sync.Mutex
+	errs []error
+	who  []produced
+	recs []*kgo.Record
+}
+
+func (d *Dispatcher) produce() *production { return &production{d: d, cl: d.client()} }
+
+// add produces r at once: building the next records overlaps writing this
+// one.
+func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
+	i := len(p.recs)
+	p.recs = append(p.recs, r)
+	p.who = append(p.who, w)
+	p.mu.Lock()
+	p.errs = append(p.errs, nil)
+	p.mu.Unlock()
+	p.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
+		if perr != nil {
+			p.mu.Lock()
+			p.errs[i] = perr
+			p.mu.Unlock()
+		}
+	})
+}
+
 // produceAll produces recs and waits for them. It returns the refusals,
 // turned into rejections, the first other error, and which records failed.
 func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, failed []bool, err error) {
-	cl := d.client()
-	var mu sync.Mutex
-	errs := make([]error, len(recs))
+	p := d.produce()
 	for i, r := range recs {
-		cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
-			if perr != nil {
-				mu.Lock()
-				errs[i] = perr
-				mu.Unlock()
-			}
-		})
+		p.add(ctx, r, who[i])
 	}
-	flushErr := cl.Flush(ctx)
-	mu.Lock()
-	defer mu.Unlock()
-	failed = make([]bool, len(recs))
+	return p.wait(ctx)
+}
+
+// wait flushes the client and reads the outcome of every record added.
+func (p *production) wait(ctx context.Context) (refused int, failed []bool, err error) {
+	flushErr := p.cl.Flush(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	failed = make([]bool, len(p.recs))
 	var other error
-	for i, perr := range errs {
+	for i, perr := range p.errs {
 		if perr == nil {
 			continue
 		}
 		failed[i] = true
-		p := who[i]
-		if code, ok := refusal(p.role, perr); ok {
-			if p.role == roleLog {
-				if !p.it.omitLog {
-					p.it.omitLog = true
+		w := p.who[i]
+		if code, ok := refusal(w.role, perr); ok {
+			if w.role == roleLog {
+				if !w.it.omitLog {
+					w.it.omitLog = true
 					refused++
 					continue
 				}
-			} else if p.it.Op == tracker.OpDispatch {
-				p.it.Op = tracker.OpReject
-				p.it.Item.Err = envelope.Errorf(code, "the broker refused the message for %s: %v", p.it.Env.TargetTopic, perr)
+			} else if w.it.Op == tracker.OpDispatch {
+				w.it.Op = tracker.OpReject
+				w.it.Item.Err = envelope.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
 				refused++
 				continue
 			}
 		}
 		if other == nil {
-			other = fmt.Errorf("writing to %s[%d]: %w", recs[i].Topic, recs[i].Partition, perr)
+			other = fmt.Errorf("writing to %s[%d]: %w", p.recs[i].Topic, p.recs[i].Partition, perr)
 		}
 	}
 	if other == nil && refused == 0 && flushErr != nil {
@@ -505,17 +556,18 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
 	defer cancel()
-	var recs []*kgo.Record
-	var who []produced
+	d.hook(HookBeforeProduce)
+	prod := d.produce()
 	for _, it := range b.Items {
 		first, last, roles := d.records(it, b.At)
-		for i, r := range append(first, last...) {
-			recs = append(recs, r)
-			who = append(who, produced{it, roles[i]})
+		for i, r := range first {
+			prod.add(fctx, r, produced{it, roles[i]})
+		}
+		for i, r := range last {
+			prod.add(fctx, r, produced{it, roles[len(first)+i]})
 		}
 	}
-	d.hook(HookBeforeProduce)
-	refused, _, err := d.produceAll(fctx, recs, who)
+	refused, _, err := prod.wait(fctx)
 	if err == nil {
 		err = d.commitOffsets(fctx, b.Offsets)
 	}

@@ -144,3 +144,24 @@ func BenchmarkHeapPerSchedule(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoad loads a partition of size schedules due today into a new
+// tracker, as assignment does: the loop's whole cost per record read.
+func BenchmarkLoad(b *testing.B) {
+	for _, size := range []int{1e4, 1e5, 1e6} {
+		b.Run(fmt.Sprintf("records=%d", size), func(b *testing.B) {
+			recs := benchRecords(b, size, 0, "orders-4c1f1a8e-0a2b-4f7d-9f1e-")
+			b.ReportAllocs()
+			for b.Loop() {
+				tr := New(Config{}, 0, int64(size), t0)
+				for _, r := range recs {
+					tr.Observe(r, t0)
+				}
+				if !tr.Loaded() {
+					b.Fatal("not loaded")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/record")
+		})
+	}
+}

@@ -37,6 +37,10 @@ type sim struct {
 	admitAt  int64 // next offset of an Admit pass, -1 when none
 	admitEnd int64
 
+	// ahead is a batch formed ahead of writing, as the service forms the
+	// next batch while one is in flight; nil when none.
+	ahead []Item
+
 	trace func(what string) // called after every action, for debugging a seed
 
 	cov *coverage
@@ -52,6 +56,7 @@ type sim struct {
 // races it exists for really happened.
 type coverage struct {
 	dispatches, reappends, staleCopies, restores, syncs, restarts, admits, parks int
+	returned, endedAhead                                                         int
 }
 
 func newSim(t *testing.T, seed uint64, cov *coverage) *sim {
@@ -79,6 +84,7 @@ func (s *sim) cfg() Config { return Config{Lead: time.Hour} }
 func (s *sim) restart() {
 	s.tr = New(s.cfg(), 0, int64(len(s.log)), s.now)
 	s.read, s.syncTo, s.admitAt = 0, -1, -1
+	s.ahead = nil
 }
 
 func (s *sim) append(r *kgo.Record, ours bool) {
@@ -210,10 +216,46 @@ func (s *sim) latestProducer(key string) (int, bool) {
 	return 0, false
 }
 
+// takeAhead returns the batch formed ahead, readied for writing as the
+// service readies it: items whose version ended since go back unwritten.
+// Sometimes the whole batch goes back, as when the batch before it failed.
+func (s *sim) takeAhead(mode int) []Item {
+	items := s.ahead
+	s.ahead = nil
+	if mode >= 0 && s.rng.IntN(5) == 0 {
+		s.tr.Return(items, s.now)
+		s.cov.returned++
+		return nil
+	}
+	var kept, ended []Item
+	for _, it := range items {
+		if s.tr.Ended(&it) {
+			ended = append(ended, it)
+		} else {
+			kept = append(kept, it)
+		}
+	}
+	if len(ended) > 0 {
+		s.tr.Return(ended, s.now)
+		s.cov.endedAhead++
+	}
+	return kept
+}
+
 func (s *sim) step(mode int) {
-	items := s.tr.Due(s.now, 1+s.rng.IntN(4), nil)
+	var items []Item
+	if s.ahead != nil {
+		items = s.takeAhead(mode)
+	}
 	if len(items) == 0 {
-		return
+		items = s.tr.Due(s.now, 1+s.rng.IntN(4), nil)
+		if len(items) == 0 {
+			return
+		}
+		if mode >= 0 && s.rng.IntN(3) == 0 {
+			s.ahead = items // written by a later step, after other events
+			return
+		}
 	}
 	s.batches++
 	batch := items[:0:0]
@@ -432,6 +474,7 @@ func TestDifferentialAgainstLog(t *testing.T) {
 		"dispatch": cov.dispatches, "re-append": cov.reappends, "stale copy": cov.staleCopies,
 		"read back": cov.restores, "sync": cov.syncs, "restart": cov.restarts,
 		"admit": cov.admits, "park": cov.parks,
+		"batch formed ahead returned": cov.returned, "ended while formed ahead": cov.endedAhead,
 	} {
 		require.GreaterOrEqual(t, n, seeds/25, "the simulation rarely reaches %s", name)
 	}

@@ -26,6 +26,9 @@ const (
 	// copy re-appends raced with a dispatch, so it is recent, and the copy
 	// is written within one flush of reading the tombstone that shadows it.
 	goneWindow = 1 << 20
+
+	// maxPresize bounds how many versions New makes room for up front.
+	maxPresize = 1 << 22
 )
 
 // Config configures a Tracker.
@@ -36,8 +39,10 @@ type Config struct {
 
 	// Validate checks a parsed schedule beyond the envelope's own rules,
 	// such as the allow-list of target topics; a non-nil error rejects it.
-	// Default nil: accept every well-formed schedule.
-	Validate func(*envelope.Envelope) *envelope.Error
+	// Default nil: accept every well-formed schedule. It takes the envelope
+	// by value: a pointer passed to a function value escapes, and would
+	// cost an allocation for every record read.
+	Validate func(envelope.Envelope) *envelope.Error
 }
 
 // Op is what the caller must write for an Item.
@@ -93,14 +98,15 @@ const (
 )
 
 const (
-	flagAtRisk   uint8 = 1 << iota // may be shadowed by a tombstone still to be read
-	flagShadowed                   // a newer tombstone or copy shadows it in the log
-	flagReappend                   // shadowed and not yet copied
-	flagInvalid                    // to be rejected
-	flagDetached                   // not reachable by key: keyless, or a stale copy
-	flagTombOp                     // a stale copy to tombstone
-	flagGone                       // no longer tracked
-	flagCounted                    // counted as dispatched or rejected
+	flagAtRisk   uint16 = 1 << iota // may be shadowed by a tombstone still to be read
+	flagShadowed                    // a newer tombstone or copy shadows it in the log
+	flagReappend                    // shadowed and not yet copied
+	flagInvalid                     // to be rejected
+	flagDetached                    // not reachable by key: keyless, or a stale copy
+	flagTombOp                      // a stale copy to tombstone
+	flagGone                        // no longer tracked
+	flagCounted                     // counted as dispatched or rejected
+	flagEchoed                      // our tombstone of it was read while its batch was in flight
 )
 
 // entry is one version held in memory. Its size (48 bytes) is part of the
@@ -112,7 +118,7 @@ type entry struct {
 	at     int64 // when it is next eligible for Due: its due time, or sooner to re-append
 	idx    int32 // heap index
 	state  uint8
-	flags  uint8
+	flags  uint16
 }
 
 func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data) }
@@ -172,10 +178,15 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 	if cfg.Lead <= 0 {
 		cfg.Lead = DefaultLead
 	}
+	// The records to load bound the versions it will hold: size the
+	// heap for them at once rather than copying it while it doubles
+	// (8 bytes a record, also for records of later days).
+	hint := int(min(max(end-start, 0), maxPresize))
 	t := &Tracker{
 		cfg:         cfg,
 		seed:        maphash.MakeSeed(),
 		lead:        cfg.Lead.Milliseconds(),
+		heap:        make([]*entry, 0, hint),
 		byKey:       make(map[uint64]*entry),
 		future:      make(map[uint64]uint64),
 		heldDaily:   make(map[int64]int64),
@@ -208,7 +219,7 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			switch env.Kind {
 			case envelope.KindSchedule:
 				if t.cfg.Validate != nil {
-					if ee := t.cfg.Validate(&env); ee != nil {
+					if ee := t.cfg.Validate(env); ee != nil {
 						t.invalid(r, ee, now)
 						break
 					}
@@ -357,6 +368,9 @@ func (t *Tracker) hold(h uint64, key []byte, e *entry) {
 // ours not yet read back. Such a version is held whole whatever its day, so
 // that it can be re-appended without reading it again.
 func (t *Tracker) atRisk(key []byte) bool {
+	if len(t.tombs) == 0 && len(t.copies) == 0 {
+		return false // while loading: nothing of ours is in flight
+	}
 	return len(t.tombs[string(key)]) > 0 || len(t.copies[string(key)]) > 0
 }
 
@@ -542,8 +556,15 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 	case prev != nil && prev.offset == names:
 		if ours {
 			// Our tombstone: the batch that wrote it committed, even if
-			// we have not been told, or were told it failed.
-			t.count(prev)
+			// we have not been told, or were told it failed. While the
+			// batch is in flight its outcome counts the item: only it
+			// knows whether the dispatcher turned a dispatch into a
+			// rejection (a target refusing the message).
+			if prev.state == stateInflight {
+				prev.flags |= flagEchoed
+			} else {
+				t.count(prev)
+			}
 		}
 		t.noteGone(h, at)
 		t.forget(prev)
@@ -823,6 +844,13 @@ func (t *Tracker) Nack(items []Item, now time.Time) {
 	nowMs := now.UnixMilli()
 	for i := range items {
 		e := items[i].e
+		if e.flags&flagEchoed != 0 {
+			// Its tombstone was read: the batch committed after all.
+			if items[i].Op == OpReject {
+				e.flags |= flagInvalid
+			}
+			t.count(e)
+		}
 		if e.flags&flagGone != 0 || e.state != stateInflight {
 			continue
 		}
@@ -837,6 +865,34 @@ func (t *Tracker) Nack(items []Item, now time.Time) {
 		t.push(e)
 	}
 }
+
+// Return takes back items Due handed out that were never written: the
+// caller formed a batch ahead of time and dropped it, or dropped the items
+// whose version ended meanwhile (Ended). Unlike after Nack, nothing of
+// theirs can be in the log, so the echoes they registered are forgotten at
+// once and no sync is needed.
+func (t *Tracker) Return(items []Item, now time.Time) {
+	nowMs := now.UnixMilli()
+	for i := range items {
+		it := &items[i]
+		e := it.e
+		t.unecho(it)
+		if e.flags&flagGone != 0 || e.state != stateInflight {
+			continue
+		}
+		e.state = statePending
+		if e.flags&flagShadowed != 0 {
+			e.flags |= flagReappend
+			e.at = nowMs
+		}
+		t.push(e)
+	}
+}
+
+// Ended reports whether the version of an item handed out by Due has ended
+// since (cancelled, replaced, or tombstoned by another writer): an item not
+// yet written must then not be, and goes back with Return.
+func (t *Tracker) Ended(it *Item) bool { return it.e.flags&flagGone != 0 }
 
 // BeginSync stops handing out items until EndSync.
 func (t *Tracker) BeginSync() { t.syncing = true }

@@ -305,7 +305,7 @@ func TestFrozenWithoutCopyIsReappendedAfterSync(t *testing.T) {
 
 func TestRejections(t *testing.T) {
 	var f fixture
-	tr := New(Config{Validate: func(e *envelope.Envelope) *envelope.Error {
+	tr := New(Config{Validate: func(e envelope.Envelope) *envelope.Error {
 		if e.TargetTopic == "target" {
 			return envelope.Errorf(envelope.CodeTargetNotAllowed, "no")
 		}
@@ -447,4 +447,36 @@ func TestCountedOnceByAckOrTombstone(t *testing.T) {
 	tr.Nack(items, t0)
 	require.Equal(t, int64(3), tr.Stats().Dispatched)
 	require.Zero(t, tr.Stats().Held)
+}
+
+// TestRefusedDispatchCountedAsRejected: the dispatcher turns a dispatch
+// into a rejection when the target refuses the message; its tombstone may
+// be read before the batch's outcome, and must not count it as dispatched.
+func TestRefusedDispatchCountedAsRejected(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	a := f.sched("a", t0, "a")
+	b := f.sched("b", t0, "b")
+	observe(tr, t0, a, b)
+	items := tr.Due(t0, 10, nil)
+	require.Len(t, items, 2)
+	items[0].Op, items[0].Err = OpReject, envelope.Errorf(envelope.CodeTooLarge, "refused")
+	observe(tr, t0, f.tomb("a", a.Offset), f.tomb("b", b.Offset))
+	tr.Ack(items)
+	st := tr.Stats()
+	require.Equal(t, int64(1), st.Rejected)
+	require.Equal(t, int64(1), st.Dispatched)
+
+	// The same when the outcome was reported failed but the batch
+	// committed: its tombstone, read in flight, tells.
+	c := f.sched("c", t0, "c")
+	observe(tr, t0, c)
+	items = tr.Due(t0, 10, nil)
+	items[0].Op, items[0].Err = OpReject, envelope.Errorf(envelope.CodeTooLarge, "refused")
+	observe(tr, t0, f.tomb("c", c.Offset))
+	tr.Nack(items, t0)
+	st = tr.Stats()
+	require.Equal(t, int64(2), st.Rejected)
+	require.Equal(t, int64(1), st.Dispatched)
+	require.Zero(t, st.Held)
 }
