@@ -38,7 +38,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
@@ -545,8 +547,9 @@ func (r *run) baselineConsume(ctx context.Context, topic string) (float64, error
 // baselineProduce writes, with a bare franz-go producer, what the service
 // writes for the load topic: per schedule a target message, a tombstone and
 // an audit record of the same sizes, in batches of the same size, each
-// batch one transaction with exactly-once (two flushes at-least-once, as
-// the service writes tombstones after targets).
+// batch one transaction with exactly-once that also commits offsets of the
+// schedules partitions (two flushes at-least-once, as the service writes
+// tombstones after targets).
 func (r *run) baselineProduce(ctx context.Context, schedules, target string) (float64, error) {
 	n, b := r.cfg.Schedules, r.cfg.BatchSize
 	logs := schedules + envelope.DefaultLogsPostfix
@@ -594,6 +597,55 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 		}
 		return nil
 	}
+	// With exactly-once, each transaction also commits consumer offsets
+	// of the schedules partitions, as the service's do: the same two
+	// requests, for a group of the baseline's own.
+	var commit func(upTo int) error
+	if r.cfg.ExactlyOnce {
+		md, err := dispatcher.FetchTopics(ctx, cl, schedules)
+		if err != nil {
+			return 0, err
+		}
+		group, txn := "bench-baseline-"+r.id, "bench-baseline-"+r.id
+		commit = func(upTo int) error {
+			pid, epoch, err := cl.ProducerID(ctx)
+			if err != nil {
+				return err
+			}
+			add := kmsg.NewPtrAddOffsetsToTxnRequest()
+			add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txn, pid, epoch, group
+			aresp, err := add.RequestWith(ctx, cl)
+			if err == nil {
+				err = kerr.ErrorForCode(aresp.ErrorCode)
+			}
+			if err != nil {
+				return fmt.Errorf("adding offsets to the transaction: %w", err)
+			}
+			req := kmsg.NewPtrTxnOffsetCommitRequest()
+			req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group = txn, pid, epoch, group
+			req.Generation = -1
+			t := kmsg.NewTxnOffsetCommitRequestTopic()
+			t.Topic, t.TopicID = schedules, md[schedules].ID
+			for p := range r.cfg.Partitions {
+				tp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				tp.Partition, tp.Offset, tp.LeaderEpoch = int32(p), int64(upTo/r.cfg.Partitions), -1
+				t.Partitions = append(t.Partitions, tp)
+			}
+			req.Topics = append(req.Topics, t)
+			cresp, err := req.RequestWith(ctx, cl)
+			if err != nil {
+				return fmt.Errorf("committing offsets in the transaction: %w", err)
+			}
+			for _, t := range cresp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						return fmt.Errorf("committing offsets in the transaction: %w", err)
+					}
+				}
+			}
+			return nil
+		}
+	}
 	start := time.Now()
 	for lo := 0; lo < n; lo += b {
 		batch := recs[lo:min(lo+b, n)]
@@ -606,6 +658,9 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 				rs = append(rs, t.target, t.tomb, t.log)
 			}
 			if err := produce(rs...); err != nil {
+				return 0, err
+			}
+			if err := commit(lo + len(batch)); err != nil {
 				return 0, err
 			}
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
@@ -721,7 +776,7 @@ func (r *run) rollover(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	offset := midnight.Add(-before).Sub(time.Now())
+	offset := time.Until(midnight.Add(-before))
 	c := newCommitted(stream, func(it *dispatcher.Item) bool {
 		return it.DueMs < midnight.Add(6*time.Second).UnixMilli()
 	})
