@@ -74,19 +74,23 @@ func (e *Engine) maybeFlush(now time.Time) {
 // taking from every partition in turn. It returns nil if nothing is due.
 func (e *Engine) form(now time.Time, in *inflight) *inflight {
 	if in == nil {
-		in = &inflight{batch: &dispatcher.Batch{}, parts: map[*partition][]*dispatcher.Item{}}
+		in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, e.cfg.BatchSize)}, parts: map[*partition][]*dispatcher.Item{}}
 	}
+	// The items of one call, in one allocation: a batch lives and dies
+	// as a whole.
+	slab := make([]dispatcher.Item, 0, e.cfg.BatchSize-len(in.batch.Items))
 	n := len(e.order)
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
 	for i := 0; i < n && len(in.batch.Items) < e.cfg.BatchSize; i++ {
 		p := e.order[(first+i)%n]
 		e.scratch = p.tr.Due(now, e.cfg.BatchSize-len(in.batch.Items), e.scratch[:0])
 		for j := range e.scratch {
-			it := &dispatcher.Item{
+			slab = append(slab, dispatcher.Item{
 				Item:      e.scratch[j],
 				Source:    envelope.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: e.scratch[j].Offset},
 				LogsTopic: p.set.Logs,
-			}
+			})
+			it := &slab[len(slab)-1]
 			if it.Op == tracker.OpDispatch {
 				if !e.resolve(p, it, now) {
 					continue

@@ -313,7 +313,8 @@ func (it *Item) unpack() error {
 		return nil
 	}
 	var err error
-	it.key, it.value, it.headers, err = envelope.Unpack(it.Data)
+	// Room for the target's headers to share the schedule's array.
+	it.key, it.value, it.headers, err = envelope.UnpackExtra(it.Data, envelope.TargetRoom)
 	return err
 }
 
@@ -387,7 +388,10 @@ type production struct {
 	recs []*kgo.Record
 }
 
-func (d *Dispatcher) produce() *production { return &production{d: d, cl: d.client()} }
+// produce starts a production of about n records.
+func (d *Dispatcher) produce(n int) *production {
+	return &production{d: d, cl: d.client(), errs: make([]error, 0, n), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n)}
+}
 
 // add produces r at once: building the next records overlaps writing this
 // one.
@@ -410,7 +414,7 @@ func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
 // produceAll produces recs and waits for them. It returns the refusals,
 // turned into rejections, the first other error, and which records failed.
 func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, failed []bool, err error) {
-	p := d.produce()
+	p := d.produce(len(recs))
 	for i, r := range recs {
 		p.add(ctx, r, who[i])
 	}
@@ -557,7 +561,7 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
 	defer cancel()
 	d.hook(HookBeforeProduce)
-	prod := d.produce()
+	prod := d.produce(3 * len(b.Items))
 	for _, it := range b.Items {
 		first, last, roles := d.records(it, b.At)
 		for i, r := range first {

@@ -172,17 +172,29 @@ var (
 // dispatchedExtra is how many headers Dispatched adds to the target's.
 const dispatchedExtra = 4
 
+// TargetRoom is the spare capacity that lets Target and Dispatched append
+// their headers to the schedule's own (see Target).
+const TargetRoom = 4 + dispatchedExtra
+
 // Target builds the message of SPEC 3.3 for a parsed schedule whose record
 // carried headers. The caller chooses the partition.
 //
-// The header slice has room for what Dispatched adds, so that the audit
-// record shares it: do not append to the target's headers after building
-// its audit record.
+// Like append, Target writes into the spare capacity of headers when there
+// is TargetRoom of it (and no copy mark to leave out), so that the target
+// shares the schedule's header array; headers[:len(headers)] is never
+// modified. Its own header slice keeps room for what Dispatched adds, so
+// that the audit record shares it too: do not append to the target's
+// headers, or to headers, once they are built.
 func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
-	out := make([]kgo.RecordHeader, 0, len(headers)+4+dispatchedExtra)
-	for _, h := range headers {
-		if h.Key != HeaderCopyOf {
-			out = append(out, h)
+	var out []kgo.RecordHeader
+	if cap(headers)-len(headers) >= TargetRoom && !hasHeader(headers, HeaderCopyOf) {
+		out = headers
+	} else {
+		out = make([]kgo.RecordHeader, 0, len(headers)+TargetRoom)
+		for _, h := range headers {
+			if h.Key != HeaderCopyOf {
+				out = append(out, h)
+			}
 		}
 	}
 	nums := strconv.AppendInt(make([]byte, 0, 24), int64(src.Partition), 10)
@@ -199,6 +211,15 @@ func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
 		r.Key = env.TargetKey
 	}
 	return r
+}
+
+func hasHeader(headers []kgo.RecordHeader, name string) bool {
+	for i := range headers {
+		if headers[i].Key == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Tombstone builds the tombstone of SPEC 3.4 for the version of key written

@@ -326,3 +326,45 @@ func TestParseDecimal(t *testing.T) {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+// TestInternTopic: interned names equal the bytes they were made from,
+// whichever topics share a slot, and a repeated name is not allocated
+// again.
+func TestInternTopic(t *testing.T) {
+	for i := range 2000 {
+		name := "orders-" + strconv.Itoa(i%700)
+		require.Equal(t, name, internTopic([]byte(name)))
+	}
+	b := []byte("billing")
+	internTopic(b)
+	require.Zero(t, testing.AllocsPerRun(100, func() { internTopic(b) }))
+}
+
+// TestTargetSharesRoom: with TargetRoom of spare capacity the target and
+// its audit record append to the schedule's header array, leaving the
+// schedule's own headers as they were; a copy mark makes it copy instead.
+func TestTargetSharesRoom(t *testing.T) {
+	src := Source{Topic: "s", Partition: 1, Offset: 9}
+	base := karafka("user", "u")
+	headers := append(make([]kgo.RecordHeader, 0, len(base)+TargetRoom), base...)
+	sched := &kgo.Record{Key: []byte("k"), Value: []byte("v"), Headers: headers}
+	env, err := Parse(sched, now)
+	require.NoError(t, err)
+	target := Target(&env, headers, src)
+	require.Same(t, &headers[0], &target.Headers[0], "shares the array")
+	log := Dispatched(target, "l", 1, env.Key, now, 0, true)
+	require.Equal(t, base, headers, "the schedule's headers are unchanged")
+	require.Equal(t, base, target.Headers[:len(base)])
+	require.Len(t, target.Headers, len(base)+4)
+	require.Len(t, log.Headers, len(base)+7)
+	tomb := Tombstone(env.Key, headers, src)
+	v, _ := Header(tomb.Headers, HeaderSourceType)
+	require.Equal(t, SourceTombstone, string(v))
+	require.Equal(t, base, headers, "nor does the tombstone change them")
+
+	marked := append(append(make([]kgo.RecordHeader, 0, len(base)+1+TargetRoom), base...), kgo.RecordHeader{Key: HeaderCopyOf, Value: []byte("3")})
+	target = Target(&env, marked, src)
+	require.NotSame(t, &marked[0], &target.Headers[0], "a copy mark is left out: copied")
+	_, has := Header(target.Headers, HeaderCopyOf)
+	require.False(t, has)
+}

@@ -64,20 +64,29 @@ func nameTag(name string) (tag uint64, literal bool) {
 // uvarint(#headers), then per header its name (a tag, see nameTag) and
 // uvarint(len(value)+1) value; a length of 0 means nil.
 func Pack(key, value []byte, headers []kgo.RecordHeader) string {
-	// The tags of the first headers are kept from sizing to writing.
-	var tags [16]uint64
+	buf := make([]byte, PackSize(key, value, headers))
+	PackTo(buf, key, value, headers)
+	// buf is never written again: the string may share it.
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
+}
+
+// PackSize returns the length of Pack's encoding of a record.
+func PackSize(key, value []byte, headers []kgo.RecordHeader) int {
 	n := nullableLen(key) + nullableLen(value) + uvarintLen(uint64(len(headers)))
-	for i, h := range headers {
+	for _, h := range headers {
 		tag, literal := nameTag(h.Key)
-		if i < len(tags) {
-			tags[i] = tag
-		}
 		n += uvarintLen(tag) + nullableLen(h.Value)
 		if literal {
 			n += len(h.Key)
 		}
 	}
-	buf := make([]byte, n)
+	return n
+}
+
+// PackTo writes Pack's encoding of a record into buf, which must be
+// PackSize long, so that a caller can place it inside a larger allocation
+// of its own. Unpack and PackedKey read it back once it is a string.
+func PackTo(buf []byte, key, value []byte, headers []kgo.RecordHeader) {
 	i := 0
 	putNullable := func(v []byte) {
 		l := uint64(0)
@@ -90,21 +99,14 @@ func Pack(key, value []byte, headers []kgo.RecordHeader) string {
 	putNullable(key)
 	putNullable(value)
 	i += binary.PutUvarint(buf[i:], uint64(len(headers)))
-	for j, h := range headers {
-		var tag uint64
-		if j < len(tags) {
-			tag = tags[j]
-		} else {
-			tag, _ = nameTag(h.Key)
-		}
+	for _, h := range headers {
+		tag, literal := nameTag(h.Key)
 		i += binary.PutUvarint(buf[i:], tag)
-		if tag%2 == 1 {
+		if literal {
 			i += copy(buf[i:], h.Key)
 		}
 		putNullable(h.Value)
 	}
-	// buf is never written again: the string may share it.
-	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
 func uvarintLen(v uint64) int {

@@ -3,6 +3,7 @@ package envelope
 import (
 	"bytes"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -193,7 +194,7 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 	if !legalTopic(c.topic) {
 		return Envelope{}, Errorf(CodeTargetUnavailable, "target topic %q is not a legal Kafka topic name", printable(c.topic))
 	}
-	env.TargetTopic = string(c.topic)
+	env.TargetTopic = internTopic(c.topic)
 
 	if c.has&hasPartition != 0 {
 		p, err := strconv.ParseInt(string(c.partition), 10, 32)
@@ -235,6 +236,26 @@ func parseDue(epoch, epochMs []byte, hasMs bool, now time.Time) (int64, error) {
 		return 0, Errorf(CodeBadEpoch, "header %s is %d, outside the second %d named by %s", HeaderTargetEpochMs, ms, sec, HeaderTargetEpoch)
 	}
 	return ms, nil
+}
+
+// topics remembers recent target topic names, so that parsing a schedule
+// does not allocate its topic's name again: a partition holds schedules
+// for a handful of topics, read a million times over. Lock-free and
+// bounded: a slot is overwritten by whichever topic hashes to it last.
+var topics [256]atomic.Pointer[string]
+
+func internTopic(b []byte) string {
+	h := uint32(2166136261) // FNV-1a
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	slot := &topics[h%uint32(len(topics))]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }
 
 // parseDecimal reads a decimal int64 as strconv.ParseInt(s, 10, 64) does,

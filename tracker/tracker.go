@@ -3,6 +3,7 @@ package tracker
 import (
 	"hash/maphash"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -109,19 +110,44 @@ const (
 	flagEchoed                      // our tombstone of it was read while its batch was in flight
 )
 
-// entry is one version held in memory. Its size (48 bytes) is part of the
-// memory budget per pending schedule.
+// entry is one version held in memory: these fields, followed in the same
+// allocation by the version's record as envelope.Pack encodes it (newEntry).
+// The allocation holds no pointers, so the garbage collector marks it
+// without scanning it, and a schedule costs one allocation, not two: with
+// a million held, that is most of what a collection cycle would otherwise
+// walk through.
 type entry struct {
-	data   string
 	offset int64
 	due    int64
 	at     int64 // when it is next eligible for Due: its due time, or sooner to re-append
 	idx    int32 // heap index
-	state  uint8
+	n      uint32
 	flags  uint16
+	state  uint8
 }
 
-func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data) }
+const entrySize = int(unsafe.Sizeof(entry{}))
+
+// newEntry returns an entry for the version r, due at due and next
+// eligible at at.
+func newEntry(r *kgo.Record, due, at int64, flags uint16) *entry {
+	n := envelope.PackSize(r.Key, r.Value, r.Headers)
+	// A byte slice is allocated without pointers and, being larger than
+	// the tiny allocator's 16 bytes, aligned for entry's int64 fields.
+	buf := make([]byte, entrySize+n)
+	envelope.PackTo(buf[entrySize:], r.Key, r.Value, r.Headers)
+	e := (*entry)(unsafe.Pointer(unsafe.SliceData(buf)))
+	*e = entry{offset: r.Offset, due: due, at: at, idx: -1, n: uint32(n), flags: flags}
+	return e
+}
+
+// data is the version's record, packed. The string points into the
+// entry's allocation and keeps it alive.
+func (e *entry) data() string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), entrySize)), int(e.n))
+}
+
+func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data()) }
 
 // Tracker is one partition's state. It is not safe for concurrent use.
 type Tracker struct {
@@ -265,15 +291,24 @@ func (t *Tracker) Pass(offset int64) {
 func (t *Tracker) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
 
 func (t *Tracker) lookup(h uint64, key []byte) *entry {
+	e, _ := t.find(h, key)
+	return e
+}
+
+// find is lookup that also tells whether the key's hash slot is free, in
+// which case a new version of the key can take it at once.
+func (t *Tracker) find(h uint64, key []byte) (e *entry, free bool) {
 	if e := t.byKey[h]; e != nil {
 		if k, _ := e.key(); k == string(key) {
-			return e
+			return e, false
 		}
+	} else if t.overflow == nil {
+		return nil, true
 	}
 	if t.overflow == nil {
-		return nil
+		return nil, false
 	}
-	return t.overflow[string(key)]
+	return t.overflow[string(key)], false
 }
 
 // replace links e in the place of prev, the live version of the same key
@@ -391,7 +426,7 @@ func (t *Tracker) wantBack(h uint64, offset int64) {
 func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time) {
 	nowMs := now.UnixMilli()
 	h := t.hash(r.Key)
-	prev := t.lookup(h, r.Key)
+	prev, free := t.find(h, r.Key)
 	if env.CopyOf >= 0 {
 		t.popCopy(string(r.Key), env.CopyOf)
 		if t.isStale(h, prev, env.CopyOf) {
@@ -413,15 +448,18 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 		t.futureDaily[day]++
 		return
 	}
-	e := &entry{data: envelope.Pack(r.Key, r.Value, r.Headers), offset: r.Offset, due: env.DueMs, at: env.DueMs, idx: -1}
+	e := newEntry(r, env.DueMs, env.DueMs, 0)
 	if risky {
 		e.flags |= flagAtRisk
 	}
-	if prev != nil {
+	switch {
+	case prev != nil:
 		t.replace(h, r.Key, prev, e)
 		prev.flags |= flagDetached // unlinked by replace: forget must not unlink e
 		t.forget(prev)
-	} else {
+	case free:
+		t.byKey[h] = e // one map write: the common case while loading
+	default:
 		t.link(h, r.Key, e)
 	}
 	t.heldDaily[dayOf(e.due)]++
@@ -503,7 +541,7 @@ func (t *Tracker) pruneGone() {
 func (t *Tracker) staleCopy(h uint64, r *kgo.Record, live *entry, nowMs int64) {
 	// One millisecond early: the tombstone must be written before the live
 	// version is re-appended, or it would shadow that copy in turn.
-	e := &entry{data: envelope.Pack(r.Key, r.Value, r.Headers), offset: r.Offset, due: nowMs, at: nowMs - 1, idx: -1, flags: flagDetached | flagTombOp}
+	e := newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp)
 	if t.staleTombs == nil {
 		t.staleTombs = make(map[int64]*entry)
 	}
@@ -623,7 +661,7 @@ func (t *Tracker) maybeDemote(e *entry) {
 
 func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
 	nowMs := now.UnixMilli()
-	e := &entry{data: envelope.Pack(r.Key, r.Value, r.Headers), offset: r.Offset, due: nowMs, at: nowMs, idx: -1, flags: flagInvalid}
+	e := newEntry(r, nowMs, nowMs, flagInvalid)
 	if t.rejects == nil {
 		t.rejects = make(map[*entry]*envelope.Error)
 	}
@@ -682,10 +720,7 @@ func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
 	}
 	t.dropFuture(h)
 	nowMs := now.UnixMilli()
-	t.hold(h, r.Key, &entry{
-		data: envelope.Pack(r.Key, r.Value, r.Headers), offset: offset, due: env.DueMs,
-		at: nowMs, idx: -1, flags: flagShadowed | flagReappend,
-	})
+	t.hold(h, r.Key, newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend))
 }
 
 // Due hands out, in (due, offset) order, up to max items whose time has
@@ -698,7 +733,7 @@ func (t *Tracker) Due(now time.Time, max int, out []Item) []Item {
 	nowMs := now.UnixMilli()
 	for len(out) < max && len(t.heap) > 0 && t.heap[0].at <= nowMs {
 		e := t.heap[0]
-		it := Item{Offset: e.offset, Data: e.data, DueMs: e.due, e: e}
+		it := Item{Offset: e.offset, Data: e.data(), DueMs: e.due, e: e}
 		switch {
 		case e.flags&flagTombOp != 0:
 			it.Op = OpTombstone
@@ -967,7 +1002,7 @@ func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 		return false
 	}
 	t.dropFuture(h)
-	t.hold(h, r.Key, &entry{data: envelope.Pack(r.Key, r.Value, r.Headers), offset: r.Offset, due: env.DueMs, at: env.DueMs, idx: -1})
+	t.hold(h, r.Key, newEntry(r, env.DueMs, env.DueMs, 0))
 	return true
 }
 
