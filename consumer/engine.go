@@ -11,7 +11,9 @@
 //   - the poller forwards fetched records, in offset order per partition;
 //   - franz-go's group goroutine runs the assignment callbacks, which send
 //     an event and wait for the loop to act on it;
-//   - a flusher goroutine runs one dispatcher batch at a time;
+//   - a flusher goroutine writes one dispatcher batch at a time, and goes
+//     on with the batch the loop formed and handed over meanwhile (see
+//     flush.go);
 //   - short-lived readers fetch high watermarks and re-read partitions for
 //     the day rollover and for read-backs the trackers ask for.
 //
@@ -236,6 +238,9 @@ func (e *Engine) DispatchError(err error) {
 // metadata is fetched.
 const warmAhead = 5 * time.Minute
 
+// maxWarmed bounds the topics validate remembers warming.
+const maxWarmed = 1024
+
 // validate is the tracker's check of a parsed schedule: the allow-list of
 // SPEC 5. The service's own topics and internal topics are never targets,
 // whatever the patterns say, so a schedule cannot feed the scheduler.
@@ -254,6 +259,9 @@ func (e *Engine) validate(env envelope.Envelope) *envelope.Error {
 				// most once a second per topic: this runs per record.
 				if at, ok := e.warmed[t]; !ok || e.readNow.Sub(at) > time.Second {
 					e.deps.Targets.Warm(t, e.readNow)
+					if len(e.warmed) >= maxWarmed {
+						clear(e.warmed) // schedules for endless topic names
+					}
 					e.warmed[t] = e.readNow
 				}
 			}
@@ -351,41 +359,39 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 	var graceTimer <-chan time.Time
 	done := ctx.Done()
 	for {
-		// A batch that ended comes first: the next one the loop forms
-		// goes out only after the loop has heard of it.
+		// A batch that ended comes first: the loop hands the flusher
+		// the batch after next only once it has heard of it.
 		select {
 		case f := <-e.flushed:
 			e.onFlushed(f)
-			goto after
 		default:
-		}
-		select {
-		case ev := <-e.in:
-			e.handle(ev)
-		case f := <-e.flushed:
-			e.onFlushed(f)
-		case <-e.deps.Targets.Updated():
-			now := e.cfg.Now()
-			for _, p := range e.order {
-				p.tr.RetryParked(now)
+			select {
+			case ev := <-e.in:
+				e.handle(ev)
+			case f := <-e.flushed:
+				e.onFlushed(f)
+			case <-e.deps.Targets.Updated():
+				now := e.cfg.Now()
+				for _, p := range e.order {
+					p.tr.RetryParked(now)
+				}
+			case <-timer.C:
+			case <-e.kill:
+				return ErrKilled
+			case <-done:
+				done = nil
+				e.stopping = true
+				e.dropNext(e.cfg.Now())
+				if e.inflight != nil {
+					e.log.Info().Int("items", len(e.inflight.batch.Items)).Msg("shutting down: waiting for the batch in flight")
+					graceTimer = time.After(e.cfg.FlushGrace)
+				}
+			case <-graceTimer:
+				e.log.Warn().Msg("shutting down: the batch in flight did not end in time; aborting it")
+				cancelFlush()
+				graceTimer = nil
 			}
-		case <-timer.C:
-		case <-e.kill:
-			return ErrKilled
-		case <-done:
-			done = nil
-			e.stopping = true
-			e.dropNext(e.cfg.Now())
-			if e.inflight != nil {
-				e.log.Info().Int("items", len(e.inflight.batch.Items)).Msg("shutting down: waiting for the batch in flight")
-				graceTimer = time.After(e.cfg.FlushGrace)
-			}
-		case <-graceTimer:
-			e.log.Warn().Msg("shutting down: the batch in flight did not end in time; aborting it")
-			cancelFlush()
-			graceTimer = nil
 		}
-	after:
 		if e.fatal != nil {
 			return e.fatal
 		}
