@@ -129,10 +129,12 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 
 	// The dispatcher may replace its producer (dispatcher.Reset), so it
-	// owns it; franz-go's metrics of all its producers go to one set.
-	prodMetrics := kmetrics("producer")
+	// owns it. Each producer gets metrics of its own, under the same
+	// names: a kprom set belongs to one client, and the replaced client's
+	// last hooks may still run while the new one registers. The old set
+	// unregisters when its client closes, which the dispatcher does first.
 	newProducer := func() (*kgo.Client, error) {
-		opts := append(slices.Clone(base), prodMetrics)
+		opts := append(slices.Clone(base), kmetrics("producer"))
 		opts = append(opts, dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize)...)
 		return kgo.NewClient(opts...)
 	}
