@@ -71,20 +71,25 @@ func (e *Engine) maybeFlush(now time.Time) {
 }
 
 // form adds to in (nil: a new batch) up to the batch size of what is due,
-// taking from every partition in turn. It returns nil if nothing is due.
+// taking from every partition in turn. It returns nil if nothing is due,
+// and allocates nothing then: it runs after every event the loop handles.
 func (e *Engine) form(now time.Time, in *inflight) *inflight {
-	if in == nil {
-		in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, e.cfg.BatchSize)}, parts: map[*partition][]*dispatcher.Item{}}
+	size := 0
+	if in != nil {
+		size = len(in.batch.Items)
 	}
 	// The items of one call, in one allocation: a batch lives and dies
 	// as a whole.
-	slab := make([]dispatcher.Item, 0, e.cfg.BatchSize-len(in.batch.Items))
+	var slab []dispatcher.Item
 	n := len(e.order)
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
-	for i := 0; i < n && len(in.batch.Items) < e.cfg.BatchSize; i++ {
+	for i := 0; i < n && size < e.cfg.BatchSize; i++ {
 		p := e.order[(first+i)%n]
-		e.scratch = p.tr.Due(now, e.cfg.BatchSize-len(in.batch.Items), e.scratch[:0])
+		e.scratch = p.tr.Due(now, e.cfg.BatchSize-size, e.scratch[:0])
 		for j := range e.scratch {
+			if slab == nil {
+				slab = make([]dispatcher.Item, 0, e.cfg.BatchSize-size)
+			}
 			slab = append(slab, dispatcher.Item{
 				Item:      e.scratch[j],
 				Source:    envelope.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: e.scratch[j].Offset},
@@ -97,12 +102,13 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 				}
 				it.Build()
 			}
+			if in == nil {
+				in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, e.cfg.BatchSize)}, parts: map[*partition][]*dispatcher.Item{}}
+			}
 			in.batch.Items = append(in.batch.Items, it)
 			in.parts[p] = append(in.parts[p], it)
+			size++
 		}
-	}
-	if len(in.batch.Items) == 0 {
-		return nil
 	}
 	return in
 }
