@@ -380,7 +380,6 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 // production is a set of records being produced: add starts each one,
 // wait waits for them all and reads their failures.
 type production struct {
-	d    *Dispatcher
 	cl   *kgo.Client
 	mu   sync.Mutex
 	errs []error
@@ -390,7 +389,7 @@ type production struct {
 
 // produce starts a production of about n records.
 func (d *Dispatcher) produce(n int) *production {
-	return &production{d: d, cl: d.client(), errs: make([]error, 0, n), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n)}
+	return &production{cl: d.client(), errs: make([]error, 0, n), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n)}
 }
 
 // add produces r at once: building the next records overlaps writing this

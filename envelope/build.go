@@ -187,7 +187,7 @@ const TargetRoom = 4 + dispatchedExtra
 // headers, or to headers, once they are built.
 func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
 	var out []kgo.RecordHeader
-	if cap(headers)-len(headers) >= TargetRoom && !hasHeader(headers, HeaderCopyOf) {
+	if _, marked := Header(headers, HeaderCopyOf); !marked && cap(headers)-len(headers) >= TargetRoom {
 		out = headers
 	} else {
 		out = make([]kgo.RecordHeader, 0, len(headers)+TargetRoom)
@@ -211,15 +211,6 @@ func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
 		r.Key = env.TargetKey
 	}
 	return r
-}
-
-func hasHeader(headers []kgo.RecordHeader, name string) bool {
-	for i := range headers {
-		if headers[i].Key == name {
-			return true
-		}
-	}
-	return false
 }
 
 // Tombstone builds the tombstone of SPEC 3.4 for the version of key written

@@ -312,15 +312,12 @@ func (t *Tracker) find(h uint64, key []byte) (e *entry, free bool) {
 }
 
 // replace links e in the place of prev, the live version of the same key
-// that lookup found (nil: none): one map write where unlinking and linking
-// would probe the map three times on the hot path of loading.
+// that lookup found: one map write where unlinking and linking would probe
+// the map three times on the hot path of loading.
 func (t *Tracker) replace(h uint64, key []byte, prev, e *entry) {
-	switch {
-	case prev == nil:
-		t.link(h, key, e)
-	case t.byKey[h] == prev:
+	if t.byKey[h] == prev {
 		t.byKey[h] = e
-	default:
+	} else {
 		t.overflow[string(key)] = e
 	}
 }
