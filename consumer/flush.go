@@ -109,6 +109,9 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 			in.parts[p] = append(in.parts[p], it)
 			size++
 		}
+		// The items point into the tracker's memory: keep none of it
+		// alive after the batch is done with it.
+		clear(e.scratch)
 	}
 	return in
 }

@@ -23,6 +23,7 @@ func less(a, b *entry) bool {
 }
 
 func (t *Tracker) push(e *entry) {
+	t.arena.back(t.arena.chunks[e.chunk])
 	e.state = statePending
 	e.idx = int32(len(t.heap))
 	t.heap = append(t.heap, e)

@@ -44,6 +44,10 @@ type Config struct {
 	// by value: a pointer passed to a function value escapes, and would
 	// cost an allocation for every record read.
 	Validate func(envelope.Envelope) *envelope.Error
+
+	// Tests make chunks small and tidying eager, to move entries often.
+	chunkMax  int
+	eagerTidy bool
 }
 
 // Op is what the caller must write for an Item.
@@ -110,39 +114,25 @@ const (
 	flagEchoed                      // our tombstone of it was read while its batch was in flight
 )
 
-// entry is one version held in memory: these fields, followed in the same
-// allocation by the version's record as envelope.Pack encodes it (newEntry).
-// The allocation holds no pointers, so the garbage collector marks it
-// without scanning it, and a schedule costs one allocation, not two: with
-// a million held, that is most of what a collection cycle would otherwise
-// walk through.
+// entry is one version held in memory: these fields, followed by the
+// version's record as envelope.Pack encodes it, in a chunk of the tracker's
+// arena (arena.go), which holds no pointers: the garbage collector marks a
+// chunk without scanning it.
 type entry struct {
 	offset int64
 	due    int64
-	at     int64 // when it is next eligible for Due: its due time, or sooner to re-append
-	idx    int32 // heap index
-	n      uint32
+	at     int64  // when it is next eligible for Due: its due time, or sooner to re-append
+	idx    int32  // heap index
+	n      uint32 // bytes of the packed record
+	chunk  uint32 // id of the chunk holding it (arena.go)
 	flags  uint16
 	state  uint8
 }
 
 const entrySize = int(unsafe.Sizeof(entry{}))
 
-// newEntry returns an entry for the version r, due at due and next
-// eligible at at.
-func newEntry(r *kgo.Record, due, at int64, flags uint16) *entry {
-	n := envelope.PackSize(r.Key, r.Value, r.Headers)
-	// A byte slice is allocated without pointers and, being larger than
-	// the tiny allocator's 16 bytes, aligned for entry's int64 fields.
-	buf := make([]byte, entrySize+n)
-	envelope.PackTo(buf[entrySize:], r.Key, r.Value, r.Headers)
-	e := (*entry)(unsafe.Pointer(unsafe.SliceData(buf)))
-	*e = entry{offset: r.Offset, due: due, at: at, idx: -1, n: uint32(n), flags: flags}
-	return e
-}
-
 // data is the version's record, packed. The string points into the
-// entry's allocation and keeps it alive.
+// entry's chunk and keeps it alive.
 func (e *entry) data() string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), entrySize)), int(e.n))
 }
@@ -151,9 +141,10 @@ func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data()) }
 
 // Tracker is one partition's state. It is not safe for concurrent use.
 type Tracker struct {
-	cfg  Config
-	seed maphash.Seed
-	lead int64
+	cfg   Config
+	seed  maphash.Seed
+	lead  int64
+	arena arena
 
 	heap     []*entry
 	heaped   bool // heap is in heap order; false while loading
@@ -223,6 +214,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		start:       start,
 		end:         end,
 		pos:         start,
+		arena:       arena{max: cfg.chunkMax, eager: cfg.eagerTidy},
 	}
 	t.windowEnd = (floorDiv(now.UnixMilli()+t.lead, msPerDay) + 1) * msPerDay
 	if end <= start {
@@ -268,6 +260,9 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			// Parse has no other errors; should one appear, the record
 			// is still rejected rather than passed over in silence.
 			t.invalid(r, envelope.Errorf(envelope.CodeMissingHeader, "%v", e), now)
+		}
+		if t.arena.untidy() {
+			t.tidy()
 		}
 	}
 	t.Pass(r.Offset)
@@ -353,6 +348,9 @@ func (t *Tracker) unlink(e *entry) {
 
 // forget stops tracking e wherever it is.
 func (t *Tracker) forget(e *entry) {
+	if e.flags&flagGone != 0 {
+		return
+	}
 	t.unlink(e)
 	if e.state == statePending && e.idx >= 0 {
 		t.heapRemove(e)
@@ -370,6 +368,7 @@ func (t *Tracker) forget(e *entry) {
 		delete(t.staleTombs, e.offset)
 	}
 	e.flags |= flagGone
+	t.release(e)
 }
 
 // dropFuture removes the indexed version of a key, if any.
@@ -445,7 +444,7 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 		t.futureDaily[day]++
 		return
 	}
-	e := newEntry(r, env.DueMs, env.DueMs, 0)
+	e := t.newEntry(r, env.DueMs, env.DueMs, 0)
 	if risky {
 		e.flags |= flagAtRisk
 	}
@@ -538,7 +537,7 @@ func (t *Tracker) pruneGone() {
 func (t *Tracker) staleCopy(h uint64, r *kgo.Record, live *entry, nowMs int64) {
 	// One millisecond early: the tombstone must be written before the live
 	// version is re-appended, or it would shadow that copy in turn.
-	e := newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp)
+	e := t.newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp)
 	if t.staleTombs == nil {
 		t.staleTombs = make(map[int64]*entry)
 	}
@@ -658,7 +657,7 @@ func (t *Tracker) maybeDemote(e *entry) {
 
 func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
 	nowMs := now.UnixMilli()
-	e := newEntry(r, nowMs, nowMs, flagInvalid)
+	e := t.newEntry(r, nowMs, nowMs, flagInvalid)
 	if t.rejects == nil {
 		t.rejects = make(map[*entry]*envelope.Error)
 	}
@@ -717,7 +716,7 @@ func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
 	}
 	t.dropFuture(h)
 	nowMs := now.UnixMilli()
-	t.hold(h, r.Key, newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend))
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend))
 }
 
 // Due hands out, in (due, offset) order, up to max items whose time has
@@ -851,6 +850,9 @@ func (t *Tracker) Ack(items []Item) {
 			t.noteGone(maphash.String(t.seed, k), t.pos)
 		}
 		t.forget(e)
+	}
+	if t.arena.untidy() {
+		t.tidy()
 	}
 }
 
@@ -999,7 +1001,7 @@ func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 		return false
 	}
 	t.dropFuture(h)
-	t.hold(h, r.Key, newEntry(r, env.DueMs, env.DueMs, 0))
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, env.DueMs, 0))
 	return true
 }
 
