@@ -15,6 +15,7 @@ type Metrics struct {
 	Rejected      *prometheus.CounterVec
 	Pending       *prometheus.GaugeVec
 	PendingToday  *prometheus.GaugeVec
+	BufferBytes   *prometheus.GaugeVec
 	Loading       *prometheus.GaugeVec
 	State         *prometheus.GaugeVec
 	Lateness      prometheus.Histogram
@@ -39,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, tp),
 		PendingToday: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "scheduler_pending_today", Help: "Pending schedules due today or overdue.",
+		}, tp),
+		BufferBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scheduler_buffer_bytes", Help: "Memory holding the schedules kept whole (due today, or at risk), free room included.",
 		}, tp),
 		Loading: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "scheduler_loading_progress", Help: "Fraction of the partition read up to its end offset at assignment; 1 once loaded.",
@@ -66,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Dispatched, m.Rejected, m.Pending, m.PendingToday, m.Loading, m.State,
+		reg.MustRegister(m.Dispatched, m.Rejected, m.Pending, m.PendingToday, m.BufferBytes, m.Loading, m.State,
 			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended)
 	}
 	return m
@@ -92,6 +96,7 @@ func (m *Metrics) observe(p *partition, ps PartitionStatus) {
 	}
 	m.Pending.WithLabelValues(l...).Set(float64(ps.Pending))
 	m.PendingToday.WithLabelValues(l...).Set(float64(ps.PendingToday))
+	m.BufferBytes.WithLabelValues(l...).Set(float64(ps.BufferBytes))
 	m.Loading.WithLabelValues(l...).Set(ps.Offsets.Loading)
 	for _, s := range []state.State{state.Loading, state.Loaded, state.Stopped} {
 		v := 0.0
@@ -108,6 +113,7 @@ func (m *Metrics) forget(p *partition) {
 	l := prometheus.Labels{"topic": p.tp.topic, "partition": strconv.Itoa(int(p.tp.partition))}
 	m.Pending.DeletePartialMatch(l)
 	m.PendingToday.DeletePartialMatch(l)
+	m.BufferBytes.DeletePartialMatch(l)
 	m.Loading.DeletePartialMatch(l)
 	m.State.DeletePartialMatch(l)
 }

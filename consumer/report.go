@@ -99,6 +99,7 @@ type PartitionStatus struct {
 	PendingToday int64            `json:"pending_today"`
 	Pending      int64            `json:"pending"`
 	Held         int              `json:"held"`
+	BufferBytes  int              `json:"buffer_bytes"`
 	Dispatched   int64            `json:"dispatched"`
 	Rejected     int64            `json:"rejected"`
 	Reappended   int64            `json:"reappended"`
@@ -134,7 +135,7 @@ func (e *Engine) snapshot(now time.Time) {
 		ps := PartitionStatus{
 			Topic: p.tp.topic, Partition: p.tp.partition, State: p.sm.State(), Reason: p.reason,
 			Offsets:      StatusOffsets{Low: p.start, Position: st.Position, End: p.end, Loading: loadFraction(p)},
-			PendingToday: p.tr.PendingThrough(now), Pending: int64(st.Held + st.Future), Held: st.Held,
+			PendingToday: p.tr.PendingThrough(now), Pending: int64(st.Held + st.Future), Held: st.Held, BufferBytes: st.Bytes,
 			Dispatched: st.Dispatched, Rejected: st.Rejected, Reappended: st.Reappended, Reloads: p.reloads,
 			LastError: p.lastErr, Lateness: p.lat.summary(), Daily: p.tr.Daily(),
 		}

@@ -39,6 +39,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	}, "never ready")
 	due := time.Now().Add(200 * time.Millisecond)
 	h.produce(h.schedule("orders", due, "x", envelope.WithTopic(schedTopic)))
+	// And one held until after the test: its partition shows the memory
+	// holding it.
+	h.produce(h.schedule("orders", time.Now().Add(10*time.Minute), "later", envelope.WithTopic(schedTopic)))
 	h.readCommitted("orders", 1, 10*time.Second)
 
 	var st struct {
@@ -56,6 +59,8 @@ func TestHTTPEndpoints(t *testing.T) {
 				P50, P99, P999, Max float64
 			} `json:"lateness_ms"`
 			PendingToday *int64 `json:"pending_today"`
+			Held         int    `json:"held"`
+			BufferBytes  *int64 `json:"buffer_bytes"`
 			Rejected     *int64 `json:"rejected"`
 			Reloads      *int64 `json:"reloads"`
 		} `json:"partitions"`
@@ -65,28 +70,37 @@ func TestHTTPEndpoints(t *testing.T) {
 		require.Equal(t, 200, code)
 		require.NoError(t, json.Unmarshal([]byte(body), &st))
 		var n int64
+		held := 0
 		for _, p := range st.Partitions {
 			n += p.Dispatched
+			held += p.Held
 		}
-		return n == 1
-	}, "status never counted the dispatch")
+		return n == 1 && held == 1
+	}, "status never counted the dispatch and the schedule held")
 	require.Equal(t, "a", st.Instance)
 	require.True(t, st.Ready)
 	require.Len(t, st.Partitions, 5)
+	held := 0
 	for _, p := range st.Partitions {
 		require.Equal(t, "loaded", p.State)
 		require.NotNil(t, p.PendingToday)
 		require.NotNil(t, p.Rejected)
 		require.NotNil(t, p.Reloads)
+		require.NotNil(t, p.BufferBytes)
+		held += p.Held
+		if p.Held > 0 {
+			require.Greater(t, *p.BufferBytes, int64(len("later")), "partition %d holds a schedule in no memory", p.Partition)
+		}
 		if p.Dispatched == 1 {
 			require.NotNil(t, p.Lateness, "lateness percentiles once something went out")
 			require.GreaterOrEqual(t, p.Lateness.Max, p.Lateness.P50)
 		}
 	}
+	require.Equal(t, 1, held, "the later schedule is held")
 	code, body = httpGet(t, base+"/metrics")
 	require.Equal(t, 200, code)
 	for _, m := range []string{
-		"scheduler_dispatched_total", "scheduler_pending", "scheduler_loading_progress",
+		"scheduler_dispatched_total", "scheduler_pending", "scheduler_buffer_bytes", "scheduler_loading_progress",
 		"scheduler_flush_duration_seconds_bucket", "scheduler_lateness_seconds_bucket",
 		"scheduler_partition_state", "scheduler_kafka_consumer_", "scheduler_kafka_producer_",
 	} {

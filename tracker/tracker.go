@@ -1043,6 +1043,7 @@ type Stats struct {
 	Start, End, Position int64
 	Loaded               bool
 	Held                 int   // versions in memory, including in flight
+	Bytes                int   // of the memory holding them, free room included
 	Future               int   // versions indexed for later days
 	Dispatched           int64 // counted at their ack or their tombstone, whichever comes first
 	Rejected             int64 // likewise
@@ -1055,7 +1056,7 @@ type Stats struct {
 func (t *Tracker) Stats() Stats {
 	return Stats{
 		Start: t.start, End: t.end, Position: t.pos, Loaded: t.loaded,
-		Held: t.held(), Future: len(t.future),
+		Held: t.held(), Bytes: t.arena.bytes, Future: len(t.future),
 		Dispatched: t.dispatched, Rejected: t.rejected, Reappended: t.reappended,
 		Wanted: len(t.wanted), ShadowMisses: t.shadowMisses,
 	}
