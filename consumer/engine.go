@@ -253,7 +253,7 @@ func (e *Engine) validate(env envelope.Envelope) *envelope.Error {
 		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is an internal topic", t)
 	}
 	for _, p := range e.cfg.AllowTarget {
-		if ok := p == "*"; ok || matchTopic(p, t) {
+		if p == "*" || matchTopic(p, t) {
 			if env.DueMs < e.readNow.Add(warmAhead).UnixMilli() {
 				// Due soon: have its target's metadata ready then. At
 				// most once a second per topic: this runs per record.

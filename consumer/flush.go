@@ -190,16 +190,16 @@ func (e *Engine) retract() bool {
 
 // dropNext gives the items of the batch formed ahead back to their
 // trackers unwritten. If the flusher has started it already it is in
-// flight: its partitions count as such, and dropNext reports false.
-func (e *Engine) dropNext(now time.Time) bool {
+// flight: its partitions count as such.
+func (e *Engine) dropNext(now time.Time) {
 	if e.next == nil {
-		return true
+		return
 	}
 	if !e.retract() {
 		for p := range e.next.parts {
 			p.inBatch = true
 		}
-		return false
+		return
 	}
 	for p, items := range e.next.parts {
 		if e.parts[p.tp] != p {
@@ -212,7 +212,6 @@ func (e *Engine) dropNext(now time.Time) bool {
 		p.tr.Return(back, now)
 	}
 	e.next = nil
-	return true
 }
 
 // launch starts a batch when none is in flight.

@@ -55,7 +55,7 @@ type arena struct {
 	chunks  []*chunk // by id; nil where dropped
 	freeIDs []uint32
 	cur     *chunk // where new entries go
-	max     int    // maxChunk; smaller in tests
+	max     int    // maxChunk but in tests
 	eager   bool   // tidy any sparse chunk, untidy or not: tests
 	bytes   int    // of the chunks in use
 	live    int    // of the entries not ended
@@ -68,9 +68,6 @@ func entryBytes(n int) int { return (entrySize + n + 7) &^ 7 }
 // alloc returns room for an entry of sz bytes (a multiple of 8) and its
 // chunk.
 func (a *arena) alloc(sz int) (*chunk, []byte) {
-	if a.max == 0 {
-		a.max = maxChunk
-	}
 	a.live += sz
 	if sz > a.max/4 {
 		c := a.add(sz)

@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"cmp"
 	"hash/maphash"
 	"time"
 	"unsafe"
@@ -214,7 +215,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		start:       start,
 		end:         end,
 		pos:         start,
-		arena:       arena{max: cfg.chunkMax, eager: cfg.eagerTidy},
+		arena:       arena{max: cmp.Or(cfg.chunkMax, maxChunk), eager: cfg.eagerTidy},
 	}
 	t.windowEnd = (floorDiv(now.UnixMilli()+t.lead, msPerDay) + 1) * msPerDay
 	if end <= start {
