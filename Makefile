@@ -27,9 +27,10 @@ fuzz:
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME)
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzParseDecimal$$' -fuzztime $(FUZZTIME)
+	go test ./internal/cron/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 
 # Go benchmarks of the pure packages.
 bench:
-	go test -run '^$$' -bench . -benchmem ./envelope/ ./tracker/ ./state/
+	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/cron/ ./tracker/ ./state/
