@@ -64,3 +64,19 @@ func BenchmarkPackUnpack(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(Pack(r.Key, r.Value, r.Headers))), "packed_bytes")
 }
+
+// BenchmarkParseRecurring: what a record with schedule_cron costs to parse
+// (the expression and zone are validated on every read).
+func BenchmarkParseRecurring(b *testing.B) {
+	r, err := Recurring("orders", Recurrence{Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris"}, now, make([]byte, 100),
+		WithTargetKey([]byte("order-42")), WithHeader("trace-id", []byte("0123456789abcdef")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(r, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

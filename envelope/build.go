@@ -69,6 +69,11 @@ var ErrBadSchedule = errors.New("invalid schedule")
 // The due time is written in whole seconds, as a Karafka producer writes it;
 // when at has a millisecond part, schedule_target_epoch_ms carries it too.
 func Schedule(targetTopic string, at time.Time, payload []byte, opts ...Opt) (*kgo.Record, error) {
+	return schedule(targetTopic, at, payload, nil, opts)
+}
+
+// schedule builds Schedule's envelope, and Recurring's when rec is not nil.
+func schedule(targetTopic string, at time.Time, payload []byte, rec *Recurrence, opts []Opt) (*kgo.Record, error) {
 	s := spec{topic: DefaultTopic, partition: -1}
 	for _, o := range opts {
 		o.apply(&s)
@@ -83,7 +88,11 @@ func Schedule(targetTopic string, at time.Time, payload []byte, opts ...Opt) (*k
 		s.key = targetTopic + "-" + uuid.NewString()
 	}
 	ms := at.UnixMilli()
-	headers := make([]kgo.RecordHeader, 0, 8+len(s.headers))
+	n := 8 + len(s.headers)
+	if rec != nil {
+		n += recurHeaders
+	}
+	headers := make([]kgo.RecordHeader, 0, n)
 	headers = append(headers,
 		kgo.RecordHeader{Key: HeaderSchemaVersion, Value: []byte(SchemaVersion)},
 		kgo.RecordHeader{Key: HeaderSourceType, Value: []byte(SourceSchedule)},
@@ -102,9 +111,12 @@ func Schedule(targetTopic string, at time.Time, payload []byte, opts ...Opt) (*k
 	if s.hasPartKey {
 		headers = append(headers, kgo.RecordHeader{Key: HeaderTargetPartitionKey, Value: s.partKey})
 	}
+	if rec != nil {
+		headers = rec.appendHeaders(headers)
+	}
 	for _, h := range s.headers {
 		if isControl(h.Key) {
-			return nil, errors.Join(ErrBadSchedule, errors.New("header "+h.Key+" is set by the envelope; use its option"))
+			return nil, errors.Join(ErrBadSchedule, errors.New("header "+h.Key+" is set by the envelope; use its option, or Recurring"))
 		}
 	}
 	headers = append(headers, s.headers...)
@@ -132,7 +144,8 @@ func Cancel(key string, opts ...Opt) *kgo.Record {
 func isControl(name string) bool {
 	switch name {
 	case HeaderSchemaVersion, HeaderSourceType, HeaderTargetEpoch, HeaderTargetEpochMs,
-		HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey:
+		HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey,
+		HeaderCron, HeaderTimezone, HeaderUntil, HeaderMaxFires, HeaderFireCount, HeaderMissed:
 		return true
 	}
 	return false

@@ -5,8 +5,9 @@
 // writes: schedules, cancels, target messages, tombstones, audit log records.
 //
 // The format is Karafka Pro's Scheduled Messages schema 1.0.0, plus the
-// optional schedule_target_epoch_ms extension. Everything here is pure: no
-// clock (callers pass now), no I/O, no goroutines.
+// optional schedule_target_epoch_ms extension and the recurrence headers of
+// SPEC 10. Everything here is pure: no clock (callers pass now), no
+// goroutines, and no I/O but reading a time zone's rules, once per zone.
 //
 // A Go producer schedules with one call and produces with its own client:
 //
@@ -14,4 +15,11 @@
 //		envelope.WithTargetKey([]byte("order-42")))
 //	if err != nil { ... }
 //	cl.ProduceSync(ctx, rec)
+//
+// A recurring schedule (SPEC 10) names a cron expression and a zone;
+// Recurring sets its due time to the first firing:
+//
+//	rec, err := envelope.Recurring("reports", envelope.Recurrence{
+//		Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris"}, time.Now(), payload,
+//		envelope.WithKey("daily-report"))
 package envelope

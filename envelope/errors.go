@@ -9,7 +9,7 @@ import (
 // section 5). It is written to the schedule_error header of the audit log.
 type Code string
 
-// The codes of SPEC section 5.
+// The codes of SPEC sections 5 and 10.
 const (
 	CodeMissingKey        Code = "missing_key"
 	CodeMissingHeader     Code = "missing_header"
@@ -20,13 +20,15 @@ const (
 	CodeTargetUnavailable Code = "target_unavailable"
 	CodeTooLarge          Code = "too_large"
 	CodeUnauthorized      Code = "unauthorized"
+	CodeBadCron           Code = "bad_cron"
+	CodeBadTimezone       Code = "bad_timezone"
 )
 
 // Codes lists every rejection code.
 var Codes = []Code{
 	CodeMissingKey, CodeMissingHeader, CodeBadEpoch, CodeBadPartition,
 	CodeUnknownSourceType, CodeTargetNotAllowed, CodeTargetUnavailable,
-	CodeTooLarge, CodeUnauthorized,
+	CodeTooLarge, CodeUnauthorized, CodeBadCron, CodeBadTimezone,
 }
 
 // Error is a schedule that can never be delivered. The service rejects it:

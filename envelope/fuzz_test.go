@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -20,14 +21,18 @@ func splitHeaders(b []byte) []kgo.RecordHeader {
 }
 
 // FuzzParse checks that no record crashes Parse, that every error carries a
-// known code, and that a parsed schedule rebuilds to the same envelope: the
-// builder writes headers Parse reads back to the same values.
+// known code, and that a parsed schedule rebuilds to the same envelope,
+// recurrence included: the builder writes headers Parse reads back to the
+// same values.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("k"), []byte("v"), false, []byte("schedule_schema_version=1.0.0\nschedule_source_type=schedule\nschedule_target_epoch=1795442700\nschedule_target_topic=orders"))
 	f.Add([]byte("k"), []byte("v"), false, []byte("schedule_schema_version=1.0.0\nschedule_source_type=schedule\nschedule_target_epoch=1795442700\nschedule_target_epoch_ms=1795442700999\nschedule_target_topic=orders\nschedule_target_partition=3\nschedule_target_key=tk\nschedule_target_partition_key=pk\nx=y"))
 	f.Add([]byte("k"), []byte(nil), true, []byte("schedule_source_type=tombstone\nschedule_source_offset=12"))
 	f.Add([]byte(""), []byte("v"), false, []byte("schedule_schema_version=2.0.0"))
 	f.Add([]byte("k"), []byte("v"), false, []byte("schedule_target_epoch=-9223372036854775808\nschedule_schema_version=1.0.0\nschedule_source_type=schedule\nschedule_target_topic=t"))
+	f.Add([]byte("k"), []byte("v"), false, []byte("schedule_schema_version=1.0.0\nschedule_source_type=schedule\nschedule_target_epoch=1795442700\nschedule_target_topic=orders\nschedule_cron=0 9 * * MON-FRI\nschedule_timezone=Europe/Paris\nschedule_until=1800000000\nschedule_max_fires=10\nschedule_fire_count=2\nschedule_missed=skip"))
+	f.Add([]byte("k"), []byte("v"), false, []byte("schedule_schema_version=1.0.0\nschedule_source_type=schedule\nschedule_target_epoch=1795442700\nschedule_target_topic=orders\nschedule_cron=@every 1500ms\nschedule_missed=one"))
+	f.Add([]byte("k"), []byte("v"), false, []byte("schedule_schema_version=1.0.0\nschedule_source_type=schedule\nschedule_target_epoch=1795442700\nschedule_target_topic=orders\nschedule_cron=TZ=\nschedule_max_fires=0"))
 	now := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, key, value []byte, null bool, headers []byte) {
 		if null {
@@ -69,7 +74,9 @@ func FuzzParse(f *testing.F) {
 		if env.HasPartitionKey {
 			opts = append(opts, WithPartitionKey(env.PartitionKey))
 		}
-		rebuilt, err := Schedule(env.TargetTopic, env.Due(), env.Value, opts...)
+		// schedule is what Schedule and Recurring share: Recurring would
+		// move the due time to the expression's next firing.
+		rebuilt, err := schedule(env.TargetTopic, env.Due(), env.Value, env.Recur, opts)
 		if err != nil {
 			t.Fatalf("rebuilding a parsed schedule: %v", err)
 		}
@@ -81,7 +88,7 @@ func FuzzParse(f *testing.F) {
 			again.TargetPartition != env.TargetPartition || !bytes.Equal(again.Key, env.Key) ||
 			again.HasTargetKey != env.HasTargetKey || !bytes.Equal(again.TargetKey, env.TargetKey) ||
 			again.HasPartitionKey != env.HasPartitionKey || !bytes.Equal(again.PartitionKey, env.PartitionKey) ||
-			!bytes.Equal(again.Value, env.Value) {
+			!bytes.Equal(again.Value, env.Value) || !reflect.DeepEqual(again.Recur, env.Recur) {
 			t.Fatalf("round trip changed the envelope:\n%+v\n%+v", env, again)
 		}
 		packed := Pack(rec.Key, rec.Value, rec.Headers)

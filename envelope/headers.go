@@ -1,7 +1,7 @@
 package envelope
 
-// Header names of SPEC section 3. They are exact: Karafka producers and
-// state readers use the same names.
+// Header names of SPEC sections 3 and 10, and their fixed values. They are
+// exact: Karafka producers and state readers use the same names.
 const (
 	HeaderSchemaVersion            = "schedule_schema_version"
 	HeaderSourceType               = "schedule_source_type"
@@ -23,6 +23,14 @@ const (
 	HeaderPayloadOmitted           = "schedule_payload_omitted"
 	HeaderCopyOf                   = "schedule_copy_of"
 	HeaderZlib                     = "zlib"
+	HeaderCron                     = "schedule_cron"
+	HeaderTimezone                 = "schedule_timezone"
+	HeaderUntil                    = "schedule_until"
+	HeaderMaxFires                 = "schedule_max_fires"
+	HeaderFireCount                = "schedule_fire_count"
+	HeaderMissed                   = "schedule_missed"
+	HeaderFireTime                 = "schedule_fire_time"
+	HeaderSkipped                  = "schedule_skipped"
 	SchemaVersion                  = "1.0.0"
 	SchemaMajor                    = 1
 	SourceSchedule                 = "schedule"
@@ -30,6 +38,9 @@ const (
 	SourceTombstone                = "tombstone"
 	LogDispatched                  = "dispatched"
 	LogRejected                    = "rejected"
+	LogSkipped                     = "skipped"
+	MissedOne                      = "one"
+	MissedSkip                     = "skip"
 	DefaultTopic                   = "scheduled_messages"
 	DefaultStatesPostfix           = "_states"
 	DefaultLogsPostfix             = "_logs"

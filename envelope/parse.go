@@ -56,6 +56,34 @@ type Envelope struct {
 	// Schedule only: the offset of the version this record re-appends, or
 	// -1 when it is not a copy written by the service (SPEC 3.4).
 	CopyOf int64
+
+	// Schedule only: what makes it recur (SPEC 10), or nil for a schedule
+	// without schedule_cron, which is sent once.
+	Recur *Recurrence
+}
+
+// Recurrence is what the headers of SPEC 10 say about a recurring schedule.
+// Parse fills it from a record with schedule_cron; a producer passes one to
+// Recurring. Zero values mean the header is absent, and take its default.
+type Recurrence struct {
+	// Cron is the expression (schedule_cron): five fields, six with
+	// leading seconds, or a descriptor such as @daily or @every 30s.
+	Cron string
+	// Timezone is the IANA zone Cron is read in (schedule_timezone);
+	// empty means UTC.
+	Timezone string
+	// Until is the last instant a firing may happen (schedule_until, whole
+	// seconds); zero means no end.
+	Until time.Time
+	// MaxFires ends the recurrence after that many firings
+	// (schedule_max_fires); 0 means no limit.
+	MaxFires int64
+	// FireCount is how many firings happened before this version
+	// (schedule_fire_count, written by the service).
+	FireCount int64
+	// Missed is MissedOne or MissedSkip (schedule_missed); empty means
+	// MissedOne.
+	Missed string
 }
 
 // Due returns the due time.
@@ -66,12 +94,13 @@ func (e *Envelope) Due() time.Time { return time.UnixMilli(e.DueMs).UTC() }
 // different values the record is ambiguous and rejected.
 type control struct {
 	version, source, epoch, epochMs, topic, partition, targetKey, partitionKey, offset, copyOf []byte
-	has                                                                                        uint16
+	cron, zone, until, maxFires, fireCount, missed                                             []byte
+	has                                                                                        uint32
 	conflict                                                                                   string
 }
 
 const (
-	hasVersion uint16 = 1 << iota
+	hasVersion uint32 = 1 << iota
 	hasSource
 	hasEpoch
 	hasEpochMs
@@ -81,9 +110,15 @@ const (
 	hasPartitionKey
 	hasOffset
 	hasCopyOf
+	hasCron
+	hasZone
+	hasUntil
+	hasMaxFires
+	hasFireCount
+	hasMissed
 )
 
-func (c *control) set(name string, bit uint16, dst *[]byte, v []byte) {
+func (c *control) set(name string, bit uint32, dst *[]byte, v []byte) {
 	if c.has&bit != 0 {
 		if !bytes.Equal(*dst, v) && c.conflict == "" {
 			c.conflict = name
@@ -118,6 +153,18 @@ func (c *control) read(headers []kgo.RecordHeader) {
 			c.set(h.Key, hasOffset, &c.offset, h.Value)
 		case HeaderCopyOf:
 			c.set(h.Key, hasCopyOf, &c.copyOf, h.Value)
+		case HeaderCron:
+			c.set(h.Key, hasCron, &c.cron, h.Value)
+		case HeaderTimezone:
+			c.set(h.Key, hasZone, &c.zone, h.Value)
+		case HeaderUntil:
+			c.set(h.Key, hasUntil, &c.until, h.Value)
+		case HeaderMaxFires:
+			c.set(h.Key, hasMaxFires, &c.maxFires, h.Value)
+		case HeaderFireCount:
+			c.set(h.Key, hasFireCount, &c.fireCount, h.Value)
+		case HeaderMissed:
+			c.set(h.Key, hasMissed, &c.missed, h.Value)
 		}
 	}
 }
@@ -209,7 +256,67 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 	if c.has&hasPartitionKey != 0 {
 		env.PartitionKey, env.HasPartitionKey = c.partitionKey, true
 	}
+	if c.has&hasCron != 0 {
+		rec, err := parseRecurrence(&c, now)
+		if err != nil {
+			return Envelope{}, err
+		}
+		env.Recur = rec
+	}
 	return env, nil
+}
+
+// parseRecurrence reads the headers of SPEC 10. The recurrence headers
+// other than schedule_cron mean nothing without it and are then left to
+// the user, as before SPEC 10.
+//
+// The minimum interval between firings is the service's setting, not the
+// record's, so it is checked by the service, not here.
+func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
+	r := &Recurrence{Cron: string(c.cron)}
+	if c.has&hasZone != 0 {
+		r.Timezone = string(c.zone)
+	}
+	if c.has&hasUntil != 0 {
+		sec, ok := parseDecimal(c.until)
+		switch {
+		case !ok:
+			return nil, Errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderUntil, printable(c.until))
+		case sec < 0:
+			return nil, Errorf(CodeBadEpoch, "header %s is %d, before 1970", HeaderUntil, sec)
+		case sec > now.Unix()+maxFutureSeconds:
+			return nil, Errorf(CodeBadEpoch, "header %s is %d, more than 100 years ahead; is it milliseconds instead of seconds?", HeaderUntil, sec)
+		}
+		r.Until = time.Unix(sec, 0).UTC()
+	}
+	if c.has&hasMaxFires != 0 {
+		n, ok := parseDecimal(c.maxFires)
+		if !ok || n <= 0 {
+			return nil, Errorf(CodeBadCron, "header %s is %q; want a positive decimal integer", HeaderMaxFires, printable(c.maxFires))
+		}
+		r.MaxFires = n
+	}
+	if c.has&hasFireCount != 0 {
+		n, ok := parseDecimal(c.fireCount)
+		if !ok || n < 0 {
+			return nil, Errorf(CodeBadCron, "header %s is %q; want a decimal integer >= 0", HeaderFireCount, printable(c.fireCount))
+		}
+		r.FireCount = n
+	}
+	if c.has&hasMissed != 0 {
+		switch string(c.missed) {
+		case MissedOne:
+			r.Missed = MissedOne
+		case MissedSkip:
+			r.Missed = MissedSkip
+		default:
+			return nil, Errorf(CodeBadCron, "header %s is %q; want %q or %q", HeaderMissed, printable(c.missed), MissedOne, MissedSkip)
+		}
+	}
+	if _, err := r.check(); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // parseDue returns the due time in Unix milliseconds.

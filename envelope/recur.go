@@ -1,0 +1,96 @@
+package envelope
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/internal/cron"
+)
+
+// Recurring builds a recurring schedule envelope (SPEC 10): deliver payload
+// to targetTopic at each firing of rec.Cron read in rec.Timezone, until
+// rec.Until or rec.MaxFires ends it. The envelope is due at the first
+// firing after now, which Recurring computes with the rules of SPEC 10 (a
+// wall-clock time that clocks skip fires at the jump; one that repeats,
+// once, at its first occurrence).
+//
+// It fails, with an error wrapping ErrBadSchedule and an *Error carrying
+// the code the service would reject it with, when the expression or zone
+// is invalid, when it fires more often than the service's default minimum
+// interval of one second, or when no firing is left after now.
+func Recurring(targetTopic string, rec Recurrence, now time.Time, payload []byte, opts ...Opt) (*kgo.Record, error) {
+	bad := func(e *Error) error { return fmt.Errorf("%w: %w", ErrBadSchedule, e) }
+	switch {
+	case rec.MaxFires < 0:
+		return nil, bad(Errorf(CodeBadCron, "MaxFires is %d; want 0 (no limit) or more", rec.MaxFires))
+	case rec.FireCount < 0:
+		return nil, bad(Errorf(CodeBadCron, "FireCount is %d; want 0 or more", rec.FireCount))
+	case rec.Missed != "" && rec.Missed != MissedOne && rec.Missed != MissedSkip:
+		return nil, bad(Errorf(CodeBadCron, "Missed is %q; want %q or %q", rec.Missed, MissedOne, MissedSkip))
+	case !rec.Until.IsZero() && rec.Until.Unix() < 0:
+		return nil, bad(Errorf(CodeBadEpoch, "Until %v is before 1970", rec.Until))
+	}
+	// schedule_until carries whole seconds: bound the first firing by what
+	// the service will read back.
+	if !rec.Until.IsZero() {
+		rec.Until = time.Unix(rec.Until.Unix(), 0).UTC()
+	}
+	s, e := rec.check()
+	if e != nil {
+		return nil, bad(e)
+	}
+	if err := s.CheckInterval(cron.DefaultMinInterval); err != nil {
+		return nil, bad(Errorf(CodeBadCron, "%v", err))
+	}
+	first, ok := s.Until(rec.Until).Next(now)
+	if !ok {
+		return nil, bad(Errorf(CodeBadCron, "%q never fires after %v", rec.Cron, now.UTC().Format(time.RFC3339)))
+	}
+	return schedule(targetTopic, first, payload, &rec, opts)
+}
+
+// check validates what Parse cannot see field by field: the expression in
+// its zone, and a fire count that leaves firings to make.
+// It returns the parsed expression, or the error with the code the service
+// rejects the envelope with.
+func (r *Recurrence) check() (cron.Schedule, *Error) {
+	s, err := cron.Parse(r.Cron, r.Timezone)
+	switch {
+	case errors.Is(err, cron.ErrZone):
+		return s, Errorf(CodeBadTimezone, "header %s: %v", HeaderTimezone, err)
+	case err != nil:
+		return s, Errorf(CodeBadCron, "header %s: %v", HeaderCron, err)
+	case r.MaxFires > 0 && r.FireCount >= r.MaxFires:
+		return s, Errorf(CodeBadCron, "header %s is %d, reaching %s %d: no firing is left", HeaderFireCount, r.FireCount, HeaderMaxFires, r.MaxFires)
+	}
+	return s, nil
+}
+
+// recurHeaders is how many headers appendHeaders may add.
+const recurHeaders = 6
+
+// appendHeaders writes the headers of SPEC 10 that carry a value other
+// than their default, so that Parse reads back the same Recurrence.
+func (r *Recurrence) appendHeaders(h []kgo.RecordHeader) []kgo.RecordHeader {
+	h = append(h, kgo.RecordHeader{Key: HeaderCron, Value: []byte(r.Cron)})
+	if r.Timezone != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderTimezone, Value: []byte(r.Timezone)})
+	}
+	if !r.Until.IsZero() {
+		h = append(h, kgo.RecordHeader{Key: HeaderUntil, Value: strconv.AppendInt(nil, r.Until.Unix(), 10)})
+	}
+	if r.MaxFires > 0 {
+		h = append(h, kgo.RecordHeader{Key: HeaderMaxFires, Value: strconv.AppendInt(nil, r.MaxFires, 10)})
+	}
+	if r.FireCount > 0 {
+		h = append(h, kgo.RecordHeader{Key: HeaderFireCount, Value: strconv.AppendInt(nil, r.FireCount, 10)})
+	}
+	if r.Missed != "" {
+		h = append(h, kgo.RecordHeader{Key: HeaderMissed, Value: []byte(r.Missed)})
+	}
+	return h
+}
