@@ -313,8 +313,7 @@ func (it *Item) unpack() error {
 		return nil
 	}
 	var err error
-	// Room for the target's headers to share the schedule's array.
-	it.key, it.value, it.headers, err = envelope.UnpackExtra(it.Data, envelope.TargetRoom)
+	it.key, it.value, it.headers, err = envelope.Unpack(it.Data)
 	return err
 }
 

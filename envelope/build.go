@@ -171,7 +171,7 @@ func Copy(key, value []byte, headers []kgo.RecordHeader, src Source) *kgo.Record
 		}
 	}
 	out = append(out, kgo.RecordHeader{Key: HeaderCopyOf, Value: strconv.AppendInt(nil, src.Offset, 10)})
-	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Value: value, Headers: out}
+	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Value: value, Headers: out[:len(out):len(out)]}
 }
 
 // Constant header values, shared: records only read their header bytes.
@@ -185,29 +185,23 @@ var (
 // dispatchedExtra is how many headers Dispatched adds to the target's.
 const dispatchedExtra = 4
 
-// TargetRoom is the spare capacity that lets Target and Dispatched append
-// their headers to the schedule's own (see Target).
-const TargetRoom = 4 + dispatchedExtra
+// targetExtra is how many headers Target adds to the schedule's.
+const targetExtra = 4
+
+// Every record these functions build has a header slice of its own, with no
+// spare capacity: a produce hook may change a record's headers as it is
+// buffered (OpenTelemetry's kotel removes any header of its name by
+// shifting the slice in place, then appends its own), and with a shared
+// array that would rewrite the audit record written with the target, or
+// the schedule's headers that a retry or a rejection builds from again.
 
 // Target builds the message of SPEC 3.3 for a parsed schedule whose record
-// carried headers. The caller chooses the partition.
-//
-// Like append, Target writes into the spare capacity of headers when there
-// is TargetRoom of it (and no copy mark to leave out), so that the target
-// shares the schedule's header array; headers[:len(headers)] is never
-// modified. Its own header slice keeps room for what Dispatched adds, so
-// that the audit record shares it too: do not append to the target's
-// headers, or to headers, once they are built.
+// carried headers. The caller chooses the partition. headers is only read.
 func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
-	var out []kgo.RecordHeader
-	if _, marked := Header(headers, HeaderCopyOf); !marked && cap(headers)-len(headers) >= TargetRoom {
-		out = headers
-	} else {
-		out = make([]kgo.RecordHeader, 0, len(headers)+TargetRoom)
-		for _, h := range headers {
-			if h.Key != HeaderCopyOf {
-				out = append(out, h)
-			}
+	out := make([]kgo.RecordHeader, 0, len(headers)+targetExtra)
+	for _, h := range headers {
+		if h.Key != HeaderCopyOf {
+			out = append(out, h)
 		}
 	}
 	nums := strconv.AppendInt(make([]byte, 0, 24), int64(src.Partition), 10)
@@ -219,7 +213,7 @@ func Target(env *Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
 		kgo.RecordHeader{Key: HeaderSourceOffset, Value: nums[pl:]},
 		kgo.RecordHeader{Key: HeaderSourceKey, Value: env.Key},
 	)
-	r := &kgo.Record{Topic: env.TargetTopic, Value: env.Value, Headers: out}
+	r := &kgo.Record{Topic: env.TargetTopic, Value: env.Value, Headers: out[:len(out):len(out)]}
 	if env.HasTargetKey {
 		r.Key = env.TargetKey
 	}
@@ -250,18 +244,19 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 	if !hasOffset {
 		out = append(out, kgo.RecordHeader{Key: HeaderSourceOffset, Value: offset})
 	}
-	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Headers: out}
+	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Headers: out[:len(out):len(out)]}
 }
 
 // Dispatched builds the audit record of SPEC 3.5 for a delivered target: the
 // target's payload (unless withPayload is false) and headers, plus when it
-// was sent and how late. It reuses the room Target left in its header
-// slice.
+// was sent and how late. Build it before the target is produced: it copies
+// the target's headers as they are then.
 func Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byte, at time.Time, latenessMs int64, withPayload bool) *kgo.Record {
-	out := target.Headers
-	if cap(out)-len(out) < dispatchedExtra {
-		out = append(make([]kgo.RecordHeader, 0, len(out)+dispatchedExtra), out...)
+	n := len(target.Headers) + dispatchedExtra - 1
+	if !withPayload {
+		n++
 	}
+	out := append(make([]kgo.RecordHeader, 0, n), target.Headers...)
 	nums := strconv.AppendInt(make([]byte, 0, 32), at.UnixMilli(), 10)
 	al := len(nums)
 	nums = strconv.AppendInt(nums, latenessMs, 10)
@@ -270,12 +265,13 @@ func Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byt
 		kgo.RecordHeader{Key: HeaderDispatchedAt, Value: nums[:al:al]},
 		kgo.RecordHeader{Key: HeaderLatenessMs, Value: nums[al:]},
 	)
-	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key, Headers: out}
+	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key}
 	if withPayload {
 		r.Value = target.Value
 	} else {
-		r.Headers = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: valTrue})
+		out = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: valTrue})
 	}
+	r.Headers = out
 	return r
 }
 
@@ -283,19 +279,23 @@ func Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byt
 // be delivered: the envelope's payload (unless withPayload is false) and
 // headers, plus the stable code and a message.
 func Rejected(key, value []byte, headers []kgo.RecordHeader, logsTopic string, partition int32, e *Error, withPayload bool) *kgo.Record {
-	out := make([]kgo.RecordHeader, 0, len(headers)+4)
-	out = append(out, headers...)
+	n := len(headers) + 3
+	if !withPayload {
+		n++
+	}
+	out := append(make([]kgo.RecordHeader, 0, n), headers...)
 	out = append(out,
 		kgo.RecordHeader{Key: HeaderLogEvent, Value: valRejected},
 		kgo.RecordHeader{Key: HeaderError, Value: []byte(e.Code)},
 		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(e.Msg)},
 	)
-	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key, Headers: out}
+	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key}
 	if withPayload {
 		r.Value = value
 	} else {
-		r.Headers = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: valTrue})
+		out = append(out, kgo.RecordHeader{Key: HeaderPayloadOmitted, Value: valTrue})
 	}
+	r.Headers = out
 	return r
 }
 

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -340,31 +341,55 @@ func TestInternTopic(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(100, func() { internTopic(b) }))
 }
 
-// TestTargetSharesRoom: with TargetRoom of spare capacity the target and
-// its audit record append to the schedule's header array, leaving the
-// schedule's own headers as they were; a copy mark makes it copy instead.
-func TestTargetSharesRoom(t *testing.T) {
+// TestRecordsOwnHeaders: every record built from a schedule has a header
+// slice of its own with no spare capacity, so that a produce hook editing
+// one record's headers in place, as kotel does (remove by shifting, then
+// append), changes no other record and not the schedule's headers.
+func TestRecordsOwnHeaders(t *testing.T) {
 	src := Source{Topic: "s", Partition: 1, Offset: 9}
 	base := karafka("user", "u")
-	headers := append(make([]kgo.RecordHeader, 0, len(base)+TargetRoom), base...)
+	base = append(base, kgo.RecordHeader{Key: "traceparent", Value: []byte("producer-span")})
+	headers := append(make([]kgo.RecordHeader, 0, 2*len(base)), base...) // spare room a record must not take
+	want := slices.Clone(headers)
 	sched := &kgo.Record{Key: []byte("k"), Value: []byte("v"), Headers: headers}
 	env, err := Parse(sched, now)
 	require.NoError(t, err)
-	target := Target(&env, headers, src)
-	require.Same(t, &headers[0], &target.Headers[0], "shares the array")
-	log := Dispatched(target, "l", 1, env.Key, now, 0, true)
-	require.Equal(t, base, headers, "the schedule's headers are unchanged")
-	require.Equal(t, base, target.Headers[:len(base)])
-	require.Len(t, target.Headers, len(base)+4)
-	require.Len(t, log.Headers, len(base)+7)
-	tomb := Tombstone(env.Key, headers, src)
-	v, _ := Header(tomb.Headers, HeaderSourceType)
-	require.Equal(t, SourceTombstone, string(v))
-	require.Equal(t, base, headers, "nor does the tombstone change them")
 
-	marked := append(append(make([]kgo.RecordHeader, 0, len(base)+1+TargetRoom), base...), kgo.RecordHeader{Key: HeaderCopyOf, Value: []byte("3")})
-	target = Target(&env, marked, src)
-	require.NotSame(t, &marked[0], &target.Headers[0], "a copy mark is left out: copied")
-	_, has := Header(target.Headers, HeaderCopyOf)
-	require.False(t, has)
+	target := Target(&env, headers, src)
+	log := Dispatched(target, "l", 1, env.Key, now, 0, true)
+	logNoPayload := Dispatched(target, "l", 1, env.Key, now, 0, false)
+	tomb := Tombstone(env.Key, headers, src)
+	cp := Copy(env.Key, env.Value, headers, src)
+	rej := Rejected(env.Key, env.Value, headers, "l", 1, Errorf(CodeTooLarge, "x"), true)
+	recs := []*kgo.Record{target, log, logNoPayload, tomb, cp, rej}
+	before := make([][]kgo.RecordHeader, len(recs))
+	for i, r := range recs {
+		require.Equal(t, len(r.Headers), cap(r.Headers), "record %d: no spare capacity", i)
+		before[i] = slices.Clone(r.Headers)
+	}
+	// kotel's RecordCarrier.Set on each record in turn.
+	for _, r := range recs {
+		for i := 0; i < len(r.Headers); i++ {
+			if r.Headers[i].Key == "traceparent" {
+				r.Headers = append(r.Headers[:i], r.Headers[i+1:]...)
+				i--
+			}
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "traceparent", Value: []byte("service-span")})
+	}
+	require.Equal(t, want, headers, "the schedule's headers are unchanged")
+	for i, r := range recs {
+		var rest []kgo.RecordHeader
+		for _, h := range before[i] {
+			if h.Key != "traceparent" {
+				rest = append(rest, h)
+			}
+		}
+		rest = append(rest, kgo.RecordHeader{Key: "traceparent", Value: []byte("service-span")})
+		require.Equal(t, rest, r.Headers, "record %d holds its own edit only", i)
+	}
+	v, _ := Header(log.Headers, HeaderLogEvent)
+	require.Equal(t, LogDispatched, string(v))
+	_, has := Header(Target(&env, cp.Headers, src).Headers, HeaderCopyOf)
+	require.False(t, has, "a copy mark is left out of the target")
 }

@@ -144,16 +144,6 @@ func PackedKey(p string) (string, bool) {
 // modified (franz-go only reads the bytes of records it produces). Only
 // the header slice is allocated.
 func Unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
-	return unpack(p, 0)
-}
-
-// UnpackExtra is Unpack with room for extra more headers in the returned
-// slice, so that a caller appending its own does not copy it again.
-func UnpackExtra(p string, extra int) (key, value []byte, headers []kgo.RecordHeader, err error) {
-	return unpack(p, extra)
-}
-
-func unpack(p string, extra int) (key, value []byte, headers []kgo.RecordHeader, err error) {
 	r := reader{s: p}
 	key = r.bytes()
 	value = r.bytes()
@@ -161,8 +151,8 @@ func unpack(p string, extra int) (key, value []byte, headers []kgo.RecordHeader,
 	if r.err == nil && n > uint64(len(r.s)) {
 		r.err = ErrCorruptPacked
 	}
-	if r.err == nil && (n > 0 || extra > 0) {
-		headers = make([]kgo.RecordHeader, 0, int(n)+extra)
+	if r.err == nil && n > 0 {
+		headers = make([]kgo.RecordHeader, 0, int(n))
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			tag := r.uvarint()
 			var name string

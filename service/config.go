@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
@@ -91,6 +92,9 @@ type Config struct {
 	// DispatchHook, when set, is called at points of writing a batch
 	// (dispatcher.Config.Hook), for tests that crash the service there.
 	DispatchHook func(point string)
+	// ClientOpts are added to every Kafka client the service builds, such
+	// as kgo.WithHooks for tracing (OpenTelemetry's kotel). Default none.
+	ClientOpts []kgo.Opt
 }
 
 // Default returns the configuration with every default set.

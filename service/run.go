@@ -101,6 +101,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		kgo.WithLogger(logx.Kgo(log)),
 		kgo.ClientID("scheduler-"+cfg.InstanceID),
 	)
+	base = append(base, cfg.ClientOpts...)
 	// franz-go's metrics, one set per long-lived client.
 	kmetrics := func(client string) kgo.Opt {
 		return kgo.WithHooks(kprom.NewMetrics("scheduler_kafka", kprom.Subsystem(client), kprom.Registerer(reg), kprom.Gatherer(gath)))
