@@ -15,7 +15,8 @@
 //     on with the batch the loop formed and handed over meanwhile (see
 //     flush.go);
 //   - short-lived readers fetch high watermarks and re-read partitions for
-//     the day rollover and for read-backs the trackers ask for.
+//     the day rollover and for read-backs the trackers ask for, at most one
+//     of each per partition at a time (scan.go).
 //
 // The loop reads the clock once per wake-up and passes it down. It never
 // sends to its own channel and never waits on another goroutine, so the
@@ -325,6 +326,13 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	err = e.loop(ctx, cancelFlush)
 	close(e.loopDone)
+	// The readers of partitions still owned end with Run; not before
+	// shutdown, whose stopped reports are produced with their contexts.
+	defer func() {
+		for _, p := range e.parts {
+			p.cancel()
+		}
+	}()
 
 	cancelPoll()
 	if errors.Is(err, ErrKilled) {
@@ -419,6 +427,8 @@ func (e *Engine) handle(ev any) {
 		e.onHWM(ev, now)
 	case evScan:
 		e.onScan(ev, now)
+	case evReadBack:
+		e.onReadBack(ev, now)
 	case evFatal:
 		e.fatal = ev.err
 	}

@@ -36,9 +36,10 @@ type partition struct {
 	syncTo   int64 // high watermark to read up to after a failed batch; -1 until known
 	inBatch  bool
 	waiters  []*revokeWait
-	scanning bool
+	scanning bool // the day rollover re-reads it (startAdmit)
 	scanAt   time.Time
 	admitted int
+	rb       readBack // its reader of versions the tracker wants back
 
 	lat        lateness
 	dispatched int64 // tracker's Dispatched already added to the metric
@@ -129,9 +130,7 @@ func (e *Engine) afterRead(p *partition, now time.Time) {
 		}
 	}
 	e.checkSync(p, now)
-	for _, off := range p.tr.Wanted() {
-		e.startScan(p, scanReadBack, off, off+1)
-	}
+	e.wantBack(p, p.tr.Wanted())
 }
 
 // stop moves a partition to stopped: revoked, shut down, or blocked.
@@ -219,7 +218,7 @@ func (e *Engine) housekeep(p *partition, now time.Time) {
 		p.reloads++
 		p.scanning, p.scanAt, p.admitted = true, now, 0
 		p.log.Info().Time("window_end", p.tr.WindowEnd()).Msg("loading the next day")
-		e.startScan(p, scanAdmit, p.start, p.tr.Position())
+		e.startAdmit(p, p.start, p.tr.Position())
 	}
 	if now.Sub(p.lastReport) >= e.cfg.StateInterval {
 		e.report(p, now)
