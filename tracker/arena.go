@@ -1,7 +1,6 @@
 package tracker
 
 import (
-	"hash/maphash"
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -205,7 +204,7 @@ func (t *Tracker) move(e *entry) {
 		t.heap[e.idx] = ne
 	}
 	if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
-		if h := maphash.String(t.seed, k); t.byKey[h] == e {
+		if h := t.hashString(k); t.byKey[h] == e {
 			t.byKey[h] = ne
 		} else if t.overflow != nil && t.overflow[k] == e {
 			t.overflow[k] = ne

@@ -46,9 +46,11 @@ type Config struct {
 	// cost an allocation for every record read.
 	Validate func(envelope.Envelope) *envelope.Error
 
-	// Tests make chunks small and tidying eager, to move entries often.
+	// Tests make chunks small and tidying eager, to move entries often,
+	// and replace the key hash to make keys collide.
 	chunkMax  int
 	eagerTidy bool
+	hash      func(key []byte) uint64
 }
 
 // Op is what the caller must write for an Item.
@@ -143,7 +145,8 @@ func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data()) }
 // Tracker is one partition's state. It is not safe for concurrent use.
 type Tracker struct {
 	cfg   Config
-	seed  maphash.Seed
+	seed  maphash.Seed // of the key hash (Config.hash in tests)
+	check maphash.Seed // of the second half of a key's ident
 	lead  int64
 	arena arena
 
@@ -152,9 +155,9 @@ type Tracker struct {
 	byKey    map[uint64]*entry
 	overflow map[string]*entry // keys whose hash collides with another held key
 
-	// future indexes versions due after the window by key hash: offset in
-	// the high 40 bits, UTC day number in the low 24.
-	future map[uint64]uint64
+	// future indexes versions due after the window by key ident: offset
+	// in the high 40 bits, UTC day number in the low 24.
+	future map[ident]uint64
 
 	heldDaily   map[int64]int64
 	futureDaily map[int64]int64
@@ -165,9 +168,9 @@ type Tracker struct {
 	copies map[string][]int64 // copies we write or wrote, by key: offsets of the versions copied
 
 	// gone remembers, for goneWindow offsets, keys left without a live
-	// version (cancelled, dispatched, rejected), by hash: the offset where
+	// version (cancelled, dispatched, rejected), by ident: the offset where
 	// that happened.
-	gone  map[uint64]int64
+	gone  map[ident]int64
 	goneQ []goneAt
 
 	// staleTombs holds stale copies waiting for their tombstone, by
@@ -175,8 +178,8 @@ type Tracker struct {
 	staleTombs map[int64]*entry
 
 	// wanted holds indexed versions found shadowed, by offset: only their
-	// hash is in memory, so the caller reads them back for a re-append.
-	wanted map[int64]uint64
+	// ident is in memory, so the caller reads them back for a re-append.
+	wanted map[int64]ident
 	want   []int64
 
 	windowEnd int64 // versions due before it are held in memory
@@ -203,15 +206,16 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 	t := &Tracker{
 		cfg:         cfg,
 		seed:        maphash.MakeSeed(),
+		check:       maphash.MakeSeed(),
 		lead:        cfg.Lead.Milliseconds(),
 		heap:        make([]*entry, 0, hint),
 		byKey:       make(map[uint64]*entry),
-		future:      make(map[uint64]uint64),
+		future:      make(map[ident]uint64),
 		heldDaily:   make(map[int64]int64),
 		futureDaily: make(map[int64]int64),
 		tombs:       make(map[string][]int64),
 		copies:      make(map[string][]int64),
-		gone:        make(map[uint64]int64),
+		gone:        make(map[ident]int64),
 		start:       start,
 		end:         end,
 		pos:         start,
@@ -284,7 +288,39 @@ func (t *Tracker) Pass(offset int64) {
 	}
 }
 
-func (t *Tracker) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
+func (t *Tracker) hash(key []byte) uint64 {
+	if t.cfg.hash != nil {
+		return t.cfg.hash(key)
+	}
+	return maphash.Bytes(t.seed, key)
+}
+
+func (t *Tracker) hashString(key string) uint64 {
+	if t.cfg.hash != nil {
+		return t.cfg.hash([]byte(key))
+	}
+	return maphash.String(t.seed, key)
+}
+
+// ident names a key where the key itself is not in memory: the future
+// index and the ended keys hold one per key, where the key (often tens of
+// bytes) would take more than the rest of the entry. It is two 64-bit
+// hashes of the key with independent random seeds, the key hash and a
+// check. Held versions are found by their key, compared in full; an ident
+// stands for its key only where the key is not at hand, and two keys share
+// one only if both hashes agree: for n keys indexed, a chance of about
+// n*n/2^129 (10^9 keys: 10^-21). The key hash alone (64 bits) would make
+// that n*n/2^65, and one such collision would let a cancel of one key drop
+// another's indexed version, or a copy of one be judged by another's end.
+type ident struct{ h, check uint64 }
+
+func (t *Tracker) ident(h uint64, key []byte) ident {
+	return ident{h, maphash.Bytes(t.check, key)}
+}
+
+func (t *Tracker) identString(key string) ident {
+	return ident{t.hashString(key), maphash.String(t.check, key)}
+}
 
 func (t *Tracker) lookup(h uint64, key []byte) *entry {
 	e, _ := t.find(h, key)
@@ -337,7 +373,7 @@ func (t *Tracker) unlink(e *entry) {
 	if !ok || e.flags&flagDetached != 0 {
 		return
 	}
-	h := maphash.String(t.seed, k)
+	h := t.hashString(k)
 	if t.byKey[h] == e {
 		delete(t.byKey, h)
 		return
@@ -373,15 +409,15 @@ func (t *Tracker) forget(e *entry) {
 }
 
 // dropFuture removes the indexed version of a key, if any.
-func (t *Tracker) dropFuture(h uint64) (offset int64, ok bool) {
+func (t *Tracker) dropFuture(id ident) (offset int64, ok bool) {
 	if len(t.future) == 0 {
 		return 0, false
 	}
-	v, ok := t.future[h]
+	v, ok := t.future[id]
 	if !ok {
 		return 0, false
 	}
-	delete(t.future, h)
+	delete(t.future, id)
 	t.futureDaily[int64(v&0xffffff)]--
 	return int64(v >> 24), true
 }
@@ -410,12 +446,12 @@ func (t *Tracker) atRisk(key []byte) bool {
 // newer tombstone or copy shadows it. This happens when the write it races
 // with was made by an earlier owner (or before a restart), where no echo
 // told us to hold it whole.
-func (t *Tracker) wantBack(h uint64, offset int64) {
+func (t *Tracker) wantBack(id ident, offset int64) {
 	if t.wanted == nil {
-		t.wanted = make(map[int64]uint64)
+		t.wanted = make(map[int64]ident)
 	}
 	if _, ok := t.wanted[offset]; !ok {
-		t.wanted[offset] = h
+		t.wanted[offset] = id
 		t.want = append(t.want, offset)
 	}
 }
@@ -426,22 +462,27 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 	prev, free := t.find(h, r.Key)
 	if env.CopyOf >= 0 {
 		t.popCopy(string(r.Key), env.CopyOf)
-		if t.isStale(h, prev, env.CopyOf) {
-			t.staleCopy(h, r, prev, nowMs)
+		if id := t.ident(h, r.Key); t.isStale(id, prev, env.CopyOf) {
+			t.staleCopy(h, id, r, prev, nowMs)
 			return
 		}
 		// A copy of the live version takes over like any newer version.
 	}
 	risky := t.atRisk(r.Key)
-	if prev == nil {
-		t.dropFuture(h)
+	later := env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset
+	var id ident
+	if later || (prev == nil && len(t.future) > 0) {
+		id = t.ident(h, r.Key)
 	}
-	if env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset {
+	if prev == nil {
+		t.dropFuture(id)
+	}
+	if later {
 		if prev != nil {
 			t.forget(prev)
 		}
 		day := dayOf(env.DueMs)
-		t.future[h] = uint64(r.Offset)<<24 | uint64(day&0xffffff)
+		t.future[id] = uint64(r.Offset)<<24 | uint64(day&0xffffff)
 		t.futureDaily[day]++
 		return
 	}
@@ -491,34 +532,34 @@ func (t *Tracker) popCopy(key string, from int64) {
 //	nothing lives, nothing seen             -> takes over: compaction removed
 //	                                           the copied version, which
 //	                                           only a newer record allows
-func (t *Tracker) isStale(h uint64, live *entry, from int64) bool {
+func (t *Tracker) isStale(id ident, live *entry, from int64) bool {
 	if live != nil {
 		return live.offset != from
 	}
-	if v, ok := t.future[h]; ok {
+	if v, ok := t.future[id]; ok {
 		return int64(v>>24) != from
 	}
-	_, ended := t.gone[h]
+	_, ended := t.gone[id]
 	return ended
 }
 
 type goneAt struct {
 	at int64
-	h  uint64
+	id ident
 }
 
 // noteGone remembers that a key was left without a live version at offset
 // at (the record that ended it, or the position when a dispatch was acked).
-func (t *Tracker) noteGone(h uint64, at int64) {
-	t.gone[h] = at
-	t.goneQ = append(t.goneQ, goneAt{at: at, h: h})
+func (t *Tracker) noteGone(id ident, at int64) {
+	t.gone[id] = at
+	t.goneQ = append(t.goneQ, goneAt{at: at, id: id})
 }
 
 func (t *Tracker) pruneGone() {
 	i := 0
 	for ; i < len(t.goneQ) && t.goneQ[i].at < t.pos-goneWindow; i++ {
-		if g := t.goneQ[i]; t.gone[g.h] == g.at {
-			delete(t.gone, g.h)
+		if g := t.goneQ[i]; t.gone[g.id] == g.at {
+			delete(t.gone, g.id)
 		}
 	}
 	if i > 0 {
@@ -535,7 +576,7 @@ func (t *Tracker) pruneGone() {
 // dead: otherwise a reader after a restart would take it for the newest
 // version. The live version, older than the copy in the log, is shadowed by
 // it and re-appended.
-func (t *Tracker) staleCopy(h uint64, r *kgo.Record, live *entry, nowMs int64) {
+func (t *Tracker) staleCopy(h uint64, id ident, r *kgo.Record, live *entry, nowMs int64) {
 	// One millisecond early: the tombstone must be written before the live
 	// version is re-appended, or it would shadow that copy in turn.
 	e := t.newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp)
@@ -546,19 +587,20 @@ func (t *Tracker) staleCopy(h uint64, r *kgo.Record, live *entry, nowMs int64) {
 	t.hold(h, r.Key, e)
 	if live != nil {
 		t.shadow(live, nowMs)
-	} else if v, ok := t.future[h]; ok {
-		t.wantBack(h, int64(v>>24))
+	} else if v, ok := t.future[id]; ok {
+		t.wantBack(id, int64(v>>24))
 	}
 }
 
 func (t *Tracker) cancel(key []byte, at int64) {
 	h := t.hash(key)
+	id := t.ident(h, key)
 	if prev := t.lookup(h, key); prev != nil {
 		t.forget(prev)
 	} else {
-		t.dropFuture(h)
+		t.dropFuture(id)
 	}
-	t.noteGone(h, at)
+	t.noteGone(id, at)
 }
 
 func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
@@ -586,6 +628,7 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 		t.forget(e) // a reader before us tombstoned this stale copy already
 	}
 	h := t.hash(key)
+	id := t.ident(h, key)
 	prev := t.lookup(h, key)
 	switch {
 	case prev != nil && prev.offset == names:
@@ -601,17 +644,17 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 				t.count(prev)
 			}
 		}
-		t.noteGone(h, at)
+		t.noteGone(id, at)
 		t.forget(prev)
 	case prev != nil:
 		t.shadow(prev, nowMs)
 	default:
-		if v, ok := t.future[h]; ok {
+		if v, ok := t.future[id]; ok {
 			if int64(v>>24) == names {
-				t.dropFuture(h)
-				t.noteGone(h, at)
+				t.dropFuture(id)
+				t.noteGone(id, at)
 			} else {
-				t.wantBack(h, int64(v>>24))
+				t.wantBack(id, int64(v>>24))
 			}
 		}
 	}
@@ -650,9 +693,8 @@ func (t *Tracker) maybeDemote(e *entry) {
 		return
 	}
 	t.forget(e)
-	h := maphash.String(t.seed, k)
 	day := dayOf(e.due)
-	t.future[h] = uint64(e.offset)<<24 | uint64(day&0xffffff)
+	t.future[t.identString(k)] = uint64(e.offset)<<24 | uint64(day&0xffffff)
 	t.futureDaily[day]++
 }
 
@@ -674,7 +716,7 @@ func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
 	if prev := t.lookup(h, r.Key); prev != nil {
 		t.forget(prev)
 	} else {
-		t.dropFuture(h)
+		t.dropFuture(t.ident(h, r.Key))
 	}
 	t.hold(h, r.Key, e)
 }
@@ -699,7 +741,7 @@ func (t *Tracker) Wanted() []int64 {
 // then either superseded by it or lost, which Unadmitted shows when its day
 // comes.
 func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
-	h, ok := t.wanted[offset]
+	id, ok := t.wanted[offset]
 	if !ok {
 		return
 	}
@@ -708,14 +750,20 @@ func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
 		t.shadowMisses++
 		return
 	}
-	if v, ok := t.future[h]; !ok || int64(v>>24) != offset || t.hash(r.Key) != h {
+	// The record's own key, hashed again: it is the indexed version only
+	// if its key indexes that very offset.
+	h := t.hash(r.Key)
+	if t.ident(h, r.Key) != id {
+		return
+	}
+	if v, ok := t.future[id]; !ok || int64(v>>24) != offset {
 		return // replaced in the meantime
 	}
 	env, err := envelope.Parse(r, now)
 	if err != nil || env.Kind != envelope.KindSchedule {
 		return
 	}
-	t.dropFuture(h)
+	t.dropFuture(id)
 	nowMs := now.UnixMilli()
 	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend))
 }
@@ -848,7 +896,7 @@ func (t *Tracker) Ack(items []Item) {
 			continue
 		}
 		if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
-			t.noteGone(maphash.String(t.seed, k), t.pos)
+			t.noteGone(t.identString(k), t.pos)
 		}
 		t.forget(e)
 	}
@@ -943,7 +991,7 @@ func (t *Tracker) EndSync(now time.Time) {
 	t.syncing = false
 	nowMs := now.UnixMilli()
 	for k := range t.copies {
-		e := t.lookup(maphash.String(t.seed, k), []byte(k))
+		e := t.lookup(t.hashString(k), []byte(k))
 		if e != nil && e.state == stateFrozen {
 			e.state = statePending
 			e.flags |= flagShadowed | flagReappend
@@ -958,7 +1006,7 @@ func (t *Tracker) EndSync(now time.Time) {
 	clear(t.copies)
 	clear(t.tombs)
 	for _, k := range keys {
-		if e := t.lookup(maphash.String(t.seed, k), []byte(k)); e != nil {
+		if e := t.lookup(t.hashString(k), []byte(k)); e != nil {
 			t.maybeDemote(e)
 		}
 	}
@@ -992,8 +1040,12 @@ func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 	if r.Value == nil || r.Attrs.IsControl() {
 		return false
 	}
+	if len(t.future) == 0 {
+		return false
+	}
 	h := t.hash(r.Key)
-	v, ok := t.future[h]
+	id := t.ident(h, r.Key)
+	v, ok := t.future[id]
 	if !ok || int64(v>>24) != r.Offset {
 		return false
 	}
@@ -1001,7 +1053,7 @@ func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 	if err != nil || env.Kind != envelope.KindSchedule || env.DueMs >= t.windowEnd {
 		return false
 	}
-	t.dropFuture(h)
+	t.dropFuture(id)
 	t.hold(h, r.Key, t.newEntry(r, env.DueMs, env.DueMs, 0))
 	return true
 }
