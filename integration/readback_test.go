@@ -1,15 +1,19 @@
 package integration
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 )
@@ -125,3 +129,159 @@ func TestReadBacksAreBounded(t *testing.T) {
 	require.LessOrEqual(t, clients.n.Load(), int64(8), "read-backs build clients per offset")
 	require.Less(t, peak.Load()-int64(base), int64(300), "read-backs run goroutines per offset")
 }
+
+// clientCounter counts the Kafka clients built and closed with it.
+type clientCounter struct{ built, closed atomic.Int64 }
+
+func (c *clientCounter) OnNewClient(*kgo.Client)    { c.built.Add(1) }
+func (c *clientCounter) OnClientClosed(*kgo.Client) { c.closed.Add(1) }
+
+var (
+	_ kgo.HookNewClient    = (*clientCounter)(nil)
+	_ kgo.HookClientClosed = (*clientCounter)(nil)
+)
+
+// TestReadBackEndsWithTheService: a read-back the broker never answers
+// (its fetches fail) is retried, not abandoned, and ends when the service
+// stops: every client built is closed and the goroutines return to where
+// they were.
+func TestReadBackEndsWithTheService(t *testing.T) {
+	const n = 100
+	h := newHarness(t)
+	h.createTopic(schedTopic, 1)
+	h.createTopic("orders", 1)
+	due := time.Now().Add(72 * time.Hour)
+	var recs, tombs []*kgo.Record
+	for i := range n {
+		recs = append(recs, h.schedule("orders", due, "p", envelope.WithKey(fmt.Sprintf("k-%d", i)), envelope.WithTopic(schedTopic)))
+	}
+	h.produce(recs...)
+	for _, r := range recs {
+		tombs = append(tombs, envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000}))
+	}
+	h.produce(tombs...)
+
+	// Once the reader exists (the fourth client: after the reporter, the
+	// producer and the group consumer), fetches of the versions it wants
+	// fail; the group consumer reads past them by then.
+	counter := &clientCounter{}
+	var faulted atomic.Int64
+	h.cluster.ControlKey(kmsg.Fetch.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if counter.built.Load() < 4 {
+			return nil, nil, false
+		}
+		for _, tp := range req.(*kmsg.FetchRequest).Topics {
+			for _, p := range tp.Partitions {
+				if p.FetchOffset < n {
+					h.cluster.KeepControl()
+					faulted.Add(1)
+					return nil, errors.New("injected: fetch refused"), true
+				}
+			}
+		}
+		return nil, nil, false
+	})
+
+	base := runtime.NumGoroutine()
+	cfg := h.config("a")
+	cfg.Partitions = 1
+	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(counter))
+	s, stop := h.start(cfg)
+	eventually(t, 30*time.Second, func() bool { return faulted.Load() >= 3 }, "the read-back was not retried")
+	require.Zero(t, s.Engine().Status().Partitions[0].Reappended)
+
+	stop()
+	require.NoError(t, s.Wait())
+	t.Logf("clients built: %d, closed: %d; fetches refused: %d", counter.built.Load(), counter.closed.Load(), faulted.Load())
+	eventually(t, 10*time.Second, func() bool { return counter.closed.Load() == counter.built.Load() },
+		"clients left open: %d built, %d closed", counter.built.Load(), counter.closed.Load())
+	eventually(t, 10*time.Second, func() bool { return runtime.NumGoroutine() <= base+5 },
+		"goroutines left running: %d, %d before the service", runtime.NumGoroutine(), base)
+}
+
+// TestReadBackRetriesWithBackoff: when the broker refuses a read-back's
+// fetches for a while, the reader starts over with a new client after a
+// growing wait (capped exponential backoff with jitter), and then reads
+// every wanted version back.
+func TestReadBackRetriesWithBackoff(t *testing.T) {
+	const n, refusals = 100, 4
+	h := newHarness(t)
+	h.createTopic(schedTopic, 1)
+	h.createTopic("orders", 1)
+	due := time.Now().Add(72 * time.Hour)
+	var recs, tombs []*kgo.Record
+	for i := range n {
+		recs = append(recs, h.schedule("orders", due, "p", envelope.WithKey(fmt.Sprintf("k-%d", i)), envelope.WithTopic(schedTopic)))
+	}
+	h.produce(recs...)
+	for _, r := range recs {
+		tombs = append(tombs, envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000}))
+	}
+	h.produce(tombs...)
+
+	var mu sync.Mutex
+	var built []time.Time
+	counter := &clientCounter{}
+	hook := newClientTimes{f: func() {
+		mu.Lock()
+		built = append(built, time.Now())
+		mu.Unlock()
+	}}
+	// The reader's first fetches of the versions it wants are refused
+	// for good, as by a missing ACL, which franz-go hands to the caller.
+	var refused atomic.Int64
+	h.cluster.ControlKey(kmsg.Fetch.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		h.cluster.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		if counter.built.Load() < 4 || refused.Load() >= refusals {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				if rp.FetchOffset >= n {
+					return nil, nil, false
+				}
+				st := kmsg.NewFetchResponseTopic()
+				st.Topic, st.TopicID = rt.Topic, rt.TopicID
+				sp := kmsg.NewFetchResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+				st.Partitions = append(st.Partitions, sp)
+				resp.Topics = append(resp.Topics, st)
+			}
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
+
+	cfg := h.config("a")
+	cfg.Partitions = 1
+	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(counter, hook))
+	s, _ := h.start(cfg)
+	eventually(t, 60*time.Second, func() bool {
+		ps := s.Engine().Status().Partitions
+		return len(ps) == 1 && ps[0].Reappended == n
+	}, "the read-backs did not complete after the broker relented")
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("clients built: %d; fetches refused: %d", len(built), refused.Load())
+	readers := built[3:]
+	// A refusal that reaches the client while it is being closed after
+	// the one before is not seen: at most one more reader per refusal.
+	require.GreaterOrEqual(t, len(readers), 3, "the reader did not start over after refusals")
+	require.LessOrEqual(t, len(readers), refusals+1)
+	// Each wait at least the backoff's lower bound (80%% of 100 ms,
+	// doubling); a loaded machine only makes them longer.
+	for i := 1; i < len(readers); i++ {
+		least := time.Duration(float64(100*time.Millisecond<<(i-1)) * 0.8)
+		require.GreaterOrEqual(t, readers[i].Sub(readers[i-1]), least, "retry %d came too soon", i)
+	}
+}
+
+// newClientTimes calls f for every client built.
+type newClientTimes struct{ f func() }
+
+func (c newClientTimes) OnNewClient(*kgo.Client) { c.f() }
