@@ -25,6 +25,28 @@ func (c *newClientCounter) OnNewClient(*kgo.Client) { c.n.Add(1) }
 
 var _ kgo.HookNewClient = (*newClientCounter)(nil)
 
+// laterSchedules writes n schedules due in three days, keyed prefix-i, to
+// the one partition of the schedules topic: the tracker only indexes them.
+func laterSchedules(h *harness, prefix string, n int) []*kgo.Record {
+	due := time.Now().Add(72 * time.Hour)
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = h.schedule("orders", due, "p", envelope.WithKey(fmt.Sprintf("%s-%d", prefix, i)), envelope.WithTopic(schedTopic))
+	}
+	return h.produce(recs...)
+}
+
+// shadow writes, for each schedule, what an earlier owner may have left:
+// a tombstone of an older version of its key. It shadows the indexed
+// version, which the tracker then wants read back and re-appended.
+func shadow(h *harness, recs []*kgo.Record) {
+	tombs := make([]*kgo.Record, len(recs))
+	for i, r := range recs {
+		tombs[i] = envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000})
+	}
+	h.produce(tombs...)
+}
+
 // TestReadBacksAreBounded: an earlier owner's tombstones shadow 10 000
 // versions that are only indexed (due in three days), so the tracker asks
 // for each to be read back and re-appended. They are read by one reader
@@ -38,31 +60,15 @@ func TestReadBacksAreBounded(t *testing.T) {
 	h.createTopic(schedTopic, 1)
 	h.createTopic("orders", 1)
 
-	due := time.Now().Add(72 * time.Hour)
-	var recs []*kgo.Record
-	add := func(prefix string, n int) {
-		for i := range n {
-			recs = append(recs, h.schedule("orders", due, "p", envelope.WithKey(fmt.Sprintf("%s-%d", prefix, i)), envelope.WithTopic(schedTopic)))
-		}
-	}
-	add("a", half)
-	add("filler", filler) // never shadowed: the reader jumps over them
-	add("b", half)
-	h.produce(recs...)
+	a := laterSchedules(h, "a", half)
+	fill := laterSchedules(h, "filler", filler) // never shadowed: the reader jumps over them
+	b := laterSchedules(h, "b", half)
+	shadow(h, append(a, b...))
+	wanted := 2 * half
 	offsets := map[string]int64{}
-	var tombs []*kgo.Record
-	for _, r := range recs {
+	for _, r := range append(append(a, fill...), b...) {
 		offsets[string(r.Key)] = r.Offset
-		if string(r.Key[:6]) != "filler" {
-			// An earlier owner's tombstone of an older version: it
-			// shadows the one indexed.
-			tomb := envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000})
-			tombs = append(tombs, tomb)
-		}
 	}
-	h.produce(tombs...)
-	wanted := len(tombs)
-	require.Equal(t, 2*half, wanted)
 
 	base := runtime.NumGoroutine()
 	var peak atomic.Int64
@@ -109,7 +115,7 @@ func TestReadBacksAreBounded(t *testing.T) {
 
 	// Every one is re-appended once, as a copy of the version read back.
 	copies := map[string]int64{}
-	for _, r := range h.readCommitted(schedTopic, len(recs)+wanted+wanted, 30*time.Second) {
+	for _, r := range h.readCommitted(schedTopic, len(offsets)+wanted+wanted, 30*time.Second) {
 		if v, ok := envelope.Header(r.Headers, envelope.HeaderCopyOf); ok && r.Value != nil {
 			off, err := strconv.ParseInt(string(v), 10, 64)
 			require.NoError(t, err)
@@ -150,16 +156,7 @@ func TestReadBackEndsWithTheService(t *testing.T) {
 	h := newHarness(t)
 	h.createTopic(schedTopic, 1)
 	h.createTopic("orders", 1)
-	due := time.Now().Add(72 * time.Hour)
-	var recs, tombs []*kgo.Record
-	for i := range n {
-		recs = append(recs, h.schedule("orders", due, "p", envelope.WithKey(fmt.Sprintf("k-%d", i)), envelope.WithTopic(schedTopic)))
-	}
-	h.produce(recs...)
-	for _, r := range recs {
-		tombs = append(tombs, envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000}))
-	}
-	h.produce(tombs...)
+	shadow(h, laterSchedules(h, "k", n))
 
 	// Once the reader exists (the fourth client: after the reporter, the
 	// producer and the group consumer), fetches of the versions it wants
@@ -208,16 +205,7 @@ func TestReadBackRetriesWithBackoff(t *testing.T) {
 	h := newHarness(t)
 	h.createTopic(schedTopic, 1)
 	h.createTopic("orders", 1)
-	due := time.Now().Add(72 * time.Hour)
-	var recs, tombs []*kgo.Record
-	for i := range n {
-		recs = append(recs, h.schedule("orders", due, "p", envelope.WithKey(fmt.Sprintf("k-%d", i)), envelope.WithTopic(schedTopic)))
-	}
-	h.produce(recs...)
-	for _, r := range recs {
-		tombs = append(tombs, envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000}))
-	}
-	h.produce(tombs...)
+	shadow(h, laterSchedules(h, "k", n))
 
 	var mu sync.Mutex
 	var built []time.Time
