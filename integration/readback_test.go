@@ -220,25 +220,12 @@ func TestReadBackRetriesWithBackoff(t *testing.T) {
 	var refused atomic.Int64
 	h.cluster.ControlKey(kmsg.Fetch.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		h.cluster.KeepControl()
-		req := kreq.(*kmsg.FetchRequest)
 		if counter.built.Load() < 4 || refused.Load() >= refusals {
 			return nil, nil, false
 		}
-		resp := req.ResponseKind().(*kmsg.FetchResponse)
-		for _, rt := range req.Topics {
-			for _, rp := range rt.Partitions {
-				if rp.FetchOffset >= n {
-					return nil, nil, false
-				}
-				st := kmsg.NewFetchResponseTopic()
-				st.Topic, st.TopicID = rt.Topic, rt.TopicID
-				sp := kmsg.NewFetchResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
-				st.Partitions = append(st.Partitions, sp)
-				resp.Topics = append(resp.Topics, st)
-			}
+		resp := refuseFetch(kreq.(*kmsg.FetchRequest), n)
+		if resp == nil {
+			return nil, nil, false
 		}
 		refused.Add(1)
 		return resp, nil, true
@@ -261,15 +248,45 @@ func TestReadBackRetriesWithBackoff(t *testing.T) {
 	// the one before is not seen: at most one more reader per refusal.
 	require.GreaterOrEqual(t, len(readers), 3, "the reader did not start over after refusals")
 	require.LessOrEqual(t, len(readers), refusals+1)
-	// Each wait at least the backoff's lower bound (80%% of 100 ms,
-	// doubling); a loaded machine only makes them longer.
-	for i := 1; i < len(readers); i++ {
-		least := time.Duration(float64(100*time.Millisecond<<(i-1)) * 0.8)
-		require.GreaterOrEqual(t, readers[i].Sub(readers[i-1]), least, "retry %d came too soon", i)
-	}
+	requireBackoff(t, readers)
 }
 
 // newClientTimes calls f for every client built.
 type newClientTimes struct{ f func() }
 
 func (c newClientTimes) OnNewClient(*kgo.Client) { c.f() }
+
+// refuseFetch answers a fetch of offsets below `below` with an error
+// franz-go does not retry by itself (not authorized), and returns nil for
+// a fetch of any later offset: the group consumer's, once it has read
+// past them.
+func refuseFetch(req *kmsg.FetchRequest, below int64) *kmsg.FetchResponse {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		for _, rp := range rt.Partitions {
+			if rp.FetchOffset >= below {
+				return nil
+			}
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp
+}
+
+// requireBackoff checks that each of the times after the first came no
+// sooner than the backoff's lower bound after the one before: 80% of
+// 100 ms, doubling. A loaded machine only makes the waits longer.
+func requireBackoff(t *testing.T, at []time.Time) {
+	t.Helper()
+	for i := 1; i < len(at); i++ {
+		least := time.Duration(float64(100*time.Millisecond<<(i-1)) * 0.8)
+		require.GreaterOrEqual(t, at[i].Sub(at[i-1]), least, "retry %d came too soon", i)
+	}
+}

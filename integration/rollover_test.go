@@ -2,12 +2,17 @@ package integration
 
 import (
 	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 )
@@ -100,5 +105,83 @@ func TestDayRollover(t *testing.T) {
 			require.Less(t, sent.Sub(due), 100*time.Millisecond, "%s sent at %v, due %v", name, sent, due)
 		}
 		stop()
+	})
+}
+
+// TestRolloverReadRetriesWithBackoff: when the broker refuses the fetches
+// of the re-read that brings the next day into memory, the re-read starts
+// over with a new client after a growing wait, resumes, and the next day's
+// schedules still go out on time.
+func TestRolloverReadRetriesWithBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n, refusals = 20, 3
+		b := newBubble(t, 22*time.Hour) // the service believes it is 22:00
+		defer b.close()
+		_, err := b.adm.CreateTopic(context.Background(), 1, 1, nil, "orders")
+		require.NoError(t, err)
+		_, err = b.adm.CreateTopic(context.Background(), 1, 1, nil, schedTopic)
+		require.NoError(t, err)
+		midnight := time.Date(2000, 1, 2, 0, 0, 0, 0, time.UTC)
+		for i := range n {
+			b.produce(b.sched("orders", midnight.Add(time.Duration(i)*time.Minute), strconv.Itoa(i), envelope.WithKey("k"+strconv.Itoa(i))))
+		}
+
+		// Clients are the reporter, the producer and the group consumer;
+		// the re-read's come after. Its first fetches are refused.
+		var mu sync.Mutex
+		var built []time.Time
+		hook := newClientTimes{f: func() {
+			mu.Lock()
+			built = append(built, time.Now())
+			mu.Unlock()
+		}}
+		var refused atomic.Int64
+		b.cluster.ControlKey(kmsg.Fetch.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+			b.cluster.KeepControl()
+			mu.Lock()
+			scanning := len(built) >= 4
+			mu.Unlock()
+			if !scanning || refused.Load() >= refusals {
+				return nil, nil, false
+			}
+			resp := refuseFetch(kreq.(*kmsg.FetchRequest), n)
+			if resp == nil {
+				return nil, nil, false
+			}
+			refused.Add(1)
+			return resp, nil, true
+		})
+
+		cfg := b.config("a")
+		cfg.Partitions = 1
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(hook))
+		s, stop := b.start(cfg)
+		defer stop()
+		b.sleepUntil(midnight.Add(-30 * time.Minute))
+		require.Equal(t, int64(refusals), refused.Load())
+		ps := s.Engine().Status().Partitions
+		require.Len(t, ps, 1)
+		require.Equal(t, n, ps[0].Held, "the next day is in memory before midnight")
+
+		mu.Lock()
+		scans := slices.Clone(built[3:])
+		mu.Unlock()
+		require.GreaterOrEqual(t, len(scans), 2, "the re-read did not start over")
+		require.LessOrEqual(t, len(scans), refusals+1)
+		requireBackoff(t, scans)
+
+		orders := b.consume("orders")
+		defer orders.Close()
+		b.sleepUntil(midnight.Add(time.Duration(n)*time.Minute + time.Second))
+		got := drain(orders)
+		require.Len(t, got, n, "each once")
+		for _, r := range got {
+			i, err := strconv.Atoi(string(r.Value))
+			require.NoError(t, err)
+			due := midnight.Add(time.Duration(i) * time.Minute)
+			sent := r.Timestamp.Add(b.offset).UTC()
+			require.False(t, sent.Before(due), "%d sent at %v, before it was due", i, sent)
+			require.Less(t, sent.Sub(due), 100*time.Millisecond, "%d sent at %v, due %v", i, sent, due)
+		}
 	})
 }
