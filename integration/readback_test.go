@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -164,7 +166,7 @@ func TestReadBackEndsWithTheService(t *testing.T) {
 	counter := &clientCounter{}
 	var faulted atomic.Int64
 	h.cluster.ControlKey(kmsg.Fetch.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		if counter.built.Load() < 4 {
+		if counter.built.Load() <= serviceClients {
 			return nil, nil, false
 		}
 		for _, tp := range req.(*kmsg.FetchRequest).Topics {
@@ -207,43 +209,23 @@ func TestReadBackRetriesWithBackoff(t *testing.T) {
 	h.createTopic("orders", 1)
 	shadow(h, laterSchedules(h, "k", n))
 
-	var mu sync.Mutex
-	var built []time.Time
-	counter := &clientCounter{}
-	hook := newClientTimes{f: func() {
-		mu.Lock()
-		built = append(built, time.Now())
-		mu.Unlock()
-	}}
 	// The reader's first fetches of the versions it wants are refused
 	// for good, as by a missing ACL, which franz-go hands to the caller.
-	var refused atomic.Int64
-	h.cluster.ControlKey(kmsg.Fetch.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-		h.cluster.KeepControl()
-		if counter.built.Load() < 4 || refused.Load() >= refusals {
-			return nil, nil, false
-		}
-		resp := refuseFetch(kreq.(*kmsg.FetchRequest), n)
-		if resp == nil {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		return resp, nil, true
-	})
+	clients := &clientLog{}
+	refused := refuseFetches(h.cluster, clients, n, refusals)
 
 	cfg := h.config("a")
 	cfg.Partitions = 1
-	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(counter, hook))
+	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(clients))
 	s, _ := h.start(cfg)
 	eventually(t, 60*time.Second, func() bool {
 		ps := s.Engine().Status().Partitions
 		return len(ps) == 1 && ps[0].Reappended == n
 	}, "the read-backs did not complete after the broker relented")
 
-	mu.Lock()
-	defer mu.Unlock()
+	built := clients.times()
 	t.Logf("clients built: %d; fetches refused: %d", len(built), refused.Load())
-	readers := built[3:]
+	readers := built[serviceClients:]
 	// A refusal that reaches the client while it is being closed after
 	// the one before is not seen: at most one more reader per refusal.
 	require.GreaterOrEqual(t, len(readers), 3, "the reader did not start over after refusals")
@@ -251,10 +233,46 @@ func TestReadBackRetriesWithBackoff(t *testing.T) {
 	requireBackoff(t, readers)
 }
 
-// newClientTimes calls f for every client built.
-type newClientTimes struct{ f func() }
+// clientLog records when each client was built.
+type clientLog struct {
+	mu    sync.Mutex
+	built []time.Time
+}
 
-func (c newClientTimes) OnNewClient(*kgo.Client) { c.f() }
+func (c *clientLog) OnNewClient(*kgo.Client) {
+	c.mu.Lock()
+	c.built = append(c.built, time.Now())
+	c.mu.Unlock()
+}
+
+func (c *clientLog) times() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.built)
+}
+
+// serviceClients is how many clients the service builds before any
+// reader: the reporter, the producer and the group consumer.
+const serviceClients = 3
+
+// refuseFetches makes the broker refuse, up to times, the fetches of
+// offsets below `below` made once the service has built a reader.
+func refuseFetches(c *kfake.Cluster, clients *clientLog, below, times int64) *atomic.Int64 {
+	var refused atomic.Int64
+	c.ControlKey(kmsg.Fetch.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if len(clients.times()) <= serviceClients || refused.Load() >= times {
+			return nil, nil, false
+		}
+		resp := refuseFetch(kreq.(*kmsg.FetchRequest), below)
+		if resp == nil {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		return resp, nil, true
+	})
+	return &refused
+}
 
 // refuseFetch answers a fetch of offsets below `below` with an error
 // franz-go does not retry by itself (not authorized), and returns nil for

@@ -2,17 +2,13 @@ package integration
 
 import (
 	"context"
-	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 )
@@ -126,35 +122,13 @@ func TestRolloverReadRetriesWithBackoff(t *testing.T) {
 			b.produce(b.sched("orders", midnight.Add(time.Duration(i)*time.Minute), strconv.Itoa(i), envelope.WithKey("k"+strconv.Itoa(i))))
 		}
 
-		// Clients are the reporter, the producer and the group consumer;
-		// the re-read's come after. Its first fetches are refused.
-		var mu sync.Mutex
-		var built []time.Time
-		hook := newClientTimes{f: func() {
-			mu.Lock()
-			built = append(built, time.Now())
-			mu.Unlock()
-		}}
-		var refused atomic.Int64
-		b.cluster.ControlKey(kmsg.Fetch.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
-			b.cluster.KeepControl()
-			mu.Lock()
-			scanning := len(built) >= 4
-			mu.Unlock()
-			if !scanning || refused.Load() >= refusals {
-				return nil, nil, false
-			}
-			resp := refuseFetch(kreq.(*kmsg.FetchRequest), n)
-			if resp == nil {
-				return nil, nil, false
-			}
-			refused.Add(1)
-			return resp, nil, true
-		})
+		// The re-read's first fetches are refused.
+		clients := &clientLog{}
+		refused := refuseFetches(b.cluster, clients, n, refusals)
 
 		cfg := b.config("a")
 		cfg.Partitions = 1
-		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(hook))
+		cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(clients))
 		s, stop := b.start(cfg)
 		defer stop()
 		b.sleepUntil(midnight.Add(-30 * time.Minute))
@@ -163,9 +137,7 @@ func TestRolloverReadRetriesWithBackoff(t *testing.T) {
 		require.Len(t, ps, 1)
 		require.Equal(t, n, ps[0].Held, "the next day is in memory before midnight")
 
-		mu.Lock()
-		scans := slices.Clone(built[3:])
-		mu.Unlock()
+		scans := clients.times()[serviceClients:]
 		require.GreaterOrEqual(t, len(scans), 2, "the re-read did not start over")
 		require.LessOrEqual(t, len(scans), refusals+1)
 		requireBackoff(t, scans)
