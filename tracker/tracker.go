@@ -47,7 +47,9 @@ type Config struct {
 	Validate func(envelope.Envelope) *envelope.Error
 
 	// Tests make chunks small and tidying eager, to move entries often,
-	// and replace the key hash to make keys collide.
+	// and replace the key hash to make keys collide. The check half of an
+	// ident (see ident) is not replaced: colliding keys are then told
+	// apart by their keys where held, and by the check where indexed.
 	chunkMax  int
 	eagerTidy bool
 	hash      func(key []byte) uint64
