@@ -221,7 +221,8 @@ func (rb *readBack) stop() {
 
 // readBacks is a partition's reader: it answers wanted offsets in offset
 // order with one client, reading on from its position to an offset close
-// ahead and moving the client to one far ahead or behind.
+// ahead, moving the client to one far ahead, and starting a new client
+// for one behind (wanted after the reader passed it).
 func (e *Engine) readBacks(p *partition) {
 	var cl *kgo.Client
 	defer func() {
