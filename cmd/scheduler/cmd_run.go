@@ -69,7 +69,9 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 		// the rest would be ignored in silence by the embedded broker.
 		for _, fl := range []struct{ name, v string }{
 			{"tls-ca", cfg.Conn.TLSCA}, {"tls-cert", cfg.Conn.TLSCert}, {"tls-key", cfg.Conn.TLSKey},
-			{"sasl-user", cfg.Conn.SASLUser}, {"sasl-password", cfg.Conn.SASLPassword},
+			{"tls-server-name", cfg.Conn.TLSServerName},
+			{"sasl-user", cfg.Conn.SASLUser}, {"sasl-password", string(cfg.Conn.SASLPassword)},
+			{"sasl-password-file", cfg.Conn.SASLPasswordFile},
 		} {
 			if fl.v != "" {
 				return cfg, f.usageErrf("--%s needs --brokers: the embedded broker speaks neither TLS nor SASL", fl.name)
@@ -77,6 +79,9 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 		}
 	}
 	if err := cfg.Validate(); err != nil {
+		return cfg, f.invalid(err)
+	}
+	if err := cfg.Conn.ReadPasswordFile(); err != nil {
 		return cfg, f.invalid(err)
 	}
 	return cfg, nil

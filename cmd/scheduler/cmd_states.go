@@ -98,13 +98,9 @@ func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesO
 // before the end is often a commit marker, and without it a partition would
 // never be seen to reach its end.
 func readStates(ctx context.Context, o *statesOpts, warn func(partition int32, offset int64, err error)) ([]latest, error) {
-	opts, err := o.conn.Opts()
+	admCl, err := connect(ctx, &o.conn)
 	if err != nil {
 		return nil, err
-	}
-	admCl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("creating client: %w", err)
 	}
 	defer admCl.Close()
 	starts, ends, err := bounds(ctx, kadm.NewClient(admCl), o.topic)
@@ -122,6 +118,10 @@ func readStates(ctx context.Context, o *statesOpts, warn func(partition int32, o
 	}
 	if len(remaining) == 0 {
 		return nil, nil
+	}
+	opts, err := o.conn.Opts() // the password file was read by connect
+	if err != nil {
+		return nil, err
 	}
 	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{o.topic: consume}),

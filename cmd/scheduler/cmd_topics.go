@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/service"
 )
 
@@ -53,13 +54,9 @@ func topicsCreateCmd(ctx context.Context, s *stdio, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	opts, err := o.cfg.Conn.Opts()
+	cl, err := connect(ctx, &o.cfg.Conn)
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	defer cl.Close()
 
@@ -83,7 +80,7 @@ func topicsCreateCmd(ctx context.Context, s *stdio, args []string) error {
 		LogsRetention:     o.cfg.LogsRetention,
 		Create:            true,
 	}); err != nil {
-		return err
+		return kclient.Explained(err)
 	}
 	// EnsureTopics counts only schedules topics, and a states or logs topic
 	// that existed may hold more partitions: read what is there.

@@ -345,10 +345,19 @@ func connFlags(f *flagSet, c *kclient.Conn, brokersUsage string) {
 	f.String(&c.TLSCA, "tls-ca", "PEM file of CAs to trust (default: the system's)")
 	f.String(&c.TLSCert, "tls-cert", "PEM file of the client certificate, with --tls-key")
 	f.String(&c.TLSKey, "tls-key", "PEM file of the client key, with --tls-cert")
+	f.String(&c.TLSServerName, "tls-server-name", "name the brokers' certificates must hold, when it is not the host dialed (default: the host dialed)")
 	f.String(&c.SASLMechanism, "sasl-mechanism", "plain, scram-sha-256 or scram-sha-512 (default: no SASL)")
 	f.String(&c.SASLUser, "sasl-user", "SASL user name")
-	f.String(&c.SASLPassword, "sasl-password", "SASL password (prefer the environment variable: flags show in ps)")
+	f.Var((*secretValue)(&c.SASLPassword), "sasl-password", "SASL password; a command line shows in ps: prefer --sasl-password-file or the environment variable")
+	f.String(&c.SASLPasswordFile, "sasl-password-file", "file holding the SASL password, read once at start")
 }
+
+// secretValue is a flag whose value usage never shows.
+type secretValue kclient.Secret
+
+func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
+func (v *secretValue) String() string     { return "" }
+func (v *secretValue) typeName() string   { return "string" }
 
 // toolConn registers the connection flags of the tools that talk to an
 // existing cluster.
@@ -360,6 +369,11 @@ func toolConn(f *flagSet, c *kclient.Conn) {
 // validateConn checks c before anything connects.
 func validateConn(f *flagSet, c *kclient.Conn) error {
 	if err := c.Validate(); err != nil {
+		return f.invalid(err)
+	}
+	// Read now, so a missing file is a usage error, before anything
+	// connects.
+	if err := c.ReadPasswordFile(); err != nil {
 		return f.invalid(err)
 	}
 	return nil

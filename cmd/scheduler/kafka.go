@@ -65,25 +65,41 @@ func placement(partitioner string, fixed int32, hashKey []byte) kgo.Partitioner 
 
 // produceOne writes r and waits for the broker's acknowledgement.
 func produceOne(ctx context.Context, conn *kclient.Conn, p kgo.Partitioner, r *kgo.Record, timeout time.Duration) (*kgo.Record, error) {
-	opts, err := conn.Opts()
-	if err != nil {
-		return nil, err
-	}
-	cl, err := kgo.NewClient(append(opts,
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cl, err := connect(ctx, conn,
 		kgo.RecordPartitioner(p),
 		// The context bounds the wait; this bounds the record too, so it
 		// cannot be written after we have reported a failure.
 		kgo.RecordDeliveryTimeout(timeout),
-	)...)
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	out, err := cl.ProduceSync(ctx, r).First()
+	if err != nil {
+		return nil, kclient.Explained(fmt.Errorf("producing to %s: %w", r.Topic, conn.Diagnose(err)))
+	}
+	return out, nil
+}
+
+// connect is how every tool reaches the cluster: the shared connection
+// settings (kclient.Conn, the flags of connFlags) plus the tool's own
+// options, and a first round trip, so that a wrong certificate or password
+// fails at once with its cause instead of at the timeout.
+func connect(ctx context.Context, conn *kclient.Conn, opts ...kgo.Opt) (*kgo.Client, error) {
+	base, err := conn.Opts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating client: %w", err)
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	out, err := cl.ProduceSync(ctx, r).First()
-	if err != nil {
-		return nil, fmt.Errorf("producing to %s: %w", r.Topic, err)
+	if err := conn.Reach(ctx, cl); err != nil {
+		cl.Close()
+		return nil, err
 	}
-	return out, nil
+	return cl, nil
 }
