@@ -66,7 +66,8 @@ func Classify(err error) (cause Cause, config bool) {
 	)
 	switch {
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalidCert),
-		errors.As(err, &verify), errors.As(err, &tlsRecord), errors.As(err, &tlsAlert):
+		errors.As(err, &verify), errors.As(err, &tlsRecord), errors.As(err, &tlsAlert),
+		remoteTLSAlert(err):
 		return CauseTLS, true
 	case errors.As(err, &ke):
 		switch ke {
@@ -98,8 +99,9 @@ type Problem struct {
 	Cause     Cause     `json:"cause"`
 	Config    bool      `json:"config,omitempty"` // needs a person (credentials, certificates, ACLs)
 	Message   string    `json:"message"`
-	Since     time.Time `json:"since"` // first reported, kept while the cause stays the same
-	Count     int       `json:"count"` // reports since then
+	Hint      string    `json:"hint,omitempty"` // what to check or grant (Explain)
+	Since     time.Time `json:"since"`          // first reported, kept while the cause stays the same
+	Count     int       `json:"count"`          // reports since then
 }
 
 // Registry holds the current problems. It is safe for concurrent use.
@@ -131,12 +133,14 @@ func (r *Registry) Report(component string, err error) (p Problem, changed bool)
 		return Problem{}, had
 	}
 	cause, config := Classify(err)
-	p = Problem{Component: component, Cause: cause, Config: config, Message: err.Error(), Since: r.now(), Count: 1}
-	if had && prev.Cause == cause {
+	p = Problem{Component: component, Cause: cause, Config: config, Message: err.Error(), Hint: Explain(err), Since: r.now(), Count: 1}
+	// The same cause with another hint (another grant missing) is news.
+	same := had && prev.Cause == cause && prev.Hint == p.Hint
+	if same {
 		p.Since, p.Count = prev.Since, prev.Count+1
 	}
 	r.m[component] = p
-	return p, !had || prev.Cause != cause
+	return p, !same
 }
 
 // Set records a problem that is not an error value (such as "not joined
