@@ -84,6 +84,13 @@ type Config struct {
 	// committed batch and the time the commit was confirmed. The
 	// benchmark measures lateness with it.
 	OnCommitted func(items []*dispatcher.Item, at time.Time)
+
+	// OnProblem, when set, is told the outcome of work the engine retries
+	// in the background (publishing state reports, fetching): an error
+	// while it fails, nil once it works, per component ("states",
+	// "fetch"). It may be called from any goroutine. The service records
+	// and logs problems once; the engine then logs them only at debug.
+	OnProblem func(component string, err error)
 }
 
 func (c *Config) defaults() {
@@ -116,6 +123,9 @@ func (c *Config) defaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
+	}
+	if c.OnProblem == nil {
+		c.OnProblem = func(string, error) {}
 	}
 }
 
@@ -344,6 +354,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.shutdown(pollDone)
 	return err
 }
+
+// Components the engine tells Config.OnProblem about.
+const (
+	ComponentStates = "states" // publishing state reports
+	ComponentFetch  = "fetch"  // fetching records and staying in the group
+)
 
 // ErrKilled is returned by Run after Kill.
 var ErrKilled = errors.New("killed")

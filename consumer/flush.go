@@ -5,8 +5,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -331,7 +334,13 @@ func (e *Engine) onFlushed(f flushed) {
 		m.FlushErrors.Inc()
 		wait := e.backoff.Next()
 		e.retryAt = now.Add(wait)
-		e.log.Warn().Err(res.Err).Int("items", len(f.in.batch.Items)).Dur("retry_in", wait).Msg("batch failed")
+		// A fault a person must fix (a missing ACL) fails every retry
+		// alike: the service logs it once, as the dispatcher's problem.
+		lvl := zerolog.WarnLevel
+		if _, config := health.Classify(res.Err); config {
+			lvl = zerolog.DebugLevel
+		}
+		e.log.WithLevel(lvl).Err(res.Err).Int("items", len(f.in.batch.Items)).Dur("retry_in", wait).Msg("batch failed")
 		if errors.Is(res.Err, dispatcher.ErrFatal) {
 			e.fatal = res.Err
 		}

@@ -3,11 +3,14 @@ package consumer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/internal/health"
 )
 
 type evRecords struct{ fetches kgo.Fetches }
@@ -49,22 +52,48 @@ const pollRecords = 5000
 // is handed over, so the loop sees every record of a partition before its
 // revocation (see the package doc).
 func (e *Engine) poll(ctx context.Context) {
+	var backoff time.Duration
 	for {
 		fs := e.cl.PollRecords(ctx, pollRecords)
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			e.cl.AllowRebalance()
 			return
 		}
+		var fetchErr error
 		fs.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				e.log.Warn().Err(err).Str("topic", topic).Int32("partition", partition).Msg("fetch error")
+			if errors.Is(err, context.Canceled) {
+				return
 			}
+			// Logged at debug here: OnProblem says it once.
+			e.log.Debug().Err(err).Str("topic", topic).Int32("partition", partition).Msg("fetch error")
+			if fetchErr != nil {
+				return
+			}
+			if topic == "" {
+				// Joining or staying in the group failed.
+				fetchErr = fmt.Errorf("consumer group %s: %w", e.cfg.Group, health.NeedGrant(err, "Read", "Group", e.cfg.Group))
+				return
+			}
+			fetchErr = fmt.Errorf("fetching %s[%d]: %w", topic, partition, health.NeedGrant(err, "Read", "Topic", topic))
 		})
+		e.cfg.OnProblem(ComponentFetch, fetchErr)
 		if fs.NumRecords() > 0 && !e.send(ctx, evRecords{fs}) {
 			e.cl.AllowRebalance()
 			return
 		}
 		e.cl.AllowRebalance()
+		// franz-go fetches again at once after an error it does not
+		// retry itself (a topic not authorized): without a pause this
+		// loop would spin for as long as the grant is missing.
+		if _, config := health.Classify(fetchErr); !config || fs.NumRecords() > 0 {
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, 50*time.Millisecond), time.Second)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
 	}
 }
 

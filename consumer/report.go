@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -69,11 +71,17 @@ func (e *Engine) report(p *partition, now time.Time) {
 		Value:     val,
 		Headers:   []kgo.RecordHeader{{Key: envelope.HeaderZlib, Value: []byte("true")}},
 	}
-	log := p.log
+	log, topic := p.log, p.set.States
 	e.deps.Reporter.Produce(p.ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil && p.ctx.Err() == nil {
-			log.Warn().Err(err).Msg("publishing the state report failed")
+		if p.ctx.Err() != nil {
+			return
 		}
+		// Said once by OnProblem, not at every report of every partition.
+		if err != nil {
+			log.Debug().Err(err).Msg("publishing the state report failed")
+			err = fmt.Errorf("publishing state reports to %s: %w", topic, health.NeedGrant(err, "Write", "Topic", topic))
+		}
+		e.cfg.OnProblem(ComponentStates, err)
 	})
 }
 

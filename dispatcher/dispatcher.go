@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -253,6 +255,26 @@ func (d *Dispatcher) reset(ctx context.Context) error {
 	return d.Init(ctx)
 }
 
+// renew replaces the producer client and makes one attempt to initialise
+// its transactional id, returning the attempt's error: the caller's batch
+// retry is the retry loop.
+func (d *Dispatcher) renew(ctx context.Context) error {
+	d.clMu.Lock()
+	d.cl.Close()
+	cl, err := d.newClient()
+	if err == nil {
+		d.cl = cl
+	}
+	d.clMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("replacing the producer: %w", err)
+	}
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return fmt.Errorf("initialising the transactional producer: %w", d.txnGrant(err, cl))
+	}
+	return nil
+}
+
 func (d *Dispatcher) report(err error) {
 	if d.cfg.OnError != nil {
 		d.cfg.OnError(err)
@@ -419,6 +441,33 @@ func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []p
 	return p.wait(ctx)
 }
 
+// grant names the ACL a refused produce lacked: writing to the topic, or
+// the producer's own grants, which a broker reports on the records too.
+func (p *production) grant(err error, topic string) error {
+	switch {
+	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return health.NeedGrant(err, "Write", "TransactionalId", txnID(p.cl))
+	case errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return health.NeedGrant(err, "IdempotentWrite", "Cluster", "kafka-cluster")
+	}
+	return health.NeedGrant(err, "Write", "Topic", topic)
+}
+
+// txnGrant names the ACL a transaction request lacked.
+func (d *Dispatcher) txnGrant(err error, cl *kgo.Client, topics ...string) error {
+	switch {
+	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return health.NeedGrant(err, "Write", "TransactionalId", txnID(cl))
+	case errors.Is(err, kerr.GroupAuthorizationFailed):
+		return health.NeedGrant(err, "Read", "Group", d.cfg.Group)
+	case errors.Is(err, kerr.TopicAuthorizationFailed) && len(topics) > 0:
+		return health.NeedGrant(err, "Read", "Topic", strings.Join(topics, ","))
+	case errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return health.NeedGrant(err, "IdempotentWrite", "Cluster", "kafka-cluster")
+	}
+	return err
+}
+
 // wait flushes the client and reads the outcome of every record added.
 func (p *production) wait(ctx context.Context) (refused int, failed []bool, err error) {
 	flushErr := p.cl.Flush(ctx)
@@ -447,7 +496,7 @@ func (p *production) wait(ctx context.Context) (refused int, failed []bool, err 
 			}
 		}
 		if other == nil {
-			other = fmt.Errorf("writing to %s[%d]: %w", p.recs[i].Topic, p.recs[i].Partition, perr)
+			other = fmt.Errorf("writing to %s[%d]: %w", p.recs[i].Topic, p.recs[i].Partition, p.grant(perr, p.recs[i].Topic))
 		}
 	}
 	if other == nil && refused == 0 && flushErr != nil {
@@ -580,7 +629,7 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 			d.hook(HookAfterCommit)
 			return 0, nil
 		}
-		err = fmt.Errorf("committing the transaction (outcome unknown): %w", err)
+		err = fmt.Errorf("committing the transaction (outcome unknown): %w", d.txnGrant(err, d.client()))
 	}
 	d.report(err)
 	if aerr := d.abort(ctx); aerr != nil {
@@ -598,8 +647,18 @@ func (d *Dispatcher) begin(ctx context.Context) error {
 	if aerr := d.abort(ctx); aerr != nil {
 		return aerr
 	}
-	if err = d.client().BeginTransaction(); err != nil {
-		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+	err = d.client().BeginTransaction()
+	if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		// The grant was revoked while running. franz-go keeps the error
+		// of its producer id for the client's life, so only a new client
+		// can see the grant come back.
+		if err = d.renew(ctx); err == nil {
+			err = d.client().BeginTransaction()
+		}
+	}
+	if err != nil {
+		err = d.txnGrant(err, d.client())
+		if errors.Is(err, kerr.ProducerFenced) {
 			return fmt.Errorf("%w: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
 		}
 		return fmt.Errorf("beginning a transaction: %w", err)
@@ -622,8 +681,16 @@ func (d *Dispatcher) abort(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+	if errors.Is(err, kerr.ProducerFenced) {
 		return fmt.Errorf("%w: aborting: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+	}
+	if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		// The grant was revoked while running: the transaction stays
+		// open on the broker until it can be aborted (the grant is
+		// back) or times out, and nothing in it commits. Replacing the
+		// client would not help: initialising the id needs the grant too.
+		// The batch fails and is retried; its schedules stay pending.
+		return fmt.Errorf("aborting the transaction: %w", d.txnGrant(err, cl))
 	}
 	d.cfg.Logger.Warn().Err(err).Msg("aborting the transaction failed")
 	d.report(fmt.Errorf("aborting a failed batch: %w", err))
@@ -656,7 +723,7 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		}
 		return resp.ErrorCode, nil
 	}); err != nil {
-		return fmt.Errorf("adding the group offsets to the transaction: %w", err)
+		return fmt.Errorf("adding the group offsets to the transaction: %w", d.txnGrant(err, cl))
 	}
 
 	member, gen := d.cfg.GroupMeta()
@@ -683,7 +750,12 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		}
 		req.Topics = append(req.Topics, t)
 	}
-	return retryCode(ctx, func() (int16, error) {
+	topics := make([]string, 0, len(offsets))
+	for t := range offsets {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	err = retryCode(ctx, func() (int16, error) {
 		resp, err := req.RequestWith(ctx, cl)
 		if err != nil {
 			return 0, err
@@ -700,6 +772,10 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		}
 		return 0, nil
 	})
+	if err != nil {
+		return fmt.Errorf("committing the group offsets: %w", d.txnGrant(err, cl, topics...))
+	}
+	return nil
 }
 
 // retryCode retries a request while it answers a retriable error code,

@@ -34,6 +34,7 @@ const (
 	DefaultFlushTimeout       = 15 * time.Second
 	DefaultTargetWait         = 30 * time.Second
 	DefaultDayLead            = time.Hour
+	DefaultConfigFaultWait    = 30 * time.Second
 )
 
 // Config is the whole configuration of the service: one field per run flag,
@@ -74,6 +75,10 @@ type Config struct {
 	FlushTimeout       time.Duration // bound on one batch attempt; default DefaultFlushTimeout
 	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default DefaultTargetWait
 	DayLead            time.Duration // how long before midnight the next day is read into memory; default DefaultDayLead
+	// ConfigFaultWait is how long a fault a person must fix (a wrong
+	// password, an untrusted certificate) is retried while starting
+	// before Run gives up with its cause; default DefaultConfigFaultWait.
+	ConfigFaultWait time.Duration
 
 	// Logger receives the service's logs. Default: built from LogLevel and
 	// LogFormat, writing to stderr.
@@ -128,6 +133,7 @@ func Default() Config {
 		FlushTimeout:       DefaultFlushTimeout,
 		TargetWait:         DefaultTargetWait,
 		DayLead:            DefaultDayLead,
+		ConfigFaultWait:    DefaultConfigFaultWait,
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/internal/logx"
 )
 
@@ -43,6 +45,7 @@ type Service struct {
 	clients []*kgo.Client
 	http    *http.Server
 	httpLn  net.Listener
+	probs   *problems
 	done    chan struct{}
 	err     error
 }
@@ -75,6 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 
 	s := &Service{cfg: cfg, log: log, done: make(chan struct{})}
+	s.probs = &problems{reg: health.New(now), conn: &cfg.Conn, log: log}
 	ok := false
 	defer func() {
 		if !ok {
@@ -119,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitForCluster(ctx, rep, log); err != nil {
+	if err := waitForCluster(ctx, rep, s.probs, cfg.ConfigFaultWait); err != nil {
 		return nil, err
 	}
 	if _, err := EnsureTopics(ctx, rep, cfg.TopicSets(), TopicOptions{
@@ -144,9 +148,12 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		ExactlyOnce: cfg.ExactlyOnce, Group: cfg.Group, InstanceID: cfg.InstanceID,
 		GroupMeta: func() (string, int32) { return eng.GroupMetadata() },
 		Logs:      cfg.Logs, LogPayload: cfg.LogPayload, FlushTimeout: cfg.FlushTimeout,
-		Logger:  log.With().Str("component", "dispatcher").Logger(),
-		OnError: func(err error) { eng.DispatchError(err) },
-		Hook:    cfg.DispatchHook,
+		Logger: log.With().Str("component", "dispatcher").Logger(),
+		OnError: func(err error) {
+			eng.DispatchError(err)
+			s.probs.report("dispatcher", err)
+		},
+		Hook: cfg.DispatchHook,
 	})
 	if err != nil {
 		return nil, err
@@ -172,7 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget, Lead: cfg.DayLead,
 		SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
-		OnCommitted: cfg.OnCommitted,
+		OnCommitted: cfg.OnCommitted, OnProblem: s.probs.report,
 	}, consumer.Deps{Base: base, ConsumerOpts: []kgo.Opt{kmetrics("consumer")}, Reporter: rep, Dispatcher: disp, Targets: targets})
 	if err != nil {
 		return nil, err
@@ -185,7 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
-		s.http = newHTTP(eng, rep, gath)
+		s.http = newHTTP(eng, rep, gath, s.probs)
 		go func() {
 			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("http server")
@@ -260,20 +267,31 @@ func (s *Service) close() {
 }
 
 // waitForCluster waits until the brokers answer: a sidecar may start
-// before its broker.
-func waitForCluster(ctx context.Context, cl *kgo.Client, log zerolog.Logger) error {
+// before its broker. A fault a person must fix (certificate, credentials)
+// is retried for configWait, since it may be fixed meanwhile (a user being
+// created), then ends the wait with its cause. Each cause is logged once.
+func waitForCluster(ctx context.Context, cl *kgo.Client, probs *problems, configWait time.Duration) error {
 	backoff := 200 * time.Millisecond
+	var configSince time.Time
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := cl.Ping(pctx)
 		cancel()
+		probs.report("brokers", err)
 		if err == nil {
 			return nil
 		}
+		err = probs.conn.Diagnose(err)
 		if ctx.Err() != nil {
-			return fmt.Errorf("reaching the brokers: %w", err)
+			return kclient.Explained(fmt.Errorf("reaching the brokers: %w", err))
 		}
-		log.Warn().Err(err).Dur("retry_in", backoff).Msg("brokers not reachable yet")
+		if _, config := health.Classify(err); !config {
+			configSince = time.Time{}
+		} else if configSince.IsZero() {
+			configSince = time.Now()
+		} else if time.Since(configSince) >= configWait {
+			return kclient.Explained(fmt.Errorf("reaching the brokers (gave up after %v): %w", configWait, err))
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("reaching the brokers: %w", err)

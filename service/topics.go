@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/internal/health"
 )
 
 // TopicSet is a schedules topic and the topics named after it.
@@ -113,7 +114,7 @@ func ensure(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string,
 		case errors.Is(err, kerr.TopicAlreadyExists): // created meanwhile by another instance
 			return partitions(ctx, cl, topic)
 		}
-		return 0, fmt.Errorf("creating topic %s: %w", topic, err)
+		return 0, fmt.Errorf("creating topic %s: %w", topic, health.NeedGrant(err, "Create", "Topic", topic))
 	case !grow:
 		return have, nil
 	case have < want && !o.Create:
@@ -124,7 +125,7 @@ func ensure(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string,
 			err = resp.Error()
 		}
 		if err != nil {
-			return 0, fmt.Errorf("growing topic %s to %d partitions: %w", topic, want, err)
+			return 0, fmt.Errorf("growing topic %s to %d partitions: %w", topic, want, health.NeedGrant(err, "Alter", "Topic", topic))
 		}
 		return want, nil
 	}
@@ -142,7 +143,7 @@ func partitions(ctx context.Context, cl *kgo.Client, topic string) (int, error) 
 		return 0, nil
 	}
 	if tm.Err != nil {
-		return 0, fmt.Errorf("reading metadata of %s: %w", topic, tm.Err)
+		return 0, fmt.Errorf("reading metadata of %s: %w", topic, health.NeedGrant(tm.Err, "Describe", "Topic", topic))
 	}
 	return tm.Partitions, nil
 }
