@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/service"
 	"github.com/scheduler-dev/scheduler/state"
@@ -142,7 +143,7 @@ func readStates(ctx context.Context, o *statesOpts, warn func(partition int32, o
 		var fetchErr error
 		fetches.EachError(func(t string, p int32, err error) {
 			if fetchErr == nil {
-				fetchErr = fmt.Errorf("reading %s partition %d: %w", t, p, err)
+				fetchErr = kclient.Explained(fmt.Errorf("reading %s partition %d: %w", t, p, health.NeedGrant(err, "Read", "Topic", t)))
 			}
 		})
 		if fetchErr != nil {
@@ -188,7 +189,7 @@ func bounds(ctx context.Context, adm *kadm.Client, topic string) (starts, ends m
 			return nil, fmt.Errorf("topic %s does not exist (is --topic or --states-postfix right? `scheduler topics create` creates it)", topic)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("listing %s offsets of %s: %w", what, topic, err)
+			return nil, kclient.Explained(fmt.Errorf("listing %s offsets of %s: %w", what, topic, health.NeedGrant(err, "Describe", "Topic", topic)))
 		}
 		out := map[int32]int64{}
 		listed.Each(func(l kadm.ListedOffset) { out[l.Partition] = l.Offset })

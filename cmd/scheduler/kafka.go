@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
 
@@ -79,7 +80,7 @@ func produceOne(ctx context.Context, conn *kclient.Conn, p kgo.Partitioner, r *k
 	defer cl.Close()
 	out, err := cl.ProduceSync(ctx, r).First()
 	if err != nil {
-		return nil, kclient.Explained(fmt.Errorf("producing to %s: %w", r.Topic, conn.Diagnose(err)))
+		return nil, kclient.Explained(fmt.Errorf("producing to %s: %w", r.Topic, health.NeedGrant(conn.Diagnose(err), "Write", "Topic", r.Topic)))
 	}
 	return out, nil
 }

@@ -123,6 +123,9 @@ func (c *Conn) Validate() error {
 		if c.SASLPassword != "" && c.SASLPasswordFile != "" && !c.passwordRead {
 			return bad("--sasl-password and --sasl-password-file: give one")
 		}
+		if c.SASLPassword == "" && c.SASLPasswordFile == "" {
+			return bad("--sasl-mechanism %s needs --sasl-password-file (or --sasl-password, or SCHEDULER_SASL_PASSWORD)", c.SASLMechanism)
+		}
 	default:
 		return bad("--sasl-mechanism: %q is not plain, scram-sha-256 or scram-sha-512", c.SASLMechanism)
 	}

@@ -195,6 +195,7 @@ func TestPasswordFile(t *testing.T) {
 		{Conn{Brokers: []string{"k:9092"}, SASLMechanism: SASLPlain, SASLUser: "u", SASLPassword: "x", SASLPasswordFile: p}, "give one"},
 		{Conn{Brokers: []string{"k:9092"}, SASLPasswordFile: p}, "--sasl-password-file need --sasl-mechanism"},
 		{Conn{Brokers: []string{"k:9092"}, TLSServerName: "k"}, "--tls-server-name needs --tls"},
+		{Conn{Brokers: []string{"k:9092"}, SASLMechanism: SASLPlain, SASLUser: "u"}, "needs --sasl-password-file"},
 	} {
 		err := tc.conn.Validate()
 		require.ErrorIs(t, err, ErrInvalid)
