@@ -53,15 +53,24 @@ const pollRecords = 5000
 // revocation (see the package doc).
 func (e *Engine) poll(ctx context.Context) {
 	var backoff time.Duration
+	failing := false
 	for {
-		fs := e.cl.PollRecords(ctx, pollRecords)
+		// While fetching fails, a poll is bounded: a quiet topic must not
+		// keep a problem that has cleared (the grant came back) standing
+		// until the next record.
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if failing {
+			pctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+		}
+		fs := e.cl.PollRecords(pctx, pollRecords)
+		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			e.cl.AllowRebalance()
 			return
 		}
 		var fetchErr error
 		fs.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && pctx.Err() != nil {
 				return
 			}
 			// Logged at debug here: OnProblem says it once.
@@ -77,6 +86,7 @@ func (e *Engine) poll(ctx context.Context) {
 			fetchErr = fmt.Errorf("fetching %s[%d]: %w", topic, partition, health.NeedGrant(err, "Read", "Topic", topic))
 		})
 		e.cfg.OnProblem(ComponentFetch, fetchErr)
+		failing = fetchErr != nil
 		if fs.NumRecords() > 0 && !e.send(ctx, evRecords{fs}) {
 			e.cl.AllowRebalance()
 			return
