@@ -839,3 +839,20 @@ func TestHTTPIsReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingCreateGrantNamed: without the README's Create line, a service
+// that must create its topics says which grant it lacks.
+func TestMissingCreateGrantNamed(t *testing.T) {
+	s, conn, _ := aclCluster(t, "always", "exactly-once", "logs")
+	cfg := s.serviceConfig(conn, "a", io.Discard)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	svc, err := service.Start(ctx, cfg)
+	if err == nil {
+		cancel()
+		_ = svc.Wait()
+		t.Fatal("started without its topics")
+	}
+	require.Contains(t, err.Error(), "missing ACL Create on Topic:scheduled_messages")
+	require.NotContains(t, err.Error(), svcPass)
+}
