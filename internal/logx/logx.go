@@ -79,6 +79,11 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	}
 	for i := 0; i+1 < len(keyvals); i += 2 {
 		key, _ := keyvals[i].(string)
+		// Most errors have no exported fields: as JSON they would be {}.
+		if err, ok := keyvals[i+1].(error); ok {
+			ev = ev.AnErr(key, err)
+			continue
+		}
 		ev = ev.Interface(key, keyvals[i+1])
 	}
 	ev.Msg(msg)
