@@ -174,6 +174,14 @@ type Dispatcher struct {
 
 	idsMu    sync.Mutex
 	topicIDs map[string][16]byte
+
+	// firstWritten holds the versions whose target and audit records
+	// were written at-least-once but whose tombstone was not (a broker
+	// refusing it, as when the Write grant on the schedules topic is
+	// revoked): later attempts write only the tombstone, rather than a
+	// duplicate target at every retry. Flush runs one batch at a time;
+	// only it touches the map.
+	firstWritten map[envelope.Source]struct{}
 }
 
 // New returns a Dispatcher writing with clients newClient builds, with
@@ -189,7 +197,7 @@ func New(newClient func() (*kgo.Client, error), cfg Config) (*Dispatcher, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}}, nil
+	return &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}, firstWritten: map[envelope.Source]struct{}{}}, nil
 }
 
 func (d *Dispatcher) client() *kgo.Client {
@@ -535,6 +543,10 @@ func refusal(r role, err error) (envelope.Code, bool) {
 	return "", false
 }
 
+// maxFirstWritten bounds Dispatcher.firstWritten, whose versions may also
+// end elsewhere (a partition moving to another instance).
+const maxFirstWritten = 100_000
+
 // atLeastOnce writes targets, audit records and copies, then the
 // tombstones of the items whose first records were all written. An item is
 // Done once all its records are; the others are written again by the next
@@ -551,6 +563,9 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 			continue
 		}
 		first, last, roles := d.records(it, b.At)
+		if _, ok := d.firstWritten[it.Source]; ok {
+			first = nil
+		}
 		for i, r := range first {
 			recs = append(recs, r)
 			who = append(who, produced{it, roles[i]})
@@ -577,6 +592,12 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 		if len(last) == 0 {
 			it.Done = true
 		}
+		if len(last) > 0 {
+			if len(d.firstWritten) >= maxFirstWritten {
+				clear(d.firstWritten) // at worst, duplicates again
+			}
+			d.firstWritten[it.Source] = struct{}{}
+		}
 		for _, r := range last {
 			recs = append(recs, r)
 			who = append(who, produced{it, roleTombstone})
@@ -592,6 +613,7 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 	for _, w := range who {
 		if !bad[w.it] {
 			w.it.Done = true
+			delete(d.firstWritten, w.it.Source)
 		}
 	}
 	if err1 != nil {

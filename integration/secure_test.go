@@ -856,3 +856,54 @@ func TestMissingCreateGrantNamed(t *testing.T) {
 	require.Contains(t, err.Error(), "missing ACL Create on Topic:scheduled_messages")
 	require.NotContains(t, err.Error(), svcPass)
 }
+
+// TestAtLeastOnceRefusedTombstoneNoDuplicates: at-least-once, while the
+// broker refuses the tombstones (Write on the schedules topic revoked),
+// the target is written once, not again at every retry; the tombstone
+// follows when the grant is back.
+func TestAtLeastOnceRefusedTombstoneNoDuplicates(t *testing.T) {
+	s, conn, granted := aclCluster(t, "always", "logs", "create-topics")
+	cfg := s.serviceConfig(conn, "a", io.Discard)
+	cfg.ExactlyOnce = false
+	svc, stop := s.start(cfg)
+	addr := svc.HTTPAddr()
+	eventually(t, 60*time.Second, func() bool { c, _ := readyz(t, addr); return c == http.StatusOK }, "never ready")
+	var g grant
+	for _, x := range granted {
+		if x.resource == "Topic" && x.name == "scheduled_messages" && x.operation == "Write" {
+			g = x
+		}
+	}
+	s.revoke(g)
+	s.schedule("k", "v", time.Now())
+	eventually(t, 30*time.Second, func() bool { return countValues(s.read("orders"))["v"] == 1 }, "the target goes out")
+	// Several retries of the tombstone (backoff from 100ms), each refused.
+	eventually(t, 60*time.Second, func() bool {
+		_, body := httpGet(t, "http://"+addr+"/status")
+		return strings.Contains(body, "Write on Topic:scheduled_messages")
+	}, "the missing grant named")
+	flushErrors := func() float64 {
+		_, body := httpGet(t, "http://"+addr+"/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, "scheduler_flush_errors_total "); ok {
+				var f float64
+				_, err := fmt.Sscan(v, &f)
+				require.NoError(t, err)
+				return f
+			}
+		}
+		return 0
+	}
+	eventually(t, 60*time.Second, func() bool { return flushErrors() >= 4 }, "retried")
+	s.grant(g)
+	eventually(t, 60*time.Second, func() bool { return len(statusProblems(t, addr)) == 0 }, "never recovered")
+	var tombstones int
+	for _, r := range s.read("scheduled_messages") {
+		if string(r.Key) == "k" && r.Value == nil {
+			tombstones++
+		}
+	}
+	require.Equal(t, 1, tombstones)
+	require.Equal(t, 1, countValues(s.read("orders"))["v"], "one target, not one per retry")
+	require.NoError(t, stop())
+}
