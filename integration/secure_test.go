@@ -679,7 +679,9 @@ func TestSecureFailuresNameTheCause(t *testing.T) {
 			cfg.ConfigFaultWait = 2 * time.Second
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			_, err := service.Start(ctx, cfg)
+			// Run, not Start: whether the wait happens before Start returns
+			// or after, Run ends with the cause.
+			err := service.Run(ctx, cfg)
 			require.Error(t, err)
 			require.NoError(t, ctx.Err(), "gave up within its wait, not at the deadline")
 			require.Contains(t, err.Error(), tc.hint)
@@ -709,8 +711,11 @@ func TestSASLAuthenticationFailedAnswered(t *testing.T) {
 	logs := &logBuffer{}
 	cfg := s.serviceConfig(conn, "a", logs)
 	cfg.ConfigFaultWait = time.Second
-	_, err := service.Start(context.Background(), cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := service.Run(ctx, cfg)
 	require.Error(t, err)
+	require.NoError(t, ctx.Err(), "gave up within its wait")
 	require.Contains(t, err.Error(), "SASL authentication failed")
 	require.Contains(t, err.Error(), "invalid credentials with SASL mechanism SCRAM-SHA-256")
 	require.Equal(t, 1, logs.count(func(m map[string]any) bool {
@@ -847,12 +852,10 @@ func TestMissingCreateGrantNamed(t *testing.T) {
 	cfg := s.serviceConfig(conn, "a", io.Discard)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc, err := service.Start(ctx, cfg)
-	if err == nil {
-		cancel()
-		_ = svc.Wait()
-		t.Fatal("started without its topics")
-	}
+	cfg.ConfigFaultWait = 2 * time.Second
+	err := service.Run(ctx, cfg)
+	require.Error(t, err, "ran without its topics")
+	require.NoError(t, ctx.Err(), "gave up within its wait")
 	require.Contains(t, err.Error(), "missing ACL Create on Topic:scheduled_messages")
 	require.NotContains(t, err.Error(), svcPass)
 }
