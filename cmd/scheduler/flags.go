@@ -360,7 +360,10 @@ func (v *secretValue) String() string     { return "" }
 func (v *secretValue) typeName() string   { return "string" }
 
 // toolConn registers the connection flags of the tools that talk to an
-// existing cluster.
+// existing cluster. A tool reaches the cluster in three calls, the same for
+// every subcommand: toolConn when it registers its flags, validateConn
+// after parsing (usage errors, the password file read), and connect
+// (kafka.go) for its client.
 func toolConn(f *flagSet, c *kclient.Conn) {
 	c.Brokers = []string{kclient.DefaultBrokers}
 	connFlags(f, c, "seed brokers, comma-separated")
