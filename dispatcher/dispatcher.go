@@ -201,32 +201,65 @@ func (d *Dispatcher) Close() { d.client().Close() }
 
 // Init readies the producer. With exactly-once it initialises the
 // transactional id, which fences an earlier incarnation of this instance
-// and ends its open transaction; it retries until ctx ends.
+// and ends its open transaction. It makes one attempt and returns its
+// error, so that the caller, which knows what is starting, decides how to
+// retry and whom to tell; it calls no callback.
+//
+// franz-go keeps the error of an InitProducerID answered with a
+// non-retriable code for the client's life, so after such an error Init
+// replaces the client: the next attempt asks the broker again.
 func (d *Dispatcher) Init(ctx context.Context) error {
 	if !d.cfg.ExactlyOnce {
 		return nil
 	}
-	backoff := 100 * time.Millisecond
+	_, _, err := d.client().ProducerID(ctx)
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("initialising the transactional producer: %w", err)
+	if ke := (*kerr.Error)(nil); errors.As(err, &ke) && !ke.Retriable && ke != kerr.ConcurrentTransactions {
+		if rerr := d.replace(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+// initRetry calls Init until it succeeds or ctx ends, telling OnError of
+// each failure: the batch path, which runs only once the service has
+// started, replaces a client it cannot end a transaction with.
+func (d *Dispatcher) initRetry(ctx context.Context) error {
+	backoff := Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
-		_, _, err := d.client().ProducerID(ctx)
-		if err == nil {
-			return nil
+		err := d.Init(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
 		}
 		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-			return fmt.Errorf("%w: initialising the transactional producer: %w", ErrFatal, err)
+			return fmt.Errorf("%w: %w", ErrFatal, err)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("initialising the transactional producer: %w", err)
-		}
-		d.cfg.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("initialising the transactional producer failed")
-		d.report(fmt.Errorf("initialising the transactional producer: %w", err))
+		wait := backoff.Next()
+		d.cfg.Logger.Warn().Err(err).Dur("retry_in", wait).Msg("initialising the transactional producer failed")
+		d.report(err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("initialising the transactional producer: %w", err)
-		case <-time.After(jitter(backoff)):
+			return err
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// replace closes the producer client and makes a new one.
+func (d *Dispatcher) replace() error {
+	d.clMu.Lock()
+	defer d.clMu.Unlock()
+	d.cl.Close()
+	cl, err := d.newClient()
+	if err != nil {
+		return fmt.Errorf("replacing the producer: %w", err)
+	}
+	d.cl = cl
+	return nil
 }
 
 // reset replaces the producer client. A transactional client that cannot
@@ -239,18 +272,11 @@ func (d *Dispatcher) Init(ctx context.Context) error {
 // and its metrics hooks must be gone before the new client registers its
 // own.
 func (d *Dispatcher) reset(ctx context.Context) error {
-	d.clMu.Lock()
-	d.cl.Close()
-	cl, err := d.newClient()
-	if err == nil {
-		d.cl = cl
-	}
-	d.clMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("replacing the producer: %w", err)
+	if err := d.replace(); err != nil {
+		return err
 	}
 	d.cfg.Logger.Warn().Msg("replaced the producer client to end a transaction it could not abort")
-	return d.Init(ctx)
+	return d.initRetry(ctx)
 }
 
 func (d *Dispatcher) report(err error) {
