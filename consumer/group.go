@@ -56,10 +56,24 @@ func (e *Engine) poll(ctx context.Context) {
 			return
 		}
 		fs.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				e.log.Warn().Err(err).Str("topic", topic).Int32("partition", partition).Msg("fetch error")
+			if errors.Is(err, context.Canceled) {
+				return
 			}
+			var gerr *kgo.ErrGroupSession
+			if errors.As(err, &gerr) {
+				// Joining or staying in the group failed; franz-go
+				// retries. Say so once per cause, and on /readyz.
+				if p, changed := e.deps.Health.Report(ComponentGroup, gerr.Err); changed {
+					e.log.Warn().Err(gerr.Err).Str("cause", string(p.Cause)).Msg("group membership failed; retrying")
+				}
+				return
+			}
+			e.log.Warn().Err(err).Str("topic", topic).Int32("partition", partition).Msg("fetch error")
 		})
+		if fs.NumRecords() > 0 {
+			// Records come only from assigned partitions: the group works.
+			e.deps.Health.Clear(ComponentGroup)
+		}
 		if fs.NumRecords() > 0 && !e.send(ctx, evRecords{fs}) {
 			e.cl.AllowRebalance()
 			return
@@ -110,6 +124,9 @@ func (e *Engine) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+	if _, had := e.deps.Health.Report(ComponentGroup, nil); had {
+		e.log.Info().Msg("group membership recovered")
 	}
 	ev := evAssign{done: make(chan struct{})}
 	out := make(map[string]map[int32]kgo.Offset, len(offsets))

@@ -231,7 +231,7 @@ func (e *Engine) housekeep(p *partition, now time.Time) {
 func (e *Engine) beginSync(p *partition) {
 	p.tr.BeginSync()
 	p.syncTo = -1
-	go func() {
+	e.spawn(func() {
 		backoff := 100 * time.Millisecond
 		for {
 			ends, err := e.adm.ListEndOffsets(p.ctx, p.tp.topic)
@@ -254,7 +254,7 @@ func (e *Engine) beginSync(p *partition) {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
-	}()
+	})
 }
 
 type evHWM struct {
