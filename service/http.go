@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -12,17 +13,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/consumer"
+	"github.com/scheduler-dev/scheduler/internal/health"
 )
 
-// newHTTP serves the operator endpoints of SPEC 7.
-func newHTTP(eng *consumer.Engine, cl *kgo.Client, gath prometheus.Gatherer) *http.Server {
+// newHTTP serves the operator endpoints of SPEC 7. It is up before the
+// startup steps end, so every body names what is wrong now (the health
+// registry's problems) while the service waits on its cluster.
+func newHTTP(s *Service, gath prometheus.Gatherer) *http.Server {
 	mux := http.NewServeMux()
-	h := &health{cl: cl}
+	h := &liveness{cl: s.rep, health: s.health}
 	mux.HandleFunc("GET /healthz", h.serve)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := eng.Status()
+		st := s.engine.Status()
+		started := isClosed(s.started)
+		ready := started && st.Ready
 		code := http.StatusOK
-		if !st.Ready {
+		if !ready {
 			code = http.StatusServiceUnavailable
 		}
 		type part struct {
@@ -32,23 +38,57 @@ func newHTTP(eng *consumer.Engine, cl *kgo.Client, gath prometheus.Gatherer) *ht
 			Reason    string `json:"reason,omitempty"`
 		}
 		out := struct {
-			Ready      bool   `json:"ready"`
-			Joined     bool   `json:"joined"`
-			NotLoaded  []part `json:"not_loaded,omitempty"`
-			Partitions int    `json:"partitions"`
-		}{Ready: st.Ready, Joined: st.Joined, Partitions: len(st.Partitions)}
+			Ready      bool             `json:"ready"`
+			Joined     bool             `json:"joined"`
+			NotLoaded  []part           `json:"not_loaded,omitempty"`
+			Partitions int              `json:"partitions"`
+			Problems   []health.Problem `json:"problems,omitempty"`
+		}{Ready: ready, Joined: st.Joined, Partitions: len(st.Partitions), Problems: s.health.Problems()}
 		for _, p := range st.Partitions {
 			if p.State != "loaded" {
 				out.NotLoaded = append(out.NotLoaded, part{p.Topic, p.Partition, string(p.State), p.Reason})
 			}
 		}
+		// Why not ready, when no component reported it: the group has
+		// not assigned partitions yet, or they are loading.
+		if started && !ready && !hasProblem(out.Problems, consumer.ComponentGroup) {
+			switch {
+			case !st.Joined:
+				out.Problems = append(out.Problems, health.Problem{Component: consumer.ComponentGroup, Cause: health.CauseNotJoined,
+					Message: "waiting for the group to assign partitions", Since: st.At, Count: 1})
+			case len(out.NotLoaded) > 0:
+				out.Problems = append(out.Problems, health.Problem{Component: "partitions", Cause: health.CausePartitionState,
+					Message: fmt.Sprintf("%d of %d assigned partitions are not loaded", len(out.NotLoaded), len(st.Partitions)), Since: st.At, Count: 1})
+			}
+		}
 		writeJSON(w, code, out)
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, eng.Status())
+		writeJSON(w, http.StatusOK, struct {
+			*consumer.Status
+			Problems []health.Problem `json:"problems,omitempty"`
+		}{s.engine.Status(), s.health.Problems()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func hasProblem(ps []health.Problem, component string) bool {
+	for _, p := range ps {
+		if p.Component == component {
+			return true
+		}
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -59,16 +99,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// health answers /healthz: the process runs and reaches the brokers. The
-// answer is cached for a second so probes cannot flood the brokers.
-type health struct {
-	cl   *kgo.Client
-	mu   sync.Mutex
-	at   time.Time
-	last error
+// liveness answers /healthz: the process runs and reaches the brokers.
+// The ping is cached for a second so probes cannot flood the brokers. The
+// body lists the current problems either way: a coordinator that is not
+// ready does not make the process unhealthy, but the operator should see
+// it.
+type liveness struct {
+	cl     *kgo.Client
+	health *health.Registry
+	mu     sync.Mutex
+	at     time.Time
+	last   error
 }
 
-func (h *health) serve(w http.ResponseWriter, r *http.Request) {
+func (h *liveness) serve(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	if time.Since(h.at) > time.Second {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -78,9 +122,16 @@ func (h *health) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	err := h.last
 	h.mu.Unlock()
+	type body struct {
+		Status   string           `json:"status"`
+		Cause    health.Cause     `json:"cause,omitempty"`
+		Error    string           `json:"error,omitempty"`
+		Problems []health.Problem `json:"problems,omitempty"`
+	}
 	if err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unreachable", "error": err.Error()})
+		cause, _ := health.Classify(err)
+		writeJSON(w, http.StatusServiceUnavailable, body{Status: "unreachable", Cause: cause, Error: err.Error(), Problems: h.health.Problems()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, body{Status: "ok", Problems: h.health.Problems()})
 }
