@@ -560,12 +560,14 @@ func (e *Engine) shutdown(pollDone <-chan struct{}) {
 		p.stop(now, "shutdown")
 		e.report(p, now)
 	}
-	e.cancelPartitions()
 	fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	if err := e.deps.Reporter.Flush(fctx); err != nil {
 		e.log.Warn().Err(err).Msg("publishing the stopped reports did not finish")
 	}
 	cancel()
+	// Only now: a report is produced under its partition's context, and
+	// cancelling that context would fail a report not yet sent.
+	e.cancelPartitions()
 	e.cl.CloseAllowingRebalance()
 	<-pollDone
 	// A static member does not leave by closing; leave explicitly so the

@@ -275,5 +275,12 @@ func (e *Engine) checkSync(p *partition, now time.Time) {
 		p.tr.EndSync(now)
 		p.syncTo = -1
 		p.log.Debug().Msg("settled after a failed batch")
+		if p.tr.Wake().After(now) {
+			// The log showed the failed batch's items written (its
+			// commit's outcome was only unknown): nothing is left to
+			// retry, and no next batch would clear the error.
+			p.lastErr = ""
+			e.snapDue = true
+		}
 	}
 }

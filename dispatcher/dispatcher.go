@@ -167,8 +167,9 @@ type Dispatcher struct {
 	cfg       Config
 	newClient func() (*kgo.Client, error)
 
-	clMu sync.Mutex // guards cl, which reset replaces
-	cl   *kgo.Client
+	clMu   sync.Mutex // guards cl, which reset replaces, and closed
+	cl     *kgo.Client
+	closed bool
 
 	idsMu    sync.Mutex
 	topicIDs map[string][16]byte
@@ -196,8 +197,18 @@ func (d *Dispatcher) client() *kgo.Client {
 	return d.cl
 }
 
-// Close closes the producer client.
-func (d *Dispatcher) Close() { d.client().Close() }
+// Close closes the producer client. A batch still being written after
+// Close (a flusher the service did not wait for) fails: no new client is
+// made to replace the closed one.
+func (d *Dispatcher) Close() {
+	d.clMu.Lock()
+	defer d.clMu.Unlock()
+	d.closed = true
+	d.cl.Close()
+}
+
+// ErrClosed is returned by attempts to replace the producer after Close.
+var ErrClosed = errors.New("dispatcher closed")
 
 // Init readies the producer. With exactly-once it initialises the
 // transactional id, which fences an earlier incarnation of this instance
@@ -253,6 +264,9 @@ func (d *Dispatcher) initRetry(ctx context.Context) error {
 func (d *Dispatcher) replace() error {
 	d.clMu.Lock()
 	defer d.clMu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
 	d.cl.Close()
 	cl, err := d.newClient()
 	if err != nil {
