@@ -395,14 +395,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		// cancelled and the service closes its producer next, so it
 		// ends as soon as it is let go.
 		e.bg.Wait()
-		e.deps.Member.cl.Store(nil)
 		return err
 	}
 	e.shutdown(pollDone)
 	cancelFlush() // after a fatal error the batch in flight is not waited for
 	e.bg.Wait()
 	e.flushers.Wait()
-	e.deps.Member.cl.Store(nil)
 	return err
 }
 

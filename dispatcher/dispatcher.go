@@ -158,6 +158,11 @@ type Result struct {
 	Duration  time.Duration // of the whole Flush
 }
 
+// ErrNotMember is returned for a batch written while the instance is not
+// a member of its group (before joining, between sessions, after it
+// stopped): its offset commit could not be fenced.
+var ErrNotMember = errors.New("not a member of the group now")
+
 // ErrFatal wraps failures the service cannot recover from by retrying,
 // such as another instance taking over this transactional id.
 var ErrFatal = errors.New("dispatcher cannot continue")
@@ -700,6 +705,13 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 	}
 
 	member, gen := d.cfg.GroupMeta()
+	if member == "" || gen < 0 {
+		// The broker does not fence a commit without a member and
+		// generation: it would let an instance that is not (or no
+		// longer) a member dispatch what another owns. Abort instead;
+		// the batch is retried once the instance has rejoined.
+		return fmt.Errorf("adding the group offsets to the transaction: %w", ErrNotMember)
+	}
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
 	req.TransactionalID = add.TransactionalID
 	req.Group = d.cfg.Group
