@@ -279,22 +279,13 @@ func (s *Service) run(ctx context.Context) {
 		err = s.engine.Run(ctx)
 		cancelBG()
 		wg.Wait()
-	case isKilled(s.kill):
+	case isClosed(s.kill):
 		err = consumer.ErrKilled
 	case ctx.Err() != nil:
 		err = nil // stopped while starting: nothing to finish
 	}
 	s.err = err
 	s.close()
-}
-
-func isKilled(kill chan struct{}) bool {
-	select {
-	case <-kill:
-		return true
-	default:
-		return false
-	}
 }
 
 // startup takes the steps that need the cluster, each retried until it
