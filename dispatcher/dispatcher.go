@@ -70,7 +70,7 @@ type Config struct {
 
 // Points of Config.Hook.
 const (
-	HookBeforeProduce = "before-produce" // the transaction is open, nothing written
+	HookBeforeProduce = "before-produce" // the transaction is open with the group offsets, no record written
 	HookAfterProduce  = "after-produce"  // every record is written, not committed
 	HookAfterCommit   = "after-commit"   // committed; the caller does not know yet
 )
@@ -603,6 +603,22 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
 	defer cancel()
+	// The group offsets go into the transaction before any record: a
+	// transaction holding records then always holds offsets of the
+	// group too, so the next owner of a partition, whose offset fetch
+	// waits for pending transactional offsets, cannot start reading
+	// while a transaction of this instance is open. Added after the
+	// records, an instance dying in between left an open transaction
+	// the next owner did not wait for: it pinned the partition's last
+	// stable offset below the tombstones written after it, and an owner
+	// loading meanwhile dispatched those schedules again.
+	if err := d.commitOffsets(fctx, b.Offsets); err != nil {
+		d.report(err)
+		if aerr := d.abort(ctx); aerr != nil {
+			return 0, fmt.Errorf("%w (after: %v)", aerr, err)
+		}
+		return 0, err
+	}
 	d.hook(HookBeforeProduce)
 	prod := d.produce(3 * len(b.Items))
 	for _, it := range b.Items {
@@ -615,9 +631,6 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 		}
 	}
 	refused, _, err := prod.wait(fctx)
-	if err == nil {
-		err = d.commitOffsets(fctx, b.Offsets)
-	}
 	if err == nil {
 		d.hook(HookAfterProduce)
 		err = d.client().EndTransaction(fctx, kgo.TryCommit)
