@@ -256,3 +256,22 @@ func TestStartupGroupDenied(t *testing.T) {
 	require.Equal(t, health.CauseAuthorization, fe.Cause)
 	t.Logf("the service ended with: %v", err)
 }
+
+// TestMissingTargetLoggedAtOnce: a schedule due now for a topic that does
+// not exist is logged at once with the wait (--target-wait), not only
+// when the wait ends in a rejection.
+func TestMissingTargetLoggedAtOnce(t *testing.T) {
+	checkLeaks(t)
+	h := newHarness(t)
+	h.createTopic(schedTopic, 1)
+	cfg, logs := withLogs(h.config("a"))
+	cfg.TargetWait = time.Hour // the rejection cannot be what the test sees
+	s, _ := h.start(cfg)
+	waitAssigned(t, s, 30*time.Second)
+	h.produce(h.schedule("nowhere", time.Now(), "x"))
+	const msg = "target topic does not exist: its schedules wait for it up to --target-wait once due, then are rejected as target_unavailable"
+	eventually(t, 30*time.Second, func() bool { return len(logs.lines(msg)) == 1 }, "the wait was not logged")
+	l := logs.lines(msg)[0]
+	require.Equal(t, "nowhere", l["topic"])
+	require.Equal(t, "warn", l["level"])
+}
