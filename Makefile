@@ -4,7 +4,7 @@
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 
-.PHONY: run test lint fuzz bench build
+.PHONY: run test lint fuzz bench build soak
 
 # Run the service on its embedded broker (no --brokers).
 run:
@@ -34,3 +34,13 @@ fuzz:
 # Go benchmarks of the pure packages.
 bench:
 	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/cron/ ./tracker/ ./state/
+
+# A long run of the built binary, not in CI: SOAK_MINUTES (default 10) at
+# SOAK_RATE schedules a second (default 2000) with cancels, updates and
+# group churn on the embedded broker; checks exactly-once delivery and that
+# RSS and goroutines stay flat after the first minute (integration/soak_test.go).
+SOAK_MINUTES ?= 10
+SOAK_RATE    ?= 2000
+soak: build
+	SCHEDULER_SOAK_MINUTES=$(SOAK_MINUTES) SCHEDULER_SOAK_RATE=$(SOAK_RATE) SCHEDULER_SOAK_BIN=$(CURDIR)/bin/scheduler \
+		go test ./integration/ -run '^TestSoak$$' -count=1 -v -timeout 0

@@ -354,6 +354,8 @@ func waitLoaded(ctx context.Context, s *service.Service, partitions int) (assign
 		select {
 		case <-ctx.Done():
 			return assigned, loaded, ctx.Err()
+		case <-s.Done():
+			return assigned, loaded, fmt.Errorf("the service ended before loading: %w", s.Wait())
 		case <-tick.C:
 		}
 	}

@@ -48,6 +48,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -142,7 +143,38 @@ type Deps struct {
 	Reporter   *kgo.Client
 	Dispatcher *dispatcher.Dispatcher
 	Targets    *dispatcher.Targets
+	// Member is the group membership the dispatcher stamps on its offset
+	// commits (dispatcher.Config.GroupMeta). The service builds it before
+	// the dispatcher, so the dispatcher never reaches an engine that does
+	// not exist yet. Default: a membership of the engine's own.
+	Member *Member
+	// Health receives the engine's problems: the group's (component
+	// "group"), and it reads the dispatcher's ("dispatcher") for Status.
+	// Default: a registry of the engine's own.
+	Health *health.Registry
 }
+
+// Member is the identity of the group consumer while it exists: its
+// member id and generation. It is safe for concurrent use and answers
+// ("", -1) before the consumer runs.
+type Member struct {
+	cl atomic.Pointer[kgo.Client]
+}
+
+// Metadata returns the member id and generation (dispatcher.Config.GroupMeta).
+func (m *Member) Metadata() (string, int32) {
+	cl := m.cl.Load()
+	if cl == nil {
+		return "", -1
+	}
+	return cl.GroupMetadata()
+}
+
+// Health components the engine reports and reads.
+const (
+	ComponentGroup      = "group"
+	ComponentDispatcher = "dispatcher"
+)
 
 type tp struct {
 	topic     string
@@ -176,12 +208,14 @@ type Engine struct {
 	retryAt  time.Time
 	stopping bool
 	fatal    error
+	fail     chan error     // Fail's error, at most one
+	bg       sync.WaitGroup // scans, read-backs, high watermark reads: waited for by Run
+	flushers sync.WaitGroup // the flusher: waited for by Run unless killed
 	joined   bool
 	started  time.Time
 
 	readNow  time.Time            // the clock of the records being read, for validate
 	warmed   map[string]time.Time // target topics warmed lately, by validate
-	dispErr  atomic.Pointer[string]
 	snap     atomic.Pointer[Status]
 	snapAt   time.Time
 	snapDue  bool
@@ -198,6 +232,12 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Reporter == nil || deps.Dispatcher == nil || deps.Targets == nil {
 		return nil, errors.New("consumer: reporter, dispatcher and targets are required")
 	}
+	if deps.Member == nil {
+		deps.Member = new(Member)
+	}
+	if deps.Health == nil {
+		deps.Health = health.New(cfg.Now)
+	}
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "consumer").Logger(),
@@ -209,6 +249,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		flushed:  make(chan flushed, 2), // a batch's outcome, and the next's
 		loopDone: make(chan struct{}),
 		kill:     make(chan struct{}),
+		fail:     make(chan error, 1),
 		parts:    map[tp]*partition{},
 		warmed:   map[string]time.Time{},
 		backoff:  dispatcher.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second},
@@ -227,22 +268,36 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 
 // GroupMetadata returns the consumer's member id and generation, which the
 // dispatcher stamps on its offset commits.
-func (e *Engine) GroupMetadata() (string, int32) {
-	if e.cl == nil {
-		return "", -1
+func (e *Engine) GroupMetadata() (string, int32) { return e.deps.Member.Metadata() }
+
+// Fail stops the engine with err, as a fatal error of its own would: the
+// batch in flight ends, stopped reports go out, the instance leaves the
+// group, and Run returns err. The service calls it when a fault a person
+// must fix outlasts its wait. Only the first call counts.
+func (e *Engine) Fail(err error) {
+	select {
+	case e.fail <- err:
+	default:
 	}
-	return e.cl.GroupMetadata()
 }
 
-// DispatchError is given to dispatcher.Config.OnError: the failure of the
-// batch in flight, shown on status pages while it lasts.
-func (e *Engine) DispatchError(err error) {
-	if err == nil {
-		e.dispErr.Store(nil)
-		return
-	}
-	s := dispatcher.Describe(err)
-	e.dispErr.Store(&s)
+// startFlusher runs the flusher from batch in on (see flush.go).
+func (e *Engine) startFlusher(in *inflight) {
+	e.flushers.Add(1)
+	go func() {
+		defer e.flushers.Done()
+		e.flush(e.flushCtx, in)
+	}()
+}
+
+// spawn runs f in a goroutine Run waits for before it returns, so that
+// nothing the engine started outlives it.
+func (e *Engine) spawn(f func()) {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		f()
+	}()
 }
 
 // warmAhead is how far ahead of its due time a schedule's target topic
@@ -320,6 +375,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("consumer client: %w", err)
 	}
 	e.cl = cl
+	e.deps.Member.cl.Store(cl)
 
 	// The batch in flight gets FlushGrace after shutdown begins to commit
 	// or abort, so it is not cut mid-way by the first signal.
@@ -347,12 +403,30 @@ func (e *Engine) Run(ctx context.Context) error {
 	cancelPoll()
 	if errors.Is(err, ErrKilled) {
 		// A crash: nothing more is written, nobody is told.
+		cancelFlush()
+		e.cancelPartitions()
 		cl.Close()
 		<-pollDone
+		// The flusher is not waited for: a test may hold it where the
+		// process "died" (dispatcher.Config.Hook). Its context is
+		// cancelled and the service closes its producer next, so it
+		// ends as soon as it is let go.
+		e.bg.Wait()
 		return err
 	}
 	e.shutdown(pollDone)
+	cancelFlush() // after a fatal error the batch in flight is not waited for
+	e.bg.Wait()
+	e.flushers.Wait()
 	return err
+}
+
+// cancelPartitions ends the work every partition started (scans,
+// read-backs, high watermark reads): Run is returning.
+func (e *Engine) cancelPartitions() {
+	for _, p := range e.order {
+		p.cancel()
+	}
 }
 
 // Components the engine tells Config.OnProblem about.
@@ -402,6 +476,8 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 			case <-timer.C:
 			case <-e.kill:
 				return ErrKilled
+			case err := <-e.fail:
+				e.fatal = err
 			case <-done:
 				done = nil
 				e.stopping = true
@@ -510,6 +586,9 @@ func (e *Engine) shutdown(pollDone <-chan struct{}) {
 		e.log.Warn().Err(err).Msg("publishing the stopped reports did not finish")
 	}
 	cancel()
+	// Only now: a report is produced under its partition's context, and
+	// cancelling that context would fail a report not yet sent.
+	e.cancelPartitions()
 	e.cl.CloseAllowingRebalance()
 	<-pollDone
 	// A static member does not leave by closing; leave explicitly so the

@@ -224,7 +224,7 @@ func (e *Engine) launch(in *inflight, now time.Time) {
 		p.inBatch = true
 	}
 	e.inflight = in
-	go e.flush(e.flushCtx, in)
+	e.startFlusher(in)
 }
 
 // flush writes a batch, then, if it committed, the batch handed over

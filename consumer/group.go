@@ -73,18 +73,31 @@ func (e *Engine) poll(ctx context.Context) {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && pctx.Err() != nil {
 				return
 			}
+			var gerr *kgo.ErrGroupSession
+			if errors.As(err, &gerr) {
+				// Joining or staying in the group failed; franz-go
+				// retries. Say so once per cause and missing grant, and
+				// on /readyz.
+				gErr := health.NeedGrant(gerr.Err, "Read", "Group", e.cfg.Group)
+				if p, changed := e.deps.Health.Report(ComponentGroup, gErr); changed {
+					ev := e.log.Warn()
+					if p.Config {
+						ev = e.log.Error().Str("hint", p.Hint)
+					}
+					ev.Err(gErr).Str("cause", string(p.Cause)).Msg("group membership failed; retrying")
+				}
+				return
+			}
 			// Logged at debug here: OnProblem says it once.
 			e.log.Debug().Err(err).Str("topic", topic).Int32("partition", partition).Msg("fetch error")
-			if fetchErr != nil {
-				return
+			if fetchErr == nil {
+				fetchErr = fmt.Errorf("fetching %s[%d]: %w", topic, partition, health.NeedGrant(err, "Read", "Topic", topic))
 			}
-			if topic == "" {
-				// Joining or staying in the group failed.
-				fetchErr = fmt.Errorf("consumer group %s: %w", e.cfg.Group, health.NeedGrant(err, "Read", "Group", e.cfg.Group))
-				return
-			}
-			fetchErr = fmt.Errorf("fetching %s[%d]: %w", topic, partition, health.NeedGrant(err, "Read", "Topic", topic))
 		})
+		if fs.NumRecords() > 0 {
+			// Records come only from assigned partitions: the group works.
+			e.deps.Health.Clear(ComponentGroup)
+		}
 		e.cfg.OnProblem(ComponentFetch, fetchErr)
 		failing = fetchErr != nil
 		if fs.NumRecords() > 0 && !e.send(ctx, evRecords{fs}) {
@@ -149,6 +162,9 @@ func (e *Engine) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+	if _, had := e.deps.Health.Report(ComponentGroup, nil); had {
+		e.log.Info().Msg("group membership recovered")
 	}
 	ev := evAssign{done: make(chan struct{})}
 	out := make(map[string]map[int32]kgo.Offset, len(offsets))

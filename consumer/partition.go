@@ -231,7 +231,7 @@ func (e *Engine) housekeep(p *partition, now time.Time) {
 func (e *Engine) beginSync(p *partition) {
 	p.tr.BeginSync()
 	p.syncTo = -1
-	go func() {
+	e.spawn(func() {
 		backoff := 100 * time.Millisecond
 		for {
 			ends, err := e.adm.ListEndOffsets(p.ctx, p.tp.topic)
@@ -254,7 +254,7 @@ func (e *Engine) beginSync(p *partition) {
 			}
 			backoff = min(2*backoff, 5*time.Second)
 		}
-	}()
+	})
 }
 
 type evHWM struct {
@@ -275,5 +275,12 @@ func (e *Engine) checkSync(p *partition, now time.Time) {
 		p.tr.EndSync(now)
 		p.syncTo = -1
 		p.log.Debug().Msg("settled after a failed batch")
+		if p.tr.Wake().After(now) {
+			// The log showed the failed batch's items written (its
+			// commit's outcome was only unknown): nothing is left to
+			// retry, and no next batch would clear the error.
+			p.lastErr = ""
+			e.snapDue = true
+		}
 	}
 }

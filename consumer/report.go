@@ -134,8 +134,8 @@ func (e *Engine) snapshot(now time.Time) {
 		Instance: e.cfg.InstanceID, Group: e.cfg.Group, ExactlyOnce: e.cfg.ExactlyOnce,
 		Joined: e.joined, At: now,
 	}
-	if msg := e.dispErr.Load(); msg != nil {
-		s.Error = *msg
+	if p, ok := e.deps.Health.Get(ComponentDispatcher); ok {
+		s.Error = p.Message
 	}
 	ready := e.joined
 	for _, p := range e.order {

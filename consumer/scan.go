@@ -49,7 +49,7 @@ type evScan struct {
 // own, so the group consumer goes on with live records meanwhile. A failed
 // read resumes after the last record passed on.
 func (e *Engine) startAdmit(p *partition, from, to int64) {
-	go func() {
+	e.spawn(func() {
 		b := readBackRetry
 		for {
 			err := e.readRange(p.ctx, p.tp, from, to, func(recs []*kgo.Record) bool {
@@ -67,7 +67,7 @@ func (e *Engine) startAdmit(p *partition, from, to int64) {
 				return
 			}
 		}
-	}()
+	})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -188,7 +188,7 @@ func (e *Engine) wantBack(p *partition, offs []int64) {
 	p.rb.running = true
 	p.rb.mu.Unlock()
 	if start {
-		go e.readBacks(p)
+		e.spawn(func() { e.readBacks(p) })
 	}
 }
 

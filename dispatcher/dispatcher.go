@@ -72,7 +72,7 @@ type Config struct {
 
 // Points of Config.Hook.
 const (
-	HookBeforeProduce = "before-produce" // the transaction is open, nothing written
+	HookBeforeProduce = "before-produce" // the transaction is open with the group offsets, no record written
 	HookAfterProduce  = "after-produce"  // every record is written, not committed
 	HookAfterCommit   = "after-commit"   // committed; the caller does not know yet
 )
@@ -160,6 +160,11 @@ type Result struct {
 	Duration  time.Duration // of the whole Flush
 }
 
+// ErrNotMember is returned for a batch written while the instance is not
+// a member of its group (before joining, between sessions, after it
+// stopped): its offset commit could not be fenced.
+var ErrNotMember = errors.New("not a member of the group now")
+
 // ErrFatal wraps failures the service cannot recover from by retrying,
 // such as another instance taking over this transactional id.
 var ErrFatal = errors.New("dispatcher cannot continue")
@@ -169,8 +174,9 @@ type Dispatcher struct {
 	cfg       Config
 	newClient func() (*kgo.Client, error)
 
-	clMu sync.Mutex // guards cl, which reset replaces
-	cl   *kgo.Client
+	clMu   sync.Mutex // guards cl, which reset replaces, and closed
+	cl     *kgo.Client
+	closed bool
 
 	idsMu    sync.Mutex
 	topicIDs map[string][16]byte
@@ -206,37 +212,83 @@ func (d *Dispatcher) client() *kgo.Client {
 	return d.cl
 }
 
-// Close closes the producer client.
-func (d *Dispatcher) Close() { d.client().Close() }
+// Close closes the producer client. A batch still being written after
+// Close (a flusher the service did not wait for) fails: no new client is
+// made to replace the closed one.
+func (d *Dispatcher) Close() {
+	d.clMu.Lock()
+	defer d.clMu.Unlock()
+	d.closed = true
+	d.cl.Close()
+}
+
+// ErrClosed is returned by attempts to replace the producer after Close.
+var ErrClosed = errors.New("dispatcher closed")
 
 // Init readies the producer. With exactly-once it initialises the
 // transactional id, which fences an earlier incarnation of this instance
-// and ends its open transaction; it retries until ctx ends.
+// and ends its open transaction. It makes one attempt and returns its
+// error, so that the caller, which knows what is starting, decides how to
+// retry and whom to tell; it calls no callback.
+//
+// franz-go keeps the error of an InitProducerID answered with a
+// non-retriable code for the client's life, so after such an error Init
+// replaces the client: the next attempt asks the broker again.
 func (d *Dispatcher) Init(ctx context.Context) error {
 	if !d.cfg.ExactlyOnce {
 		return nil
 	}
-	backoff := 100 * time.Millisecond
+	_, _, err := d.client().ProducerID(ctx)
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf("initialising the transactional producer: %w", d.txnGrant(err, d.client()))
+	if ke := (*kerr.Error)(nil); errors.As(err, &ke) && !ke.Retriable && ke != kerr.ConcurrentTransactions {
+		if rerr := d.replace(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+// initRetry calls Init until it succeeds or ctx ends, telling OnError of
+// each failure: the batch path, which runs only once the service has
+// started, replaces a client it cannot end a transaction with.
+func (d *Dispatcher) initRetry(ctx context.Context) error {
+	backoff := Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
-		_, _, err := d.client().ProducerID(ctx)
-		if err == nil {
-			return nil
+		err := d.Init(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
 		}
 		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
-			return fmt.Errorf("%w: initialising the transactional producer: %w", ErrFatal, err)
+			return fmt.Errorf("%w: %w", ErrFatal, err)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("initialising the transactional producer: %w", err)
-		}
-		d.cfg.Logger.Warn().Err(err).Dur("retry_in", backoff).Msg("initialising the transactional producer failed")
-		d.report(fmt.Errorf("initialising the transactional producer: %w", err))
+		wait := backoff.Next()
+		d.cfg.Logger.Warn().Err(err).Dur("retry_in", wait).Msg("initialising the transactional producer failed")
+		d.report(err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("initialising the transactional producer: %w", err)
-		case <-time.After(jitter(backoff)):
+			return err
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// replace closes the producer client and makes a new one.
+func (d *Dispatcher) replace() error {
+	d.clMu.Lock()
+	defer d.clMu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	d.cl.Close()
+	cl, err := d.newClient()
+	if err != nil {
+		return fmt.Errorf("replacing the producer: %w", err)
+	}
+	d.cl = cl
+	return nil
 }
 
 // reset replaces the producer client. A transactional client that cannot
@@ -249,38 +301,21 @@ func (d *Dispatcher) Init(ctx context.Context) error {
 // and its metrics hooks must be gone before the new client registers its
 // own.
 func (d *Dispatcher) reset(ctx context.Context) error {
-	d.clMu.Lock()
-	d.cl.Close()
-	cl, err := d.newClient()
-	if err == nil {
-		d.cl = cl
-	}
-	d.clMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("replacing the producer: %w", err)
+	if err := d.replace(); err != nil {
+		return err
 	}
 	d.cfg.Logger.Warn().Msg("replaced the producer client to end a transaction it could not abort")
-	return d.Init(ctx)
+	return d.initRetry(ctx)
 }
 
 // renew replaces the producer client and makes one attempt to initialise
 // its transactional id, returning the attempt's error: the caller's batch
 // retry is the retry loop.
 func (d *Dispatcher) renew(ctx context.Context) error {
-	d.clMu.Lock()
-	d.cl.Close()
-	cl, err := d.newClient()
-	if err == nil {
-		d.cl = cl
+	if err := d.replace(); err != nil {
+		return err
 	}
-	d.clMu.Unlock()
-	if err != nil {
-		return fmt.Errorf("replacing the producer: %w", err)
-	}
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return fmt.Errorf("initialising the transactional producer: %w", d.txnGrant(err, cl))
-	}
-	return nil
+	return d.Init(ctx)
 }
 
 func (d *Dispatcher) report(err error) {
@@ -629,6 +664,22 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
 	defer cancel()
+	// The group offsets go into the transaction before any record: a
+	// transaction holding records then always holds offsets of the
+	// group too, so the next owner of a partition, whose offset fetch
+	// waits for pending transactional offsets, cannot start reading
+	// while a transaction of this instance is open. Added after the
+	// records, an instance dying in between left an open transaction
+	// the next owner did not wait for: it pinned the partition's last
+	// stable offset below the tombstones written after it, and an owner
+	// loading meanwhile dispatched those schedules again.
+	if err := d.commitOffsets(fctx, b.Offsets); err != nil {
+		d.report(err)
+		if aerr := d.abort(ctx); aerr != nil {
+			return 0, fmt.Errorf("%w (after: %v)", aerr, err)
+		}
+		return 0, err
+	}
 	d.hook(HookBeforeProduce)
 	prod := d.produce(3 * len(b.Items))
 	for _, it := range b.Items {
@@ -641,9 +692,6 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 		}
 	}
 	refused, _, err := prod.wait(fctx)
-	if err == nil {
-		err = d.commitOffsets(fctx, b.Offsets)
-	}
 	if err == nil {
 		d.hook(HookAfterProduce)
 		err = d.client().EndTransaction(fctx, kgo.TryCommit)
@@ -749,6 +797,13 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 	}
 
 	member, gen := d.cfg.GroupMeta()
+	if member == "" || gen < 0 {
+		// The broker does not fence a commit without a member and
+		// generation: it would let an instance that is not (or no
+		// longer) a member dispatch what another owns. Abort instead;
+		// the batch is retried once the instance has rejoined.
+		return fmt.Errorf("adding the group offsets to the transaction: %w", ErrNotMember)
+	}
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
 	req.TransactionalID = add.TransactionalID
 	req.Group = d.cfg.Group

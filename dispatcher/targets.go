@@ -68,6 +68,7 @@ const (
 type Targets struct {
 	cl      *kgo.Client
 	log     zerolog.Logger
+	wait    time.Duration // how long schedules wait for a missing topic (--target-wait), for the log
 	refresh time.Duration // how old a ready entry may get
 	retry   time.Duration // how often a missing topic is checked again
 
@@ -79,15 +80,18 @@ type Targets struct {
 
 type targetInfo struct {
 	state      TargetState
+	missing    bool // the broker said it does not exist; logged once per absence
 	partitions int
 	checked    time.Time // zero until fetched
 	wanted     time.Time // last lookup
 }
 
-// NewTargets returns a cache reading metadata with cl.
-func NewTargets(cl *kgo.Client, log zerolog.Logger) *Targets {
+// NewTargets returns a cache reading metadata with cl. wait is how long
+// the caller lets schedules wait for a missing topic (--target-wait); the
+// log says so as soon as a topic is found missing.
+func NewTargets(cl *kgo.Client, wait time.Duration, log zerolog.Logger) *Targets {
 	return &Targets{
-		cl: cl, log: log,
+		cl: cl, log: log, wait: wait,
 		refresh: 30 * time.Second, retry: 500 * time.Millisecond,
 		topics: map[string]*targetInfo{}, wake: make(chan struct{}, 1), updated: make(chan struct{}, 1),
 	}
@@ -135,6 +139,7 @@ func (t *Targets) stale(ti *targetInfo, now time.Time) bool {
 func (t *Targets) Run(ctx context.Context) {
 	tick := time.NewTicker(t.retry)
 	defer tick.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,8 +166,18 @@ func (t *Targets) Run(ctx context.Context) {
 		md, err := FetchTopics(fctx, t.cl, fetch...)
 		cancel()
 		if err != nil {
-			t.log.Warn().Err(err).Strs("topics", fetch).Msg("reading metadata of target topics failed")
+			// Every half second while the cluster is away: warn once.
+			ev := t.log.Debug()
+			if !failing {
+				ev = t.log.Warn()
+			}
+			failing = true
+			ev.Err(err).Strs("topics", fetch).Msg("reading metadata of target topics failed; retrying")
 			continue
+		}
+		if failing {
+			failing = false
+			t.log.Info().Msg("reading metadata of target topics works again")
 		}
 		t.mu.Lock()
 		changed := false
@@ -177,6 +192,13 @@ func (t *Targets) Run(ctx context.Context) {
 			switch {
 			case errors.Is(tm.Err, kerr.UnknownTopicOrPartition):
 				ti.state, ti.partitions = TargetPending, 0
+				if !ti.missing {
+					// Said at once: otherwise the wait is silent until
+					// the rejection.
+					ti.missing = true
+					t.log.Warn().Str("topic", name).Dur("target_wait", t.wait).
+						Msg("target topic does not exist: its schedules wait for it up to --target-wait once due, then are rejected as target_unavailable")
+				}
 			case errors.Is(tm.Err, kerr.TopicAuthorizationFailed):
 				ti.state, ti.partitions = TargetUnauthorized, 0
 			case tm.Err != nil:
@@ -186,6 +208,10 @@ func (t *Targets) Run(ctx context.Context) {
 				ti.state, ti.partitions = TargetPending, 0
 			default:
 				ti.state, ti.partitions = TargetReady, tm.Partitions
+				if ti.missing {
+					ti.missing = false
+					t.log.Info().Str("topic", name).Int("partitions", tm.Partitions).Msg("target topic exists now")
+				}
 			}
 			changed = changed || ti.state != before.state || ti.partitions != before.partitions
 		}

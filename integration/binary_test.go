@@ -92,7 +92,13 @@ type proc struct {
 
 func startBin(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	return startBinAt(t, bin, args...)
+}
+
+// startBinAt starts the scheduler binary at path.
+func startBinAt(t *testing.T, path string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(path, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
 	p.cmd.Env = append(os.Environ(), "SCHEDULER_LOG_LEVEL=info")
@@ -197,8 +203,9 @@ func TestBinaryQuickstart(t *testing.T) {
 	require.Equal(t, 0, p.stop(t, syscall.SIGTERM, 10*time.Second))
 	p = run()
 	waitReady(t, httpAddr, 30*time.Second)
-	time.Sleep(3 * time.Second)
-	got = h.readCommitted("orders", -1, 15*time.Second)
+	got = h.readCommitted("orders", 2, 30*time.Second)
+	// Anything sent again would be committed by now, with the second.
+	got = append(got[:0], h.readCommitted("orders", -1, 15*time.Second)...)
 	require.ElementsMatch(t, []string{"hello", "second"}, values(got), "the data directory kept the schedule; the first was not sent again")
 	require.Equal(t, 0, p.stop(t, syscall.SIGTERM, 10*time.Second))
 }
@@ -220,7 +227,6 @@ func TestBinaryGracefulShutdownUnderLoad(t *testing.T) {
 	}
 	p, httpAddr := run()
 	waitReady(t, httpAddr, 30*time.Second)
-	time.Sleep(time.Until(start.Add(3 * time.Second)))
 	// Hold the next commit at the broker, so that SIGTERM finds a batch in
 	// flight.
 	var held atomic.Bool
@@ -233,7 +239,11 @@ func TestBinaryGracefulShutdownUnderLoad(t *testing.T) {
 		h.cluster.SleepControl(func() { time.Sleep(2 * time.Second) })
 		return nil, nil, false
 	})
-	<-heldNow
+	select {
+	case <-heldNow:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no batch was ever committed")
+	}
 	require.Equal(t, 0, p.stop(t, syscall.SIGTERM, 10*time.Second), "SIGTERM exits 0 within 10 s")
 	require.Contains(t, p.stderr.String(), "waiting for the batch in flight")
 	require.Contains(t, p.stderr.String(), "left the group")
@@ -248,8 +258,7 @@ func TestBinaryGracefulShutdownUnderLoad(t *testing.T) {
 	require.Empty(t, groups["scheduler"].Members, "the instance left the group")
 
 	run()
-	time.Sleep(time.Until(start.Add(8 * time.Second)))
-	h.checkOnce("orders", n, due)
+	h.waitOnce("orders", n, due, 60*time.Second)
 }
 
 // TestBinaryKilled: SIGKILL mid-dispatch, restart: nothing lost, and a
@@ -269,6 +278,5 @@ func TestBinaryKilled(t *testing.T) {
 		p.stop(t, syscall.SIGKILL, 5*time.Second)
 	}
 	startBin(t, "run", "--brokers", brokers, "--instance-id", "a", "--http-addr", freePort(t))
-	time.Sleep(time.Until(start.Add(12 * time.Second)))
-	h.checkOnce("orders", n, due)
+	h.waitOnce("orders", n, due, 60*time.Second)
 }

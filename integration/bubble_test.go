@@ -80,6 +80,7 @@ func (b *bubble) start(cfg service.Config) (*service.Service, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s, err := service.Start(ctx, cfg)
 	require.NoError(b.t, err)
+	waitStarted(b.t, s)
 	return s, func() {
 		cancel()
 		require.NoError(b.t, s.Wait())

@@ -20,6 +20,7 @@ import (
 // carries a dead generation, so the transaction aborts). When it resumes it
 // drops the partition. Every schedule is sent exactly once.
 func TestZombieIsFenced(t *testing.T) {
+	checkLeaks(t)
 	h := newHarness(t)
 	h.createTopic("orders", 1)
 	h.createTopic(schedTopic, 1)
@@ -33,7 +34,8 @@ func TestZombieIsFenced(t *testing.T) {
 	cfgB, logsB := withLogs(h.config("b"))
 	h.start(cfgB)
 
-	time.Sleep(time.Until(start.Add(2 * time.Second)))
+	// The zombie must come about while schedules are going out.
+	require.NotEmpty(t, h.readCommitted("orders", 1, 30*time.Second), "a never dispatched")
 	// Hold a's heartbeats at the broker without answering them: its
 	// session expires there, while its client, waiting for an answer,
 	// still believes it owns the partition and goes on dispatching.
@@ -70,13 +72,13 @@ func TestZombieIsFenced(t *testing.T) {
 		}
 		return false
 	}, "the zombie never dropped its partition")
-	time.Sleep(time.Until(start.Add(10 * time.Second)))
-	h.checkOnce("orders", n, due)
+	h.waitOnce("orders", n, due, 60*time.Second)
 }
 
 // TestGroupChurn: three instances start and stop at random, gracefully or by
 // crashing, while 10 000 schedules come due; each is delivered exactly once.
 func TestGroupChurn(t *testing.T) {
+	checkLeaks(t)
 	h := newHarness(t)
 	h.createTopic("orders", 4)
 	h.createTopic(schedTopic, 5)
@@ -112,8 +114,7 @@ func TestGroupChurn(t *testing.T) {
 		}
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
 	}
-	time.Sleep(time.Until(start.Add(22 * time.Second)))
-	h.checkOnce("orders", n, due)
+	h.waitOnce("orders", n, due, 90*time.Second)
 }
 
 // TestBrokerRestart: the whole broker restarts (its data on disk) while
@@ -126,6 +127,7 @@ func TestBrokerRestart(t *testing.T) {
 	for _, c := range port[strings.LastIndexByte(port, ':')+1:] {
 		portN = portN*10 + int(c-'0')
 	}
+	checkLeaks(t)
 	h := newHarness(t, kfake.DataDir(dir), kfake.Ports(portN))
 	h.createTopic("orders", 3)
 	h.createTopic(schedTopic, 5)
@@ -135,15 +137,14 @@ func TestBrokerRestart(t *testing.T) {
 	s, _ := h.start(h.config("a"))
 	eventually(t, 10*time.Second, func() bool { return s.Engine().Status().Ready }, "never ready")
 
-	time.Sleep(time.Until(start.Add(3 * time.Second)))
+	waitDispatched(t, s, 1, 30*time.Second) // the broker goes mid-dispatch
 	h.cluster.Close()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the outage itself
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir), kfake.Ports(portN),
 		kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	require.NoError(t, err)
 	h.cluster = c
 	t.Cleanup(c.Close)
 
-	time.Sleep(time.Until(start.Add(12 * time.Second)))
-	h.checkOnce("orders", n, due)
+	h.waitOnce("orders", n, due, 60*time.Second)
 }

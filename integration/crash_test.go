@@ -34,6 +34,7 @@ func (h *harness) schedules(target string, n int, from time.Time, step time.Dura
 // schedules come due, and restarts at once with the same instance id.
 // Nothing is lost and a read_committed consumer sees no duplicate.
 func TestCrashAndRestart(t *testing.T) {
+	checkLeaks(t)
 	h := newHarness(t)
 	h.createTopic("orders", 3)
 	h.createTopic(schedTopic, 5)
@@ -48,10 +49,8 @@ func TestCrashAndRestart(t *testing.T) {
 		time.Sleep(time.Duration(700+time.Since(start).Milliseconds()%500) * time.Millisecond)
 		s.Kill()
 	}
-	s, _ := h.start(h.config("a"))
-	time.Sleep(time.Until(start.Add(9 * time.Second)))
-	h.checkOnce("orders", n, due)
-	_ = s
+	h.start(h.config("a"))
+	h.waitOnce("orders", n, due, 60*time.Second)
 }
 
 // TestCrashAtEachPointOfAFlush: the service dies before a batch is
@@ -61,6 +60,7 @@ func TestCrashAndRestart(t *testing.T) {
 func TestCrashAtEachPointOfAFlush(t *testing.T) {
 	for _, point := range []string{dispatcher.HookBeforeProduce, dispatcher.HookAfterProduce, dispatcher.HookAfterCommit} {
 		t.Run(point, func(t *testing.T) {
+			checkLeaks(t)
 			h := newHarness(t)
 			h.createTopic("orders", 3)
 			h.createTopic(schedTopic, 5)
@@ -94,8 +94,7 @@ func TestCrashAtEachPointOfAFlush(t *testing.T) {
 				t.Fatal("the crash point was never reached")
 			}
 			h.start(h.config("a"))
-			time.Sleep(time.Until(start.Add(4 * time.Second)))
-			h.checkOnce("orders", n, due)
+			h.waitOnce("orders", n, due, 60*time.Second)
 		})
 	}
 }

@@ -44,6 +44,7 @@ func (h *harness) checkOnce(topic string, n int, due map[string]time.Time) {
 // every schedule is sent exactly once while partitions move between them
 // (start, graceful stop, restart).
 func TestTwoInstancesPartitionsMove(t *testing.T) {
+	checkLeaks(t)
 	h := newHarness(t)
 	h.createTopic("orders", 3)
 	h.createTopic(schedTopic, 5)
@@ -59,16 +60,22 @@ func TestTwoInstancesPartitionsMove(t *testing.T) {
 	}
 	h.produce(recs...)
 
-	_, stopA := h.start(h.config("a"))
-	time.Sleep(1500 * time.Millisecond)
-	_, stopB := h.start(h.config("b"))
-	time.Sleep(2 * time.Second)
+	// Each move waits for the state it needs (an instance owning loaded
+	// partitions, some schedules dispatched), so the moves happen while
+	// schedules come due however slow the machine.
+	a, stopA := h.start(h.config("a"))
+	waitAssigned(t, a, 30*time.Second)
+	waitDispatched(t, a, 1, 30*time.Second)
+	b, stopB := h.start(h.config("b"))
+	waitAssigned(t, b, 30*time.Second)
 	stopA()
-	time.Sleep(1500 * time.Millisecond)
-	_, stopA2 := h.start(h.config("a"))
-	time.Sleep(2 * time.Second)
+	eventually(t, 30*time.Second, func() bool {
+		st := b.Engine().Status()
+		return st.Ready && len(st.Partitions) == 5
+	}, "b never took all the partitions")
+	a2, stopA2 := h.start(h.config("a"))
+	waitAssigned(t, a2, 30*time.Second)
 	stopB()
-	time.Sleep(time.Until(start.Add(10 * time.Second)))
-	h.checkOnce("orders", n, due)
+	h.waitOnce("orders", n, due, 60*time.Second)
 	stopA2()
 }

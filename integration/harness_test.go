@@ -38,7 +38,15 @@ func newHarness(t *testing.T, opts ...kfake.Opt) *harness {
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
 	}, opts...)...)
 	require.NoError(t, err)
+	return newHarnessOn(t, c)
+}
+
+// newHarnessOn is a harness around a cluster the test started; it closes
+// the cluster when the test ends.
+func newHarnessOn(t *testing.T, c *kfake.Cluster) *harness {
+	t.Helper()
 	h := &harness{t: t, cluster: c, brokers: c.ListenAddrs()}
+	var err error
 	h.cl, err = kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	require.NoError(t, err)
 	h.adm = kadm.NewClient(h.cl)
@@ -82,7 +90,21 @@ func (h *harness) start(cfg service.Config) (*service.Service, context.CancelFun
 		cancel()
 		_ = s.Wait()
 	})
+	waitStarted(h.t, s)
 	return s, cancel
+}
+
+// waitStarted waits until the service's startup steps are done (its topics
+// exist), failing the test if it ends first.
+func waitStarted(t *testing.T, s *service.Service) {
+	t.Helper()
+	select {
+	case <-s.Started():
+	case <-s.Done():
+		require.FailNow(t, "the service ended while starting", "%v", s.Wait())
+	case <-time.After(60 * time.Second):
+		require.FailNow(t, "the service did not start within 60s", "problems: %+v", s.Health().Problems())
+	}
 }
 
 // produce writes records synchronously and returns them with offsets.

@@ -687,7 +687,7 @@ func TestSecureFailuresNameTheCause(t *testing.T) {
 			require.Contains(t, err.Error(), tc.hint)
 			require.NotContains(t, err.Error(), wrongPass)
 			require.Equal(t, 1, logs.count(func(m map[string]any) bool {
-				return m["message"] == "problem: retrying until it clears" && m["cause"] == tc.cause
+				return (m["level"] == "warn" || m["level"] == "error") && m["cause"] == tc.cause
 			}), "one log line for the cause, not one per retry")
 			require.NotContains(t, logs.String(), wrongPass)
 			require.NotContains(t, logs.String(), svcPass)
@@ -719,7 +719,7 @@ func TestSASLAuthenticationFailedAnswered(t *testing.T) {
 	require.Contains(t, err.Error(), "SASL authentication failed")
 	require.Contains(t, err.Error(), "invalid credentials with SASL mechanism SCRAM-SHA-256")
 	require.Equal(t, 1, logs.count(func(m map[string]any) bool {
-		return m["message"] == "problem: retrying until it clears" && m["cause"] == "sasl_authentication_failed"
+		return (m["level"] == "warn" || m["level"] == "error") && m["cause"] == "sasl_authentication_failed"
 	}))
 
 	args, env := connArgs(t, t.TempDir(), conn, true)

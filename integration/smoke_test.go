@@ -11,6 +11,7 @@ import (
 )
 
 func TestSmokeDispatch(t *testing.T) {
+	checkLeaks(t)
 	h := newHarness(t)
 	h.createTopic("orders", 3)
 	s, _ := h.start(h.config("a"))
@@ -27,6 +28,7 @@ func TestSmokeDispatch(t *testing.T) {
 
 // TestHTTPEndpoints: /healthz, /readyz, /status and /metrics (SPEC 7).
 func TestHTTPEndpoints(t *testing.T) {
+	checkLeaks(t)
 	h := newHarness(t)
 	h.createTopic("orders", 1)
 	s, _ := h.start(h.config("a"))

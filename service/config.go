@@ -34,7 +34,7 @@ const (
 	DefaultFlushTimeout       = 15 * time.Second
 	DefaultTargetWait         = 30 * time.Second
 	DefaultDayLead            = time.Hour
-	DefaultConfigFaultWait    = 30 * time.Second
+	DefaultConfigFaultWait    = 15 * time.Second
 )
 
 // Config is the whole configuration of the service: one field per run flag,
@@ -75,9 +75,11 @@ type Config struct {
 	FlushTimeout       time.Duration // bound on one batch attempt; default DefaultFlushTimeout
 	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default DefaultTargetWait
 	DayLead            time.Duration // how long before midnight the next day is read into memory; default DefaultDayLead
-	// ConfigFaultWait is how long a fault a person must fix (a wrong
-	// password, an untrusted certificate) is retried while starting
-	// before Run gives up with its cause; default DefaultConfigFaultWait.
+	// ConfigFaultWait is how long a fault that needs a person
+	// (credentials, certificates, ACLs, missing topics; health.Classify)
+	// is retried while the service starts before it gives up and Run
+	// returns a *FaultError. Faults that heal by themselves are retried
+	// for as long as they last. Default DefaultConfigFaultWait.
 	ConfigFaultWait time.Duration
 
 	// Logger receives the service's logs. Default: built from LogLevel and
@@ -218,7 +220,7 @@ func (c *Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"--session-timeout": c.SessionTimeout, "--rebalance-timeout": c.RebalanceTimeout,
 		"--transaction-timeout": c.TransactionTimeout, "--flush-timeout": c.FlushTimeout,
-		"--target-wait": c.TargetWait, "--day-lead": c.DayLead,
+		"--target-wait": c.TargetWait, "--day-lead": c.DayLead, "--config-fault-wait": c.ConfigFaultWait,
 	} {
 		if d <= 0 {
 			return bad("%s: %v must be positive", name, d)

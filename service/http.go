@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -13,21 +14,25 @@ import (
 
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
 
-// newHTTP serves the operator endpoints of SPEC 7. They are read-only:
-// a pattern with a method takes GET and HEAD only, and the mux answers
-// 405 to any other method. No body carries a payload or a secret: the
-// problems are error messages of the client, which never holds either.
-func newHTTP(eng *consumer.Engine, cl *kgo.Client, gath prometheus.Gatherer, probs *problems) *http.Server {
+// newHTTP serves the operator endpoints of SPEC 7. It is up before the
+// startup steps end, so every body names what is wrong now (the health
+// registry's problems) while the service waits on its cluster. They are
+// read-only: a pattern with a method takes GET and HEAD only, and the mux
+// answers 405 to any other method. No body carries a payload or a secret:
+// the problems are error messages of the client, which holds neither.
+func newHTTP(s *Service, gath prometheus.Gatherer) *http.Server {
 	mux := http.NewServeMux()
-	h := &pinger{cl: cl, probs: probs}
+	h := &liveness{cl: s.rep, health: s.health, conn: &s.cfg.Conn}
 	mux.HandleFunc("GET /healthz", h.serve)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		st := eng.Status()
+		st := s.engine.Status()
+		started := isClosed(s.started)
 		// A problem a person must fix (a missing ACL, credentials) means
 		// the service cannot dispatch, however loaded its partitions are.
-		ready := st.Ready && !probs.blocking()
+		ready := started && st.Ready && !s.probs.blocking()
 		code := http.StatusOK
 		if !ready {
 			code = http.StatusServiceUnavailable
@@ -44,10 +49,22 @@ func newHTTP(eng *consumer.Engine, cl *kgo.Client, gath prometheus.Gatherer, pro
 			NotLoaded  []part           `json:"not_loaded,omitempty"`
 			Partitions int              `json:"partitions"`
 			Problems   []health.Problem `json:"problems,omitempty"`
-		}{Ready: ready, Joined: st.Joined, Partitions: len(st.Partitions), Problems: probs.reg.Problems()}
+		}{Ready: ready, Joined: st.Joined, Partitions: len(st.Partitions), Problems: s.health.Problems()}
 		for _, p := range st.Partitions {
 			if p.State != "loaded" {
 				out.NotLoaded = append(out.NotLoaded, part{p.Topic, p.Partition, string(p.State), p.Reason})
+			}
+		}
+		// Why not ready, when no component reported it: the group has
+		// not assigned partitions yet, or they are loading.
+		if started && !ready && !hasProblem(out.Problems, consumer.ComponentGroup) {
+			switch {
+			case !st.Joined:
+				out.Problems = append(out.Problems, health.Problem{Component: consumer.ComponentGroup, Cause: health.CauseNotJoined,
+					Message: "waiting for the group to assign partitions", Since: st.At, Count: 1})
+			case len(out.NotLoaded) > 0:
+				out.Problems = append(out.Problems, health.Problem{Component: "partitions", Cause: health.CausePartitionState,
+					Message: fmt.Sprintf("%d of %d assigned partitions are not loaded", len(out.NotLoaded), len(st.Partitions)), Since: st.At, Count: 1})
 			}
 		}
 		writeJSON(w, code, out)
@@ -55,11 +72,29 @@ func newHTTP(eng *consumer.Engine, cl *kgo.Client, gath prometheus.Gatherer, pro
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, struct {
 			*consumer.Status
-			Problems []health.Problem `json:"problems"`
-		}{eng.Status(), nonNil(probs.reg.Problems())})
+			Problems []health.Problem `json:"problems,omitempty"`
+		}{s.engine.Status(), s.health.Problems()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func hasProblem(ps []health.Problem, component string) bool {
+	for _, p := range ps {
+		if p.Component == component {
+			return true
+		}
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -70,29 +105,25 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func nonNil(ps []health.Problem) []health.Problem {
-	if ps == nil {
-		return []health.Problem{}
-	}
-	return ps
+// liveness answers /healthz: the process runs and reaches the brokers.
+// The ping is cached for a second so probes cannot flood the brokers. The
+// body lists the current problems either way: a coordinator that is not
+// ready does not make the process unhealthy, but the operator should see
+// it.
+type liveness struct {
+	cl     *kgo.Client
+	health *health.Registry
+	conn   *kclient.Conn // names what the client's own error hides
+	mu     sync.Mutex
+	at     time.Time
+	last   error
 }
 
-// pinger answers /healthz: the process runs and reaches the brokers. The
-// answer is cached for a second so probes cannot flood the brokers. The
-// body lists the current problems, each with its cause and what to check.
-type pinger struct {
-	cl    *kgo.Client
-	probs *problems
-	mu    sync.Mutex
-	at    time.Time
-	last  error
-}
-
-func (h *pinger) serve(w http.ResponseWriter, r *http.Request) {
+func (h *liveness) serve(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	if time.Since(h.at) > time.Second {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		h.last = h.probs.conn.Diagnose(h.cl.Ping(ctx))
+		h.last = h.conn.Diagnose(h.cl.Ping(ctx))
 		cancel()
 		h.at = time.Now()
 	}
@@ -107,8 +138,8 @@ func (h *pinger) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		cause, _ := health.Classify(err)
-		writeJSON(w, http.StatusServiceUnavailable, body{Status: "unreachable", Cause: cause, Hint: health.Explain(err), Error: err.Error(), Problems: h.probs.reg.Problems()})
+		writeJSON(w, http.StatusServiceUnavailable, body{Status: "unreachable", Cause: cause, Hint: health.Explain(err), Error: err.Error(), Problems: h.health.Problems()})
 		return
 	}
-	writeJSON(w, http.StatusOK, body{Status: "ok", Problems: h.probs.reg.Problems()})
+	writeJSON(w, http.StatusOK, body{Status: "ok", Problems: h.health.Problems()})
 }

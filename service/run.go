@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,13 +21,15 @@ import (
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
-	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/internal/logx"
 )
 
 // Run runs the service until ctx is cancelled, then shuts down gracefully:
 // the batch in flight finishes or aborts, stopped reports go out, the
-// instance leaves the group. It returns nil after a graceful shutdown.
+// instance leaves the group. It returns nil after a graceful shutdown, and
+// an error when the service cannot go on: a fault of configuration that
+// outlasted Config.ConfigFaultWait (a *FaultError), a fatal error of the
+// loop, or a failure to build what it needs.
 func Run(ctx context.Context, cfg Config) error {
 	s, err := Start(ctx, cfg)
 	if err != nil {
@@ -39,19 +42,67 @@ func Run(ctx context.Context, cfg Config) error {
 type Service struct {
 	cfg     Config
 	log     zerolog.Logger
+	health  *health.Registry
 	engine  *consumer.Engine
 	disp    *dispatcher.Dispatcher
+	targets *dispatcher.Targets
+	rep     *kgo.Client
 	cluster *kfake.Cluster
 	clients []*kgo.Client
 	http    *http.Server
 	httpLn  net.Listener
-	probs   *problems
-	done    chan struct{}
-	err     error
+	httpWG  sync.WaitGroup
+	probs   *problems // logs each problem once; reg is health
+
+	kill     chan struct{} // closed by Kill
+	killOnce sync.Once
+	started  chan struct{} // closed once the startup steps are done
+	done     chan struct{} // closed once everything has stopped
+	err      error
 }
 
-// Start starts the service and returns once it runs; Wait waits for it to
-// end, after ctx is cancelled.
+// Health components of the startup steps; the engine reports "group" and
+// "dispatcher" (consumer.Component*).
+const (
+	ComponentStartup  = "startup"  // which step the service is waiting on
+	ComponentBrokers  = "brokers"  // reaching the cluster
+	ComponentTopics   = "topics"   // ensuring the service's topics
+	ComponentProducer = "producer" // initialising the transactional producer
+)
+
+// FaultError is why the service gave up: a fault that retrying does not
+// heal (credentials, certificates, ACLs, missing topics) lasted longer
+// than Config.ConfigFaultWait.
+type FaultError struct {
+	Component string
+	Cause     health.Cause
+	Waited    time.Duration
+	Err       error
+}
+
+func (e *FaultError) Error() string {
+	if hint := health.Explain(e.Err); hint != "" {
+		return fmt.Sprintf("%s: %s: %v (a fault of configuration, still there after %v of retrying; fix it and restart)", e.Cause, hint, e.Err, e.Waited.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("%s: %v (a fault of configuration, still there after %v of retrying; fix it and restart)", e.Cause, e.Err, e.Waited.Round(time.Millisecond))
+}
+
+func (e *FaultError) Unwrap() error { return e.Err }
+
+// Start builds every component of the service, serves HTTP, and returns;
+// the startup steps (reaching the brokers, ensuring the topics,
+// initialising the producer) and then the loop run in the background.
+// While a step waits on the cluster, /healthz, /readyz and /status name
+// what is wrong, and the step retries: forever for a fault that heals by
+// itself (a broker restarting, a coordinator loading), for
+// Config.ConfigFaultWait for one that needs a person, after which the
+// service ends and Wait returns a *FaultError. Start itself fails only
+// for what no retry can change: an invalid configuration, an embedded
+// broker or HTTP listener that cannot start.
+//
+// Every component exists before any goroutine or callback can reach it:
+// the dispatcher reports to the health registry and reads the group
+// membership, both built before it, and nothing runs until all is built.
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -77,8 +128,11 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		now = func() time.Time { return time.Now().Add(off) }
 	}
 
-	s := &Service{cfg: cfg, log: log, done: make(chan struct{})}
-	s.probs = &problems{reg: health.New(now), conn: &cfg.Conn, log: log}
+	s := &Service{
+		cfg: cfg, log: log, health: health.New(nil),
+		kill: make(chan struct{}), started: make(chan struct{}), done: make(chan struct{}),
+	}
+	s.health.Set(ComponentStartup, health.CauseStarting, "building the service")
 	ok := false
 	defer func() {
 		if !ok {
@@ -93,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		}
 		s.cluster = c
 		cfg.Conn.Brokers = c.ListenAddrs()
+		s.cfg.Conn.Brokers = cfg.Conn.Brokers
 		log.Info().Str("addr", cfg.Conn.Brokers[0]).Str("data_dir", cfg.DataDir).
 			Msg("no --brokers given: running on the embedded Kafka-compatible broker")
 	}
@@ -101,6 +156,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	// Opts read the password file and set up what Diagnose reads: keep
+	// that Conn.
+	s.cfg.Conn = cfg.Conn
+	s.probs = &problems{reg: s.health, conn: &s.cfg.Conn, log: log}
 	base = append(base,
 		kgo.WithLogger(logx.Kgo(log)),
 		kgo.ClientID("scheduler-"+cfg.InstanceID),
@@ -119,17 +178,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return cl, err
 	}
 
-	rep, err := newClient("reporter", kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	// Building a client connects to nothing: everything below is built
+	// whether or not the cluster answers yet.
+	s.rep, err = newClient("reporter", kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
-		return nil, err
-	}
-	if err := waitForCluster(ctx, rep, s.probs, cfg.ConfigFaultWait); err != nil {
-		return nil, err
-	}
-	if _, err := EnsureTopics(ctx, rep, cfg.TopicSets(), TopicOptions{
-		Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
-		LogsRetention: cfg.LogsRetention, Create: cfg.CreateTopics,
-	}); err != nil {
 		return nil, err
 	}
 
@@ -143,57 +195,51 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		opts = append(opts, dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize)...)
 		return kgo.NewClient(opts...)
 	}
-	var eng *consumer.Engine
-	disp, err := dispatcher.New(newProducer, dispatcher.Config{
+	member := new(consumer.Member)
+	s.disp, err = dispatcher.New(newProducer, dispatcher.Config{
 		ExactlyOnce: cfg.ExactlyOnce, Group: cfg.Group, InstanceID: cfg.InstanceID,
-		GroupMeta: func() (string, int32) { return eng.GroupMetadata() },
+		GroupMeta: member.Metadata,
 		Logs:      cfg.Logs, LogPayload: cfg.LogPayload, FlushTimeout: cfg.FlushTimeout,
-		Logger: log.With().Str("component", "dispatcher").Logger(),
-		OnError: func(err error) {
-			eng.DispatchError(err)
-			s.probs.report("dispatcher", err)
-		},
-		Hook: cfg.DispatchHook,
+		Logger:  log.With().Str("component", "dispatcher").Logger(),
+		OnError: func(err error) { s.probs.report(consumer.ComponentDispatcher, err) },
+		Hook:    cfg.DispatchHook,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.disp = disp
-	// Initialise the transactional id before joining the group: that
-	// fences an earlier incarnation of this instance and ends its open
-	// transaction. Joining first would deadlock: the offset fetch that
-	// gives us our partitions waits for that transaction, which would
-	// only end when our first batch initialised the id.
-	if err := disp.Init(ctx); err != nil {
-		return nil, err
-	}
-	targets := dispatcher.NewTargets(rep, log.With().Str("component", "targets").Logger())
+	s.targets = dispatcher.NewTargets(s.rep, cfg.TargetWait, log.With().Str("component", "targets").Logger())
 
 	var sets []consumer.TopicSet
 	for _, t := range cfg.TopicSets() {
 		sets = append(sets, consumer.TopicSet{Schedules: t.Schedules, States: t.States, Logs: t.Logs})
 	}
-	eng, err = consumer.New(consumer.Config{
+	s.engine, err = consumer.New(consumer.Config{
 		Sets: sets, Group: cfg.Group, InstanceID: cfg.InstanceID, ExactlyOnce: cfg.ExactlyOnce,
 		BatchSize: cfg.FlushBatchSize, StateInterval: cfg.StateInterval, TargetWait: cfg.TargetWait,
 		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget, Lead: cfg.DayLead,
 		SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
 		OnCommitted: cfg.OnCommitted, OnProblem: s.probs.report,
-	}, consumer.Deps{Base: base, ConsumerOpts: []kgo.Opt{kmetrics("consumer")}, Reporter: rep, Dispatcher: disp, Targets: targets})
+	}, consumer.Deps{
+		Base: base, ConsumerOpts: []kgo.Opt{kmetrics("consumer")}, Reporter: s.rep,
+		Dispatcher: s.disp, Targets: s.targets, Member: member, Health: s.health,
+	})
 	if err != nil {
 		return nil, err
 	}
-	s.engine = eng
 
+	// HTTP comes up before the startup steps, so that a probe can read
+	// what the service waits for.
 	if cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
-		s.http = newHTTP(eng, rep, gath, s.probs)
+		s.http = newHTTP(s, gath)
+		s.httpWG.Add(1)
 		go func() {
+			defer s.httpWG.Done()
 			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("http server")
 			}
@@ -201,18 +247,182 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz, /readyz, /status, /metrics")
 	}
 
-	runCtx, cancelTargets := context.WithCancel(ctx)
-	go targets.Run(runCtx)
-	go func() {
-		defer close(s.done)
-		defer cancelTargets()
-		s.err = eng.Run(ctx)
-		s.close()
-	}()
+	go s.run(ctx)
 	ok = true
-	log.Info().Strs("topics", cfg.Topics).Str("group", cfg.Group).Str("instance", cfg.InstanceID).
-		Bool("exactly_once", cfg.ExactlyOnce).Msg("scheduler started")
 	return s, nil
+}
+
+// run takes the startup steps, then runs the loop until ctx ends, then
+// stops everything.
+func (s *Service) run(ctx context.Context) {
+	defer close(s.done)
+	// Kill ends the startup steps too; this goroutine ends with them.
+	startCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.kill:
+			cancel()
+		case <-startCtx.Done():
+		}
+	}()
+	err := s.startup(startCtx)
+	cancel()
+	switch {
+	case err == nil:
+		s.health.Clear(ComponentStartup)
+		close(s.started)
+		s.log.Info().Strs("topics", s.cfg.Topics).Str("group", s.cfg.Group).Str("instance", s.cfg.InstanceID).
+			Bool("exactly_once", s.cfg.ExactlyOnce).Msg("scheduler started")
+		bgCtx, cancelBG := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			s.targets.Run(bgCtx)
+		}()
+		go func() {
+			defer wg.Done()
+			s.watch(bgCtx)
+		}()
+		err = s.engine.Run(ctx)
+		cancelBG()
+		wg.Wait()
+	case isClosed(s.kill):
+		err = consumer.ErrKilled
+	case ctx.Err() != nil:
+		err = nil // stopped while starting: nothing to finish
+	}
+	s.err = err
+	s.close()
+}
+
+// startup takes the steps that need the cluster, each retried until it
+// succeeds (see step).
+func (s *Service) startup(ctx context.Context) error {
+	if err := s.step(ctx, ComponentBrokers, "reaching the brokers", func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return s.rep.Ping(pctx)
+	}); err != nil {
+		return err
+	}
+	if err := s.step(ctx, ComponentTopics, "ensuring the topics", func(ctx context.Context) error {
+		_, err := EnsureTopics(ctx, s.rep, s.cfg.TopicSets(), TopicOptions{
+			Partitions: s.cfg.Partitions, ReplicationFactor: s.cfg.ReplicationFactor,
+			LogsRetention: s.cfg.LogsRetention, Create: s.cfg.CreateTopics,
+		})
+		return topicsFault(err)
+	}); err != nil {
+		return err
+	}
+	// Initialise the transactional id before joining the group: that
+	// fences an earlier incarnation of this instance and ends its open
+	// transaction. Joining first would deadlock: the offset fetch that
+	// gives us our partitions waits for that transaction, which would
+	// only end when our first batch initialised the id.
+	return s.step(ctx, ComponentProducer, "initialising the transactional producer", func(ctx context.Context) error {
+		ictx, cancel := context.WithTimeout(ctx, s.cfg.FlushTimeout)
+		defer cancel()
+		err := s.disp.Init(ictx)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// franz-go retries a coordinator that answers it is loading
+			// or moving until our deadline: the brokers answer (the
+			// step before), the transaction coordinator does not.
+			return &health.Fault{Cause: health.CauseCoordinator, Err: fmt.Errorf("the transaction coordinator did not answer within %v: %w", s.cfg.FlushTimeout, err)}
+		}
+		return err
+	})
+}
+
+// topicsFault names the cause of an error ensuring the topics: a missing
+// topic the service may not create, or a partition count that does not
+// match, needs a person; other answers of the broker are about topics.
+func topicsFault(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrTopics) {
+		return &health.Fault{Cause: health.CauseTopics, Config: true, Err: err}
+	}
+	switch cause, config := health.Classify(err); cause {
+	case health.CauseKafka, health.CauseOther:
+		return &health.Fault{Cause: health.CauseTopics, Config: config, Err: err}
+	}
+	return err
+}
+
+// Backoff of the startup steps.
+const (
+	stepBackoffMin = 200 * time.Millisecond
+	stepBackoffMax = 5 * time.Second
+)
+
+// step runs attempt until it succeeds, with capped exponential backoff,
+// reporting each outcome to the health registry under component. A fault
+// that heals by itself is retried for as long as it lasts; one that needs
+// a person (health.Classify) ends the step with a *FaultError once it
+// has lasted Config.ConfigFaultWait. A problem is logged as a warning when
+// it appears or changes, then every tenth attempt.
+func (s *Service) step(ctx context.Context, component, doing string, attempt func(context.Context) error) error {
+	s.health.Set(ComponentStartup, health.CauseStarting, doing)
+	backoff := dispatcher.Backoff{Min: stepBackoffMin, Max: stepBackoffMax}
+	for {
+		err := s.probs.conn.Diagnose(attempt(ctx))
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p, changed := s.health.Report(component, err)
+		if err == nil {
+			if changed {
+				s.log.Info().Str("step", doing).Msg("startup step succeeded after retrying")
+			}
+			return nil
+		}
+		if waited := time.Since(p.Since); p.Config && waited >= s.cfg.ConfigFaultWait {
+			return &FaultError{Component: component, Cause: p.Cause, Waited: waited, Err: err}
+		}
+		wait := backoff.Next()
+		ev := s.log.Debug()
+		if changed || p.Count%10 == 0 {
+			ev = s.log.Warn()
+		}
+		if p.Hint != "" {
+			ev = ev.Str("hint", p.Hint)
+		}
+		ev.Err(err).Str("step", doing).Str("cause", string(p.Cause)).Bool("config", p.Config).
+			Int("attempt", p.Count).Dur("retry_in", wait).Msg("startup step failed; retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// watch ends the service when a fault that needs a person, reported by a
+// component of the running service (the group: a missing ACL), lasts
+// longer than Config.ConfigFaultWait before the instance first joined its
+// group. Once it has joined, faults are reported and retried, never fatal:
+// an ACL revoked at run time shows on /readyz and /status instead.
+func (s *Service) watch(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.engine.Status().Joined {
+			return
+		}
+		for _, p := range s.health.Problems() {
+			if waited := time.Since(p.Since); p.Config && waited >= s.cfg.ConfigFaultWait {
+				s.engine.Fail(&FaultError{Component: p.Component, Cause: p.Cause, Waited: waited, Err: errors.New(p.Message)})
+				return
+			}
+		}
+	}
 }
 
 // Wait waits for the service to end and returns why it did.
@@ -224,9 +434,21 @@ func (s *Service) Wait() error {
 	return s.err
 }
 
-// Kill stops the service as if its process died: the loop stops at once
-// and the clients are closed without aborting, reporting or leaving.
+// Started is closed once the startup steps are done and the loop runs.
+// It is never closed if the service ends before that; see Done.
+func (s *Service) Started() <-chan struct{} { return s.started }
+
+// Done is closed once the service has ended and stopped everything.
+func (s *Service) Done() <-chan struct{} { return s.done }
+
+// Health returns the registry of what is wrong now.
+func (s *Service) Health() *health.Registry { return s.health }
+
+// Kill stops the service as if its process died: the loop (or the startup
+// steps) stop at once and the clients are closed without aborting,
+// reporting or leaving.
 func (s *Service) Kill() {
+	s.killOnce.Do(func() { close(s.kill) })
 	s.engine.Kill()
 	<-s.done
 }
@@ -246,11 +468,14 @@ func (s *Service) HTTPAddr() string {
 // address when it started one).
 func (s *Service) Brokers() []string { return s.cfg.Conn.Brokers }
 
+// close stops what Start built, in the reverse order: HTTP first, so no
+// probe reads a half-closed service, the embedded broker last.
 func (s *Service) close() {
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.http.Shutdown(ctx)
 		cancel()
+		s.httpWG.Wait()
 	}
 	if s.disp != nil {
 		s.disp.Close()
@@ -264,41 +489,6 @@ func (s *Service) close() {
 		s.cluster = nil
 	}
 	s.log.Info().Msg("scheduler stopped")
-}
-
-// waitForCluster waits until the brokers answer: a sidecar may start
-// before its broker. A fault a person must fix (certificate, credentials)
-// is retried for configWait, since it may be fixed meanwhile (a user being
-// created), then ends the wait with its cause. Each cause is logged once.
-func waitForCluster(ctx context.Context, cl *kgo.Client, probs *problems, configWait time.Duration) error {
-	backoff := 200 * time.Millisecond
-	var configSince time.Time
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := cl.Ping(pctx)
-		cancel()
-		probs.report("brokers", err)
-		if err == nil {
-			return nil
-		}
-		err = probs.conn.Diagnose(err)
-		if ctx.Err() != nil {
-			return kclient.Explained(fmt.Errorf("reaching the brokers: %w", err))
-		}
-		if _, config := health.Classify(err); !config {
-			configSince = time.Time{}
-		} else if configSince.IsZero() {
-			configSince = time.Now()
-		} else if time.Since(configSince) >= configWait {
-			return kclient.Explained(fmt.Errorf("reaching the brokers (gave up after %v): %w", configWait, err))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("reaching the brokers: %w", err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
 }
 
 // StartEmbedded starts the embedded broker: franz-go's kfake, a

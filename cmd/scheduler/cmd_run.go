@@ -57,6 +57,7 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Duration(&cfg.TransactionTimeout, "transaction-timeout", "transaction timeout (with --exactly-once)")
 	f.Duration(&cfg.FlushTimeout, "flush-timeout", "bound on one batch attempt")
 	f.Duration(&cfg.TargetWait, "target-wait", "how long a missing target topic is waited for before the schedule is rejected")
+	f.Duration(&cfg.ConfigFaultWait, "config-fault-wait", "how long a fault that needs a person (credentials, certificates, ACLs, missing topics) is retried at start before the service exits 1; other faults are retried while they last")
 	f.Duration(&cfg.DayLead, "day-lead", "how long before a UTC midnight the next day's schedules are read into memory")
 	if err := f.parse(args, lookupEnv); err != nil {
 		return cfg, err

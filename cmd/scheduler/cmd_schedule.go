@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,8 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/service"
@@ -70,7 +73,35 @@ func scheduleCmd(ctx context.Context, s *stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printResult(s.out, o.json, out, &due)
+	if err := printResult(s.out, o.json, out, &due); err != nil {
+		return err
+	}
+	warnMissingTarget(ctx, &o.conn, o.targetTopic, s.err, o.timeout)
+	return nil
+}
+
+// warnMissingTarget tells on stderr when the target topic does not exist:
+// the schedule is written and valid, but the service will wait for the
+// topic and then reject it, which a newcomer would otherwise learn from
+// the audit log only. It says nothing if it cannot find out.
+func warnMissingTarget(ctx context.Context, conn *kclient.Conn, topic string, stderr io.Writer, timeout time.Duration) {
+	opts, err := conn.Opts()
+	if err != nil {
+		return
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	md, err := dispatcher.FetchTopics(ctx, cl, topic)
+	if err != nil || !errors.Is(md[topic].Err, kerr.UnknownTopicOrPartition) {
+		return
+	}
+	fmt.Fprintf(stderr, "warning: target topic %q does not exist: when the schedule is due, the service waits --target-wait (default %v) for it to be created, then rejects the schedule as target_unavailable\n",
+		topic, service.DefaultTargetWait)
 }
 
 // parseSchedule reads the flags of schedule and refuses every mistake it can

@@ -42,6 +42,7 @@ const (
 	CauseOther          Cause = "error"                      // anything else
 	CauseNotJoined      Cause = "not_joined"                 // the group has not assigned partitions yet
 	CausePartitionState Cause = "partitions_not_loaded"      // an assigned partition is loading or stopped
+	CauseStarting       Cause = "starting"                   // a startup step has not finished yet
 )
 
 // Classify names the cause of err, and says whether it is a fault of
@@ -63,8 +64,11 @@ func Classify(err error) (cause Cause, config bool) {
 		ke          *kerr.Error
 		firstEOF    *kgo.ErrFirstReadEOF
 		netErr      net.Error
+		fault       *Fault
 	)
 	switch {
+	case errors.As(err, &fault):
+		return fault.Cause, fault.Config
 	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalidCert),
 		errors.As(err, &verify), errors.As(err, &tlsRecord), errors.As(err, &tlsAlert),
 		remoteTLSAlert(err):
@@ -173,3 +177,23 @@ func (r *Registry) Problems() []Problem {
 	slices.SortFunc(out, func(a, b Problem) int { return cmp.Compare(a.Component, b.Component) })
 	return out
 }
+
+// Get returns a component's problem, if it has one.
+func (r *Registry) Get(component string) (Problem, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.m[component]
+	return p, ok
+}
+
+// Fault is an error whose cause its maker knows better than Classify can
+// guess: a topic the service needs is missing and may not be created, for
+// instance. Classify returns its Cause and Config.
+type Fault struct {
+	Cause  Cause
+	Config bool
+	Err    error
+}
+
+func (f *Fault) Error() string { return f.Err.Error() }
+func (f *Fault) Unwrap() error { return f.Err }

@@ -60,6 +60,23 @@ func TestRegistry(t *testing.T) {
 	require.Empty(t, r.Problems())
 }
 
+func TestFaultOverridesClassify(t *testing.T) {
+	err := fmt.Errorf("ensuring: %w", &Fault{Cause: CauseTopics, Config: true, Err: kerr.UnknownServerError})
+	cause, config := Classify(err)
+	require.Equal(t, CauseTopics, cause)
+	require.True(t, config)
+	require.ErrorIs(t, err, kerr.UnknownServerError)
+
+	r := New(nil)
+	_, ok := r.Get("topics")
+	require.False(t, ok)
+	r.Report("topics", err)
+	p, ok := r.Get("topics")
+	require.True(t, ok)
+	require.Equal(t, CauseTopics, p.Cause)
+	require.True(t, p.Config)
+}
+
 func TestExplainNamesTheCause(t *testing.T) {
 	remote := &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
 	for _, tc := range []struct {
