@@ -910,3 +910,63 @@ func TestAtLeastOnceRefusedTombstoneNoDuplicates(t *testing.T) {
 	require.Equal(t, 1, countValues(s.read("orders"))["v"], "one target, not one per retry")
 	require.NoError(t, stop())
 }
+
+// TestSecureFailuresNotReadyDuringWait: the service serves HTTP while its
+// startup steps retry, so during the wait for a fault of configuration
+// (--config-fault-wait) a wrong CA, a wrong server name, a wrong password
+// and an unknown user each show as not ready with their cause and hint on
+// /readyz, /healthz (the brokers cannot be reached through them) and
+// /status, with no secret; and the service stops cleanly from there.
+func TestSecureFailuresNotReadyDuringWait(t *testing.T) {
+	dir := t.TempDir()
+	p := newPKI(t, dir)
+	other := securetest.NewCA(t, dir, "other")
+	s := newSecured(t, kclient.Conn{TLS: true, TLSCA: p.ca.PEMFile, SASLMechanism: kclient.SASLScramSHA512, SASLUser: adminUser, SASLPassword: adminPass},
+		kfake.TLS(securetest.ServerTLS(p.server, nil)), kfake.EnableSASL(),
+		kfake.Superuser("SCRAM-SHA-512", adminUser, adminPass), kfake.Superuser("SCRAM-SHA-512", svcUser, svcPass))
+	good := kclient.Conn{Brokers: s.brokers, TLS: true, TLSCA: p.ca.PEMFile, SASLMechanism: kclient.SASLScramSHA512, SASLUser: svcUser, SASLPassword: svcPass}
+	const wrongPass = "Wrong-Guess-0f-Pa55word"
+	for _, tc := range []struct {
+		name  string
+		conn  func(kclient.Conn) kclient.Conn
+		cause string
+		hint  string // as it appears in a JSON body
+	}{
+		{"wrong ca", func(c kclient.Conn) kclient.Conn { c.TLSCA = other.PEMFile; return c },
+			"tls_handshake_failed", "not signed by a CA this client trusts: check --tls-ca"},
+		{"wrong server name", func(c kclient.Conn) kclient.Conn { c.TLSServerName = "kafka.elsewhere"; return c },
+			"tls_handshake_failed", `not valid for the name \"kafka.elsewhere\"`},
+		{"wrong password", func(c kclient.Conn) kclient.Conn { c.SASLPassword = wrongPass; return c },
+			"sasl_authentication_failed", `SASL authentication as \"scheduler\" (scram-sha-512) failed`},
+		{"unknown user", func(c kclient.Conn) kclient.Conn { c.SASLUser = "nobody"; c.SASLPassword = wrongPass; return c },
+			"sasl_authentication_failed", `SASL authentication as \"nobody\" (scram-sha-512) failed`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkLeaks(t)
+			logs := &logBuffer{}
+			cfg := s.serviceConfig(tc.conn(good), "a", logs)
+			// Far longer than the test: it looks during the wait.
+			cfg.ConfigFaultWait = 10 * time.Minute
+			svc, stop := s.start(cfg)
+
+			cause := `"cause": "` + tc.cause + `"`
+			ready := waitBody(t, svc, "/readyz", http.StatusServiceUnavailable, `"ready": false`, cause, `"config": true`, tc.hint)
+			health := waitBody(t, svc, "/healthz", http.StatusServiceUnavailable, `"status": "unreachable"`, cause, tc.hint)
+			t.Logf("/readyz during the wait:\n%s\n/healthz:\n%s", ready, health)
+			var named bool
+			for _, pr := range statusProblems(t, svc.HTTPAddr()) {
+				named = named || pr.Cause == tc.cause && pr.Config && pr.Hint != ""
+			}
+			require.True(t, named, "/status names the cause with a hint")
+			for _, body := range []string{ready, health} {
+				require.NotContains(t, body, wrongPass)
+				require.NotContains(t, body, svcPass)
+			}
+
+			// Stopped during the wait, it ends without the fault.
+			require.NoError(t, stop())
+			require.NotContains(t, logs.String(), wrongPass)
+			require.NotContains(t, logs.String(), svcPass)
+		})
+	}
+}
