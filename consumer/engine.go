@@ -392,13 +392,6 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	err = e.loop(ctx, cancelFlush)
 	close(e.loopDone)
-	// The readers of partitions still owned end with Run; not before
-	// shutdown, whose stopped reports are produced with their contexts.
-	defer func() {
-		for _, p := range e.parts {
-			p.cancel()
-		}
-	}()
 
 	cancelPoll()
 	if errors.Is(err, ErrKilled) {
