@@ -17,6 +17,13 @@ import (
 type lateness struct {
 	ring [1024]float64
 	n    int
+
+	// The last summary and the count it was taken at: status snapshots
+	// and reports ask for it more often than dispatches come, and sorting
+	// the ring each time cost more than a small batch's dispatch.
+	last   *state.Lateness
+	lastAt int
+	sorts  int // for tests
 }
 
 func (l *lateness) add(ms float64) {
@@ -24,15 +31,22 @@ func (l *lateness) add(ms float64) {
 	l.n++
 }
 
+// summary returns the percentiles of the ring. The result is shared and
+// must not be changed.
 func (l *lateness) summary() *state.Lateness {
 	n := min(l.n, len(l.ring))
 	if n == 0 {
 		return nil
 	}
+	if l.last != nil && l.lastAt == l.n {
+		return l.last
+	}
 	s := slices.Clone(l.ring[:n])
-	sort.Float64s(s)
+	slices.Sort(s)
+	l.sorts++
 	at := func(q float64) float64 { return s[min(int(q*float64(n)), n-1)] }
-	return &state.Lateness{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: s[n-1]}
+	l.last, l.lastAt = &state.Lateness{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: s[n-1]}, l.n
+	return l.last
 }
 
 // report publishes a partition's state report. It does not wait: the
@@ -157,7 +171,8 @@ func (e *Engine) snapshot(now time.Time) {
 	})
 	s.Ready = ready
 	e.snap.Store(s)
-	e.snapAt, e.snapDue = now, false
+	e.snapAt, e.snapDue, e.snapStale = now, false, false
+	e.snaps++
 }
 
 func loadFraction(p *partition) float64 {
