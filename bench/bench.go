@@ -56,6 +56,9 @@ const (
 	DefaultPartitions   = 5
 	DefaultRate         = 10_000
 	DefaultRateSeconds  = 10
+
+	// DefaultProgressEvery is how often long phases report progress.
+	DefaultProgressEvery = 3 * time.Second
 )
 
 // Phases.
@@ -84,6 +87,13 @@ type Config struct {
 	Phases       []string // default AllPhases
 	Logger       zerolog.Logger
 	Progress     func(format string, args ...any) // phase progress for humans; default none
+	// ProgressEvery is how often a long phase reports how far it is;
+	// default DefaultProgressEvery.
+	ProgressEvery time.Duration
+	// HeapProfile, when set, is called once every schedule is loaded and
+	// once every one is sent, before the service stops, to write a heap
+	// profile: the broker's share of memory is what its code holds.
+	HeapProfile func(stage string)
 }
 
 // Result is what a run measured. Rates are schedules per second.
@@ -119,6 +129,13 @@ type Result struct {
 	RolloverLatenessP999Ms float64 `json:"rollover_lateness_p999_ms,omitempty"`
 	RolloverLatenessMaxMs  float64 `json:"rollover_lateness_max_ms,omitempty"`
 
+	// Memory of the whole process (service, clients and an embedded
+	// broker alike): the resident set once every schedule is loaded,
+	// once every one is sent, and its peak over the run.
+	RSSLoadedBytes int64 `json:"rss_loaded_bytes,omitempty"`
+	RSSSentBytes   int64 `json:"rss_sent_bytes,omitempty"`
+	PeakRSSBytes   int64 `json:"peak_rss_bytes,omitempty"`
+
 	// Targets says, per target of the benchmark's issue, whether this run
 	// met it; only measured targets are present.
 	Targets map[string]bool `json:"targets"`
@@ -151,6 +168,12 @@ func (c *Config) defaults() {
 	}
 	if c.Progress == nil {
 		c.Progress = func(string, ...any) {}
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	if c.HeapProfile == nil {
+		c.HeapProfile = func(string) {}
 	}
 }
 
@@ -226,9 +249,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			err = fmt.Errorf("unknown phase %q", ph)
 		}
 		if err != nil {
+			r.res.PeakRSSBytes = peakRSS()
 			return r.res, fmt.Errorf("phase %s: %w", ph, err)
 		}
 	}
+	r.res.PeakRSSBytes = peakRSS()
 	r.judge()
 	return r.res, nil
 }
@@ -285,7 +310,7 @@ func (r *run) topics(ctx context.Context, name string) (schedules, target string
 
 // produce writes envelopes to the schedules topic, spread over its
 // partitions by key like any producer, as fast as it can.
-func (r *run) produce(ctx context.Context, topic string, n int, next func(i int) *kgo.Record) error {
+func (r *run) produce(ctx context.Context, what, topic string, n int, next func(i int) *kgo.Record) error {
 	cl, err := kgo.NewClient(append(slices.Clone(r.base),
 		kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.MaxBufferedRecords(100_000))...)
@@ -294,6 +319,8 @@ func (r *run) produce(ctx context.Context, topic string, n int, next func(i int)
 	}
 	defer cl.Close()
 	var first atomic.Value
+	var acked atomic.Int64
+	defer r.watch(what, n, func() int { return int(acked.Load()) })()
 	for i := range n {
 		rec := next(i)
 		rec.Topic = topic
@@ -301,6 +328,7 @@ func (r *run) produce(ctx context.Context, topic string, n int, next func(i int)
 			if err != nil {
 				first.CompareAndSwap(nil, err)
 			}
+			acked.Add(1)
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {
@@ -405,6 +433,12 @@ func (c *committed) hook(items []*dispatcher.Item, at time.Time) {
 	}
 }
 
+func (c *committed) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
 func (c *committed) wait(ctx context.Context, timeout time.Duration) error {
 	select {
 	case <-c.done:
@@ -436,8 +470,12 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 		return err
 	}
 	r.cfg.Progress("load: writing %d overdue schedules", n)
-	start := time.Now().Add(-time.Hour)
-	if err := r.produce(ctx, schedules, n, func(i int) *kgo.Record {
+	// A millisecond apart, and every one overdue by an hour or more when
+	// the service starts: from an hour ago only the first 3.6 million
+	// would be, and the rest would come due a thousand a second while it
+	// sends, measuring the clock rather than the dispatch.
+	start := time.Now().Add(-time.Hour - time.Duration(n)*time.Millisecond)
+	if err := r.produce(ctx, "load: writing", schedules, n, func(i int) *kgo.Record {
 		return r.schedule(target, start.Add(time.Duration(i)*time.Millisecond))
 	}); err != nil {
 		return err
@@ -458,21 +496,38 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 		return err
 	}
 	defer stop()
+	stopWatch := r.watch("load: loading", n, func() int {
+		var read int64
+		for _, p := range s.Engine().Status().Partitions {
+			read += p.Offsets.Position - p.Offsets.Low
+		}
+		return int(read)
+	})
 	assigned, loaded, err := waitLoaded(ctx, s, r.cfg.Partitions)
+	stopWatch()
 	if err != nil {
 		return err
 	}
 	r.res.TimeToLoadedS = loaded.Sub(t0).Seconds()
 	r.res.LoadRate = float64(n) / loaded.Sub(assigned).Seconds()
+	r.res.RSSLoadedBytes = rss()
+	r.cfg.HeapProfile("loaded")
 	c.mu.Lock()
 	before := c.n
 	c.mu.Unlock()
-	if err := c.wait(ctx, 10*time.Minute); err != nil {
+	stopWatch = r.watch("load: sending", n, c.count)
+	// A generous bound that grows with N: a run that slows down fails
+	// with what it sent rather than hanging.
+	err = c.wait(ctx, 10*time.Minute+time.Duration(n/10_000)*time.Second)
+	stopWatch()
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	r.res.DispatchRate = float64(n-before) / c.last.Sub(loaded).Seconds()
 	c.mu.Unlock()
+	r.res.RSSSentBytes = rss()
+	r.cfg.HeapProfile("sent")
 	stop()
 
 	r.cfg.Progress("load: baseline producer")
@@ -528,14 +583,15 @@ func (r *run) baselineConsume(ctx context.Context, topic string) (float64, error
 			pos[p] = 0
 		}
 	}
-	var n int64
+	var n atomic.Int64
+	defer r.watch("load: baseline consumer", int(total), func() int { return int(n.Load()) })()
 	for left > 0 {
 		fs := cl.PollRecords(ctx, 5000)
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
-			n++
+			n.Add(1)
 			before := pos[rec.Partition] >= want[rec.Partition]
 			pos[rec.Partition] = rec.Offset + 1
 			if !before && pos[rec.Partition] >= want[rec.Partition] {
@@ -565,22 +621,29 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 		return 0, err
 	}
 	defer cl.Close()
-	// The records are built before the clock starts: the baseline is the
-	// Kafka work alone.
+	// The records are built while the clock stands still: the baseline
+	// is the Kafka work alone. They are built a chunk of batches at a
+	// time: three records per schedule built at once would take more
+	// memory than the service holds at 10^7.
 	type triple struct{ target, tomb, log *kgo.Record }
-	recs := make([]triple, n)
+	chunk := max(b, 100_000/b*b)
+	recs := make([]triple, 0, chunk)
 	now := time.Now()
-	for i := range recs {
-		env := r.schedule(target, now)
-		parsed, err := envelope.Parse(env, now)
-		if err != nil {
-			return 0, err
+	build := func(lo, hi int) error {
+		recs = recs[:0]
+		for i := lo; i < hi; i++ {
+			env := r.schedule(target, now)
+			parsed, err := envelope.Parse(env, now)
+			if err != nil {
+				return err
+			}
+			p := int32(i % r.cfg.Partitions)
+			src := envelope.Source{Topic: schedules, Partition: p, Offset: int64(i)}
+			t := envelope.Target(&parsed, env.Headers, src)
+			t.Partition = int32(mrand.IntN(r.cfg.Partitions))
+			recs = append(recs, triple{t, envelope.Tombstone(env.Key, env.Headers, src), envelope.Dispatched(t, logs, p, env.Key, now, 0, true)})
 		}
-		p := int32(i % r.cfg.Partitions)
-		src := envelope.Source{Topic: schedules, Partition: p, Offset: int64(i)}
-		t := envelope.Target(&parsed, env.Headers, src)
-		t.Partition = int32(mrand.IntN(r.cfg.Partitions))
-		recs[i] = triple{t, envelope.Tombstone(env.Key, env.Headers, src), envelope.Dispatched(t, logs, p, env.Key, now, 0, true)}
+		return nil
 	}
 	produce := func(rs ...*kgo.Record) error {
 		var first atomic.Value
@@ -648,9 +711,17 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 			return nil
 		}
 	}
-	start := time.Now()
+	var elapsed time.Duration
+	var sent atomic.Int64
+	defer r.watch("load: baseline producer", n, func() int { return int(sent.Load()) })()
 	for lo := 0; lo < n; lo += b {
-		batch := recs[lo:min(lo+b, n)]
+		if lo%chunk == 0 {
+			if err := build(lo, min(lo+chunk, n)); err != nil {
+				return 0, err
+			}
+		}
+		start := time.Now()
+		batch := recs[lo%chunk : lo%chunk+min(b, n-lo)]
 		if r.cfg.ExactlyOnce {
 			if err := cl.BeginTransaction(); err != nil {
 				return 0, err
@@ -668,6 +739,8 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				return 0, err
 			}
+			elapsed += time.Since(start)
+			sent.Add(int64(len(batch)))
 			continue
 		}
 		var first, last []*kgo.Record
@@ -681,8 +754,10 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 		if err := produce(last...); err != nil {
 			return 0, err
 		}
+		elapsed += time.Since(start)
+		sent.Add(int64(len(batch)))
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return float64(n) / elapsed.Seconds(), nil
 }
 
 func (r *run) lateness(ctx context.Context) error {
@@ -703,7 +778,7 @@ func (r *run) lateness(ctx context.Context) error {
 	r.cfg.Progress("lateness: %d schedules due at %d/s", total, r.cfg.Rate)
 	first := time.Now().Add(3 * time.Second)
 	step := time.Second / time.Duration(r.cfg.Rate)
-	if err := r.produce(ctx, schedules, total, func(i int) *kgo.Record {
+	if err := r.produce(ctx, "lateness: writing", schedules, total, func(i int) *kgo.Record {
 		return r.schedule(target, first.Add(time.Duration(i)*step))
 	}); err != nil {
 		return err
@@ -722,7 +797,7 @@ func (r *run) lateness(ctx context.Context) error {
 // partition state is where schedules live; the rest of the service is a
 // fixed cost.
 func (r *run) memory() {
-	n := min(r.cfg.Schedules, 1_000_000)
+	n := r.cfg.Schedules
 	now := time.Now().UTC()
 	noon := time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, time.UTC)
 	measure := func(day int) (perSchedule, recordBytes float64) {
@@ -731,7 +806,10 @@ func (r *run) memory() {
 		runtime.ReadMemStats(&before)
 		tr := tracker.New(tracker.Config{Lead: time.Minute}, 0, 0, noon)
 		var own int64
+		var done atomic.Int64
+		stop := r.watch(fmt.Sprintf("memory: day +%d", day), n, func() int { return int(done.Load()) })
 		for i := range n {
+			done.Store(int64(i))
 			due := noon.Add(time.Duration(day)*24*time.Hour + time.Duration(i%40000)*time.Second)
 			rec := r.schedule("orders", due)
 			rec.Offset = int64(i)
@@ -741,6 +819,7 @@ func (r *run) memory() {
 			}
 			tr.Observe(rec, noon)
 		}
+		stop()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		runtime.KeepAlive(tr)
@@ -769,7 +848,7 @@ func (r *run) rollover(ctx context.Context) error {
 	r.cfg.Progress("rollover: %d schedules for the next day, %d due around midnight", n, stream)
 	streamFrom := midnight.Add(-5 * time.Second)
 	step := 10 * time.Second / time.Duration(stream)
-	if err := r.produce(ctx, schedules, n+stream, func(i int) *kgo.Record {
+	if err := r.produce(ctx, "rollover: writing", schedules, n+stream, func(i int) *kgo.Record {
 		if i < stream {
 			return r.schedule(target, streamFrom.Add(time.Duration(i)*step))
 		}
