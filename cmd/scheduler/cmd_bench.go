@@ -155,6 +155,8 @@ func printBench(w io.Writer, r *bench.Result) {
 		row("load_rate", fmt.Sprintf("%.0f/s", r.LoadRate), ratio(r.LoadRate, r.BaselineConsumeRate))
 		row("time_to_loaded_s", fmt.Sprintf("%.2f", r.TimeToLoadedS), "")
 		row("dispatch_rate", fmt.Sprintf("%.0f/s", r.DispatchRate), ratio(r.DispatchRate, r.BaselineProduceRate))
+		row("load_cpu_us", fmt.Sprintf("%.2f", r.LoadCPUus), fmt.Sprintf("(baseline %.2f µs of CPU per schedule)", r.BaselineConsumeCPUus))
+		row("dispatch_cpu_us", fmt.Sprintf("%.2f", r.DispatchCPUus), fmt.Sprintf("(baseline %.2f µs of CPU per schedule)", r.BaselineProduceCPUus))
 	}
 	if r.PeakRSSBytes > 0 {
 		gib := func(b int64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
