@@ -332,6 +332,9 @@ func (r *run) produce(ctx context.Context, what, topic string, n int, next func(
 	var acked atomic.Int64
 	defer r.watch(what, n, func() int { return int(acked.Load()) })()
 	for i := range n {
+		if err := ctx.Err(); err != nil {
+			return err // stopped: do not build the rest
+		}
 		rec := next(i)
 		rec.Topic = topic
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
