@@ -505,6 +505,8 @@ func (e *Engine) handle(ev any) {
 		e.onScan(ev, now)
 	case evReadBack:
 		e.onReadBack(ev, now)
+	case evFind:
+		e.onFind(ev)
 	case evFatal:
 		e.fatal = ev.err
 	}

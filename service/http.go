@@ -16,11 +16,15 @@ import (
 	"github.com/scheduler-dev/scheduler/internal/health"
 )
 
-// newHTTP serves the operator endpoints of SPEC 7. It is up before the
-// startup steps end, so every body names what is wrong now (the health
-// registry's problems) while the service waits on its cluster.
+// newHTTP serves the operator endpoints of SPEC 7, and the console (SPEC
+// 11) on / and /api/. It is up before the startup steps end, so every body
+// names what is wrong now (the health registry's problems) while the
+// service waits on its cluster.
 func newHTTP(s *Service, gath prometheus.Gatherer) *http.Server {
 	mux := http.NewServeMux()
+	if s.console != nil {
+		s.console.Register(mux)
+	}
 	h := &liveness{cl: s.rep, health: s.health}
 	mux.HandleFunc("GET /healthz", h.serve)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
