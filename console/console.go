@@ -89,7 +89,7 @@ type Config struct {
 	// DefaultRefresh.
 	Refresh time.Duration
 	// SampleEvery is how often the metrics are sampled. Default
-	// DefaultSampleEvery.
+	// Refresh, at most DefaultSampleEvery.
 	SampleEvery time.Duration
 }
 
@@ -107,7 +107,8 @@ func (c *Config) defaults() {
 		c.Refresh = DefaultRefresh
 	}
 	if c.SampleEvery <= 0 {
-		c.SampleEvery = DefaultSampleEvery
+		// As often as the page refreshes, so that a refresh shows news.
+		c.SampleEvery = min(DefaultSampleEvery, c.Refresh)
 	}
 }
 
