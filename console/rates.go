@@ -29,6 +29,7 @@ type sample struct {
 	rejected   map[string]float64 // by code
 	lateness   hist
 	flush      hist
+	latMax     float64 // ms: the largest recent lateness of the owned partitions
 }
 
 // hist is a cumulative Prometheus histogram: bucket upper bounds and
@@ -116,6 +117,9 @@ func (r *rates) take() {
 				if p.LastError != "" {
 					errs[p.LastError] = true
 				}
+				if p.Lateness != nil {
+					s.latMax = max(s.latMax, p.Lateness.Max)
+				}
 			}
 		}
 	}
@@ -170,6 +174,7 @@ type Activity struct {
 	DispatchedH float64        // dispatched over the hour
 	Rejected    []CodeActivity // by code, codes with any rejection this hour
 	Lateness    *Quantiles     // seconds, from the histogram's buckets; nil without dispatches
+	LatenessMax float64        // ms, the largest seen in the samples of the hour; 0 if none
 	Flush       *Quantiles     // seconds; nil without batches
 	FlushMean   float64        // seconds
 	LastError   lastError
@@ -242,10 +247,18 @@ func (r *rates) activity() Activity {
 		a.Rejected = append(a.Rejected, CodeActivity{Code: code, Total: total, PerMinute: pm})
 	}
 	sort.Slice(a.Rejected, func(i, j int) bool { return a.Rejected[i].Code < a.Rejected[j].Code })
+	for _, s := range ring {
+		a.LatenessMax = max(a.LatenessMax, s.latMax)
+	}
 	a.Lateness = quantiles(oldest.lateness, newest.lateness)
 	a.Flush = quantiles(oldest.flush, newest.flush)
 	if a.Flush != nil {
 		a.FlushMean = (newest.flush.sum - oldest.flush.sum) / a.Flush.Count
+	}
+	if a.Lateness != nil && a.LatenessMax > 0 {
+		// Interpolating inside a bucket can overshoot what was seen.
+		a.Lateness.P50 = min(a.Lateness.P50, a.LatenessMax/1000)
+		a.Lateness.P99 = min(a.Lateness.P99, a.LatenessMax/1000)
 	}
 	if len(ring) == 1 {
 		// One sample: everything since the process started.

@@ -202,7 +202,8 @@ func chart(rows []rowView, now time.Time) chartView {
 		index[days[i]] = i
 	}
 	counts := make([]int64, chartDays)
-	v := chartView{W: 760, H: 240, Left: 44, Top: 16}
+	// Drawn about as wide as the card, so that text keeps its size.
+	v := chartView{W: 1120, H: 230, Left: 44, Top: 18}
 	v.PlotH = v.H - v.Top - 44
 	for _, r := range rows {
 		for day, n := range r.Daily {
@@ -328,8 +329,6 @@ type instView struct {
 	Activity   Activity
 	Rate       spark
 	Rejected   []rejectedView
-	LatMax     float64 // ms, of the recent dispatches
-	HasLatMax  bool
 	Partitions []consumer.PartitionStatus
 }
 
@@ -378,9 +377,6 @@ func (c *Console) view(now time.Time) *pageView {
 				iv.Held += p.Held
 				iv.Bytes += p.BufferBytes
 				iv.Pending += p.Pending
-				if p.Lateness != nil {
-					iv.LatMax, iv.HasLatMax = max(iv.LatMax, p.Lateness.Max), true
-				}
 			}
 		}
 		iv.Rate = sparkline(iv.Activity.PerMinute, 260, 44)

@@ -14,6 +14,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
 )
 
 // chromium returns the path of Debian's chromium, "" when it is absent.
@@ -39,13 +42,20 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		t.Skip("chromium is not installed (apt-get install chromium); CI runs this test")
 	}
-	f := newConsoleFixture(t, "alpha")
+	f := newConsoleFixture(t, "alpha", "beta")
 	f.owners(t)
 	addr := f.instance["alpha"]
+	// Some traffic for the rates: schedules due over the next seconds.
+	var burst []*kgo.Record
+	for i := range 60 {
+		burst = append(burst, f.h.schedule("orders", time.Now().Add(time.Duration(i)*50*time.Millisecond), secretPayload,
+			envelope.WithKey(fmt.Sprintf("burst-%d", i))))
+	}
+	f.h.produce(burst...)
 	eventually(t, 60*time.Second, func() bool {
 		_, doc, _ := getPage(t, addr, "/")
 		return chartMatches(doc, f.perDay)
-	}, "the chart counts every pending schedule")
+	}, "the chart counts every pending schedule (and none today: the burst went out)")
 	eventually(t, 30*time.Second, func() bool {
 		c, b := httpGet(t, "http://"+addr+"/api/schedules/dispatched-1")
 		return c == 200 && json.Valid([]byte(b)) && len(b) > 0 && containsState(b, "dispatched")
