@@ -358,6 +358,12 @@ func TestConsoleLookup(t *testing.T) {
 	}
 	code, _ = httpGet(t, "http://"+f.instance["alpha"]+"/api/schedules/"+pending+"?partition=x")
 	require.Equal(t, http.StatusBadRequest, code)
+	code, body = httpGet(t, "http://"+f.instance["alpha"]+"/api/schedules/"+pending+"?partition=99")
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, "has no partition 99")
+	out, exit = runInspect(t, f.h, "--key", pending, "--partition", "99")
+	require.Equal(t, 1, exit)
+	require.Contains(t, out, "has no partition 99")
 }
 
 func partitionOf(t *testing.T, f *consoleFixture, key string) int32 {
