@@ -324,6 +324,15 @@ func TestDecide(t *testing.T) {
 		}},
 		{"updated after its dispatch", history{sched: sched(12, now.Add(2*time.Minute), "k", "orders", due), log: dispF}, StatePending, nil},
 		{"invalid: rejected at its turn", history{sched: sched(5, now, "k", "__x", due)}, StatePending, nil},
+		{"recurring", history{sched: recurring(t, now, envelope.Recurrence{Cron: "0 9 * * *", MaxFires: 5, FireCount: 3})}, StateRecurring, func(t *testing.T, r Result) {
+			first := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+			require.Equal(t, first, *r.Due)
+			require.Equal(t, []time.Time{first, first.AddDate(0, 0, 1)}, r.NextFires, "two firings left")
+		}},
+		{"recurring in a zone", history{sched: recurring(t, now, envelope.Recurrence{Cron: "@daily", Timezone: "Europe/Paris"})}, StateRecurring, func(t *testing.T, r Result) {
+			first := time.Date(2026, 11, 22, 23, 0, 0, 0, time.UTC)
+			require.Equal(t, []time.Time{first, first.AddDate(0, 0, 1), first.AddDate(0, 0, 2)}, r.NextFires)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := decide(tc.h, now)
@@ -448,4 +457,12 @@ func BenchmarkPage(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "bytes/page")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/page")
+}
+
+func recurring(t *testing.T, now time.Time, rec envelope.Recurrence) *found {
+	t.Helper()
+	r, err := envelope.Recurring("orders", rec, now, []byte("p"), envelope.WithKey("k"))
+	require.NoError(t, err)
+	r.Offset, r.Timestamp = 11, now
+	return &found{offset: 11, ts: now, rec: r, headers: r.Headers}
 }

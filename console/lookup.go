@@ -16,6 +16,7 @@ import (
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cron"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -35,10 +36,6 @@ const (
 	SourceMemory = "memory" // the owning instance's tracker, this process
 	SourceTopics = "topics" // the schedules and logs topics, read now
 )
-
-// headerCron marks a recurring schedule (SPEC 10). Recurring schedules are
-// shown as such; their firings after the next one are not computed yet.
-const headerCron = "schedule_cron"
 
 // Result is where one schedule stands: the body of GET /api/schedules/{key}
 // and of `scheduler inspect --json`. Every key is always present; a value
@@ -251,11 +248,34 @@ func scheduleResult(r *kgo.Record, now time.Time) Result {
 	}
 	due := env.Due()
 	res.Due, res.TargetTopic = &due, env.TargetTopic
-	if _, ok := envelope.Header(r.Headers, headerCron); ok {
+	if env.Recur != nil {
 		res.State = StateRecurring
-		res.NextFires = []time.Time{due}
+		res.NextFires = nextFires(env.Recur, due)
 	}
 	return res
+}
+
+// nextFires is the next firing of a recurring schedule and the two after
+// it, as far as its expression, its end and its firings left allow.
+func nextFires(r *envelope.Recurrence, due time.Time) []time.Time {
+	fires := []time.Time{due}
+	s, err := cron.Parse(r.Cron, r.Timezone)
+	if err != nil {
+		return fires // the service rejects it at its turn
+	}
+	s = s.Until(r.Until)
+	left := int64(-1) // firings left, the next one included; -1: no limit
+	if r.MaxFires > 0 {
+		left = r.MaxFires - r.FireCount
+	}
+	for len(fires) < 3 && (left < 0 || int64(len(fires)) < left) {
+		next, ok := s.Next(fires[len(fires)-1])
+		if !ok {
+			break
+		}
+		fires = append(fires, next.UTC())
+	}
+	return fires
 }
 
 func headerNames(hs []kgo.RecordHeader) []string {
