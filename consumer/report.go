@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"slices"
 	"sort"
 	"time"
@@ -84,12 +85,24 @@ func (e *Engine) report(p *partition, now time.Time) {
 		Headers:   []kgo.RecordHeader{{Key: envelope.HeaderZlib, Value: []byte("true")}},
 	}
 	log := p.log
-	e.deps.Reporter.Produce(p.ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil && p.ctx.Err() == nil {
+	// A report ends with its partition, superseded by the next owner's,
+	// except the last one: the stopped report of a partition given up is
+	// produced as the partition's context ends, and must still go out.
+	ctx, cancel := p.ctx, context.CancelFunc(func() {})
+	if r.State == state.Stopped {
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(p.ctx), stoppedReportTimeout)
+	}
+	e.deps.Reporter.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Msg("publishing the state report failed")
 		}
 	})
 }
+
+// stoppedReportTimeout bounds how long a stopped report is retried after
+// its partition was released.
+const stoppedReportTimeout = 30 * time.Second
 
 // Status is what /status shows.
 type Status struct {
