@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -56,6 +57,9 @@ const (
 	DefaultPartitions   = 5
 	DefaultRate         = 10_000
 	DefaultRateSeconds  = 10
+
+	// DefaultProgressEvery is how often long phases report progress.
+	DefaultProgressEvery = 3 * time.Second
 )
 
 // Phases.
@@ -84,6 +88,13 @@ type Config struct {
 	Phases       []string // default AllPhases
 	Logger       zerolog.Logger
 	Progress     func(format string, args ...any) // phase progress for humans; default none
+	// ProgressEvery is how often a long phase reports how far it is;
+	// default DefaultProgressEvery.
+	ProgressEvery time.Duration
+	// HeapProfile, when set, is called once every schedule is loaded and
+	// once every one is sent, before the service stops, to write a heap
+	// profile: the broker's share of memory is what its code holds.
+	HeapProfile func(stage string)
 }
 
 // Result is what a run measured. Rates are schedules per second.
@@ -104,6 +115,15 @@ type Result struct {
 	DispatchRate        float64 `json:"dispatch_rate,omitempty"`
 	BaselineProduceRate float64 `json:"baseline_produce_rate,omitempty"`
 
+	// CPU time of the whole process (service, clients and an embedded
+	// broker alike) per schedule, in microseconds, in each of the windows
+	// above. On a machine shared with other work the rates measure the
+	// CPU the run was given as much as the work; these do not.
+	LoadCPUus            float64 `json:"load_cpu_us,omitempty"`
+	BaselineConsumeCPUus float64 `json:"baseline_consume_cpu_us,omitempty"`
+	DispatchCPUus        float64 `json:"dispatch_cpu_us,omitempty"`
+	BaselineProduceCPUus float64 `json:"baseline_produce_cpu_us,omitempty"`
+
 	LatenessP50Ms   float64 `json:"lateness_p50_ms,omitempty"`
 	LatenessP99Ms   float64 `json:"lateness_p99_ms,omitempty"`
 	LatenessP999Ms  float64 `json:"lateness_p999_ms,omitempty"`
@@ -118,6 +138,13 @@ type Result struct {
 	RolloverLatenessP99Ms  float64 `json:"rollover_lateness_p99_ms,omitempty"`
 	RolloverLatenessP999Ms float64 `json:"rollover_lateness_p999_ms,omitempty"`
 	RolloverLatenessMaxMs  float64 `json:"rollover_lateness_max_ms,omitempty"`
+
+	// Memory of the whole process (service, clients and an embedded
+	// broker alike): the resident set once every schedule is loaded,
+	// once every one is sent, and its peak over the run.
+	RSSLoadedBytes int64 `json:"rss_loaded_bytes,omitempty"`
+	RSSSentBytes   int64 `json:"rss_sent_bytes,omitempty"`
+	PeakRSSBytes   int64 `json:"peak_rss_bytes,omitempty"`
 
 	// Targets says, per target of the benchmark's issue, whether this run
 	// met it; only measured targets are present.
@@ -151,6 +178,12 @@ func (c *Config) defaults() {
 	}
 	if c.Progress == nil {
 		c.Progress = func(string, ...any) {}
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = DefaultProgressEvery
+	}
+	if c.HeapProfile == nil {
+		c.HeapProfile = func(string) {}
 	}
 }
 
@@ -226,9 +259,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			err = fmt.Errorf("unknown phase %q", ph)
 		}
 		if err != nil {
+			r.res.PeakRSSBytes = peakRSS()
 			return r.res, fmt.Errorf("phase %s: %w", ph, err)
 		}
 	}
+	r.res.PeakRSSBytes = peakRSS()
 	r.judge()
 	return r.res, nil
 }
@@ -285,7 +320,7 @@ func (r *run) topics(ctx context.Context, name string) (schedules, target string
 
 // produce writes envelopes to the schedules topic, spread over its
 // partitions by key like any producer, as fast as it can.
-func (r *run) produce(ctx context.Context, topic string, n int, next func(i int) *kgo.Record) error {
+func (r *run) produce(ctx context.Context, what, topic string, n int, next func(i int) *kgo.Record) error {
 	cl, err := kgo.NewClient(append(slices.Clone(r.base),
 		kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(5*time.Millisecond),
 		kgo.MaxBufferedRecords(100_000))...)
@@ -294,13 +329,19 @@ func (r *run) produce(ctx context.Context, topic string, n int, next func(i int)
 	}
 	defer cl.Close()
 	var first atomic.Value
+	var acked atomic.Int64
+	defer r.watch(what, n, func() int { return int(acked.Load()) })()
 	for i := range n {
+		if err := ctx.Err(); err != nil {
+			return err // stopped: do not build the rest
+		}
 		rec := next(i)
 		rec.Topic = topic
 		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
 				first.CompareAndSwap(nil, err)
 			}
+			acked.Add(1)
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {
@@ -405,6 +446,12 @@ func (c *committed) hook(items []*dispatcher.Item, at time.Time) {
 	}
 }
 
+func (c *committed) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
 func (c *committed) wait(ctx context.Context, timeout time.Duration) error {
 	select {
 	case <-c.done:
@@ -436,43 +483,69 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 		return err
 	}
 	r.cfg.Progress("load: writing %d overdue schedules", n)
-	start := time.Now().Add(-time.Hour)
-	if err := r.produce(ctx, schedules, n, func(i int) *kgo.Record {
+	// A millisecond apart, and every one overdue by an hour or more when
+	// the service starts: from an hour ago only the first 3.6 million
+	// would be, and the rest would come due a thousand a second while it
+	// sends, measuring the clock rather than the dispatch.
+	start := time.Now().Add(-time.Hour - time.Duration(n)*time.Millisecond)
+	if err := r.produce(ctx, "load: writing", schedules, n, func(i int) *kgo.Record {
 		return r.schedule(target, start.Add(time.Duration(i)*time.Millisecond))
 	}); err != nil {
 		return err
 	}
 
 	r.cfg.Progress("load: baseline consumer")
+	cpu0 := cpuTime()
 	rate, err := r.baselineConsume(ctx, schedules)
 	if err != nil {
 		return err
 	}
 	r.res.BaselineConsumeRate = rate
+	r.res.BaselineConsumeCPUus = perSchedule(cpuTime()-cpu0, n)
 
 	r.cfg.Progress("load: the scheduler loads and sends them")
 	c := newCommitted(n, nil)
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), cpuTime()
 	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.OnCommitted = c.hook })
 	if err != nil {
 		return err
 	}
 	defer stop()
+	stopWatch := r.watch("load: loading", n, func() int {
+		var read int64
+		for _, p := range s.Engine().Status().Partitions {
+			read += p.Offsets.Position - p.Offsets.Low
+		}
+		return int(read)
+	})
 	assigned, loaded, err := waitLoaded(ctx, s, r.cfg.Partitions)
+	stopWatch()
 	if err != nil {
 		return err
 	}
 	r.res.TimeToLoadedS = loaded.Sub(t0).Seconds()
 	r.res.LoadRate = float64(n) / loaded.Sub(assigned).Seconds()
+	cpu1 := cpuTime()
+	r.res.LoadCPUus = perSchedule(cpu1-cpu0, n)
+	r.res.RSSLoadedBytes = rss()
+	r.cfg.HeapProfile("loaded")
 	c.mu.Lock()
 	before := c.n
 	c.mu.Unlock()
-	if err := c.wait(ctx, 10*time.Minute); err != nil {
+	stopWatch = r.watch("load: sending", n, c.count)
+	// A generous bound that grows with N: a run that slows down fails
+	// with what it sent rather than hanging.
+	err = c.wait(ctx, 10*time.Minute+time.Duration(n/10_000)*time.Second)
+	stopWatch()
+	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	r.res.DispatchRate = float64(n-before) / c.last.Sub(loaded).Seconds()
 	c.mu.Unlock()
+	r.res.DispatchCPUus = perSchedule(cpuTime()-cpu1, n-before)
+	r.res.RSSSentBytes = rss()
+	r.cfg.HeapProfile("sent")
 	stop()
 
 	r.cfg.Progress("load: baseline producer")
@@ -482,6 +555,19 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	}
 	r.res.BaselineProduceRate = rate
 	return nil
+}
+
+// cpuTime returns the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func perSchedule(cpu time.Duration, n int) float64 {
+	return float64(cpu.Microseconds()) / float64(max(n, 1))
 }
 
 // baselineConsume reads a whole topic with a bare franz-go consumer, as the
@@ -528,14 +614,15 @@ func (r *run) baselineConsume(ctx context.Context, topic string) (float64, error
 			pos[p] = 0
 		}
 	}
-	var n int64
+	var n atomic.Int64
+	defer r.watch("load: baseline consumer", int(total), func() int { return int(n.Load()) })()
 	for left > 0 {
 		fs := cl.PollRecords(ctx, 5000)
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
-			n++
+			n.Add(1)
 			before := pos[rec.Partition] >= want[rec.Partition]
 			pos[rec.Partition] = rec.Offset + 1
 			if !before && pos[rec.Partition] >= want[rec.Partition] {
@@ -565,22 +652,29 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 		return 0, err
 	}
 	defer cl.Close()
-	// The records are built before the clock starts: the baseline is the
-	// Kafka work alone.
+	// The records are built while the clock stands still: the baseline
+	// is the Kafka work alone. They are built a chunk of batches at a
+	// time: three records per schedule built at once would take more
+	// memory than the service holds at 10^7.
 	type triple struct{ target, tomb, log *kgo.Record }
-	recs := make([]triple, n)
+	chunk := max(b, 100_000/b*b)
+	recs := make([]triple, 0, chunk)
 	now := time.Now()
-	for i := range recs {
-		env := r.schedule(target, now)
-		parsed, err := envelope.Parse(env, now)
-		if err != nil {
-			return 0, err
+	build := func(lo, hi int) error {
+		recs = recs[:0]
+		for i := lo; i < hi; i++ {
+			env := r.schedule(target, now)
+			parsed, err := envelope.Parse(env, now)
+			if err != nil {
+				return err
+			}
+			p := int32(i % r.cfg.Partitions)
+			src := envelope.Source{Topic: schedules, Partition: p, Offset: int64(i)}
+			t := envelope.Target(&parsed, env.Headers, src)
+			t.Partition = int32(mrand.IntN(r.cfg.Partitions))
+			recs = append(recs, triple{t, envelope.Tombstone(env.Key, env.Headers, src), envelope.Dispatched(t, logs, p, env.Key, now, 0, true)})
 		}
-		p := int32(i % r.cfg.Partitions)
-		src := envelope.Source{Topic: schedules, Partition: p, Offset: int64(i)}
-		t := envelope.Target(&parsed, env.Headers, src)
-		t.Partition = int32(mrand.IntN(r.cfg.Partitions))
-		recs[i] = triple{t, envelope.Tombstone(env.Key, env.Headers, src), envelope.Dispatched(t, logs, p, env.Key, now, 0, true)}
+		return nil
 	}
 	produce := func(rs ...*kgo.Record) error {
 		var first atomic.Value
@@ -648,9 +742,17 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 			return nil
 		}
 	}
-	start := time.Now()
+	var elapsed, cpu time.Duration
+	var sent atomic.Int64
+	defer r.watch("load: baseline producer", n, func() int { return int(sent.Load()) })()
 	for lo := 0; lo < n; lo += b {
-		batch := recs[lo:min(lo+b, n)]
+		if lo%chunk == 0 {
+			if err := build(lo, min(lo+chunk, n)); err != nil {
+				return 0, err
+			}
+		}
+		start, cpu0 := time.Now(), cpuTime()
+		batch := recs[lo%chunk : lo%chunk+min(b, n-lo)]
 		if r.cfg.ExactlyOnce {
 			if err := cl.BeginTransaction(); err != nil {
 				return 0, err
@@ -668,6 +770,8 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				return 0, err
 			}
+			elapsed, cpu = elapsed+time.Since(start), cpu+cpuTime()-cpu0
+			sent.Add(int64(len(batch)))
 			continue
 		}
 		var first, last []*kgo.Record
@@ -681,8 +785,11 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 		if err := produce(last...); err != nil {
 			return 0, err
 		}
+		elapsed, cpu = elapsed+time.Since(start), cpu+cpuTime()-cpu0
+		sent.Add(int64(len(batch)))
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	r.res.BaselineProduceCPUus = perSchedule(cpu, n)
+	return float64(n) / elapsed.Seconds(), nil
 }
 
 func (r *run) lateness(ctx context.Context) error {
@@ -703,7 +810,7 @@ func (r *run) lateness(ctx context.Context) error {
 	r.cfg.Progress("lateness: %d schedules due at %d/s", total, r.cfg.Rate)
 	first := time.Now().Add(3 * time.Second)
 	step := time.Second / time.Duration(r.cfg.Rate)
-	if err := r.produce(ctx, schedules, total, func(i int) *kgo.Record {
+	if err := r.produce(ctx, "lateness: writing", schedules, total, func(i int) *kgo.Record {
 		return r.schedule(target, first.Add(time.Duration(i)*step))
 	}); err != nil {
 		return err
@@ -722,7 +829,7 @@ func (r *run) lateness(ctx context.Context) error {
 // partition state is where schedules live; the rest of the service is a
 // fixed cost.
 func (r *run) memory() {
-	n := min(r.cfg.Schedules, 1_000_000)
+	n := r.cfg.Schedules
 	now := time.Now().UTC()
 	noon := time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, time.UTC)
 	measure := func(day int) (perSchedule, recordBytes float64) {
@@ -731,7 +838,10 @@ func (r *run) memory() {
 		runtime.ReadMemStats(&before)
 		tr := tracker.New(tracker.Config{Lead: time.Minute}, 0, 0, noon)
 		var own int64
+		var done atomic.Int64
+		stop := r.watch(fmt.Sprintf("memory: day +%d", day), n, func() int { return int(done.Load()) })
 		for i := range n {
+			done.Store(int64(i))
 			due := noon.Add(time.Duration(day)*24*time.Hour + time.Duration(i%40000)*time.Second)
 			rec := r.schedule("orders", due)
 			rec.Offset = int64(i)
@@ -741,6 +851,7 @@ func (r *run) memory() {
 			}
 			tr.Observe(rec, noon)
 		}
+		stop()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		runtime.KeepAlive(tr)
@@ -769,7 +880,7 @@ func (r *run) rollover(ctx context.Context) error {
 	r.cfg.Progress("rollover: %d schedules for the next day, %d due around midnight", n, stream)
 	streamFrom := midnight.Add(-5 * time.Second)
 	step := 10 * time.Second / time.Duration(stream)
-	if err := r.produce(ctx, schedules, n+stream, func(i int) *kgo.Record {
+	if err := r.produce(ctx, "rollover: writing", schedules, n+stream, func(i int) *kgo.Record {
 		if i < stream {
 			return r.schedule(target, streamFrom.Add(time.Duration(i)*step))
 		}

@@ -214,13 +214,19 @@ type Engine struct {
 	joined   bool
 	started  time.Time
 
-	readNow  time.Time            // the clock of the records being read, for validate
-	warmed   map[string]time.Time // target topics warmed lately, by validate
-	snap     atomic.Pointer[Status]
-	snapAt   time.Time
-	snapDue  bool
-	scratch  []tracker.Item
-	flushCtx context.Context
+	readNow   time.Time            // the clock of the records being read, for validate
+	warmed    map[string]time.Time // target topics warmed lately, by validate
+	snap      atomic.Pointer[Status]
+	snapAt    time.Time
+	snapDue   bool // take a snapshot now: a partition changed state
+	snapStale bool // take one within snapEvery: counts changed
+	snaps     int  // snapshots taken, for tests
+	scratch   []tracker.Item
+	flushCtx  context.Context
+
+	// write writes a batch: the dispatcher's Flush. Tests of the loop's
+	// batching replace it to count batches without a broker.
+	write func(context.Context, *dispatcher.Batch) dispatcher.Result
 }
 
 // New returns an Engine.
@@ -253,6 +259,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		parts:    map[tp]*partition{},
 		warmed:   map[string]time.Time{},
 		backoff:  dispatcher.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second},
+		write:    deps.Dispatcher.Flush,
 	}
 	for _, s := range cfg.Sets {
 		e.sets[s.Schedules] = s
@@ -514,6 +521,8 @@ func (e *Engine) handle(ev any) {
 		e.onScan(ev, now)
 	case evReadBack:
 		e.onReadBack(ev, now)
+	case evFind:
+		e.onFind(ev)
 	case evFatal:
 		e.fatal = ev.err
 	}
@@ -528,14 +537,21 @@ func (e *Engine) tick(now time.Time) {
 	if !e.stopping {
 		e.maybeFlush(now)
 	}
-	if e.snapDue || now.Sub(e.snapAt) >= 250*time.Millisecond {
+	if e.snapDue || now.Sub(e.snapAt) >= snapEvery {
 		e.snapshot(now)
 	}
 }
 
+// snapEvery is how often, at most, the status snapshot is taken for
+// changed counts alone.
+const snapEvery = 250 * time.Millisecond
+
 // wake returns when the loop must next wake up by itself.
 func (e *Engine) wake(now time.Time) time.Time {
 	w := now.Add(time.Minute)
+	if e.snapStale {
+		w = minTime(w, e.snapAt.Add(snapEvery))
+	}
 	for _, p := range e.order {
 		w = minTime(w, p.lastReport.Add(e.cfg.StateInterval))
 		if !p.tr.Loaded() {

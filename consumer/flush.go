@@ -231,7 +231,7 @@ func (e *Engine) launch(in *inflight, now time.Time) {
 // meanwhile, and so on, telling the loop the outcome of each.
 func (e *Engine) flush(ctx context.Context, in *inflight) {
 	for in != nil {
-		res := e.deps.Dispatcher.Flush(ctx, in.batch)
+		res := e.write(ctx, in.batch)
 		at := e.cfg.Now()
 		var next *inflight
 		if res.Err == nil && ctx.Err() == nil {
@@ -348,7 +348,11 @@ func (e *Engine) onFlushed(f flushed) {
 		e.backoff.Reset()
 		e.retryAt = time.Time{}
 	}
-	e.snapDue = true
+	// The counts changed: the status shows them within snapEvery. Not
+	// at once: with schedules coming due a millisecond apart, batches
+	// are small and many, and a snapshot after each cost the loop more
+	// than forming and settling the batch.
+	e.snapStale = true
 }
 
 // account records a written item in logs and metrics.

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -19,6 +20,13 @@ import (
 type lateness struct {
 	ring [1024]float64
 	n    int
+
+	// The last summary and the count it was taken at: status snapshots
+	// and reports ask for it more often than dispatches come, and sorting
+	// the ring each time cost more than a small batch's dispatch.
+	last   *state.Lateness
+	lastAt int
+	sorts  int // for tests
 }
 
 func (l *lateness) add(ms float64) {
@@ -26,15 +34,22 @@ func (l *lateness) add(ms float64) {
 	l.n++
 }
 
+// summary returns the percentiles of the ring. The result is shared and
+// must not be changed.
 func (l *lateness) summary() *state.Lateness {
 	n := min(l.n, len(l.ring))
 	if n == 0 {
 		return nil
 	}
+	if l.last != nil && l.lastAt == l.n {
+		return l.last
+	}
 	s := slices.Clone(l.ring[:n])
-	sort.Float64s(s)
+	slices.Sort(s)
+	l.sorts++
 	at := func(q float64) float64 { return s[min(int(q*float64(n)), n-1)] }
-	return &state.Lateness{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: s[n-1]}
+	l.last, l.lastAt = &state.Lateness{P50: at(0.5), P99: at(0.99), P999: at(0.999), Max: s[n-1]}, l.n
+	return l.last
 }
 
 // report publishes a partition's state report. It does not wait: the
@@ -72,8 +87,17 @@ func (e *Engine) report(p *partition, now time.Time) {
 		Headers:   []kgo.RecordHeader{{Key: envelope.HeaderZlib, Value: []byte("true")}},
 	}
 	log, topic := p.log, p.set.States
-	e.deps.Reporter.Produce(p.ctx, rec, func(_ *kgo.Record, err error) {
-		if p.ctx.Err() != nil {
+	// A report ends with its partition, superseded by the next owner's,
+	// except the last one: the stopped report of a partition given up is
+	// produced as the partition's context ends, and must still go out.
+	ctx, cancel := p.ctx, context.CancelFunc(func() {})
+	if r.State == state.Stopped {
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(p.ctx), stoppedReportTimeout)
+	}
+	e.deps.Reporter.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		ended := ctx.Err() != nil
+		cancel()
+		if ended {
 			return
 		}
 		// Said once by OnProblem, not at every report of every partition.
@@ -84,6 +108,10 @@ func (e *Engine) report(p *partition, now time.Time) {
 		e.cfg.OnProblem(ComponentStates, err)
 	})
 }
+
+// stoppedReportTimeout bounds how long a stopped report is retried after
+// its partition was released.
+const stoppedReportTimeout = 30 * time.Second
 
 // Status is what /status shows.
 type Status struct {
@@ -165,7 +193,8 @@ func (e *Engine) snapshot(now time.Time) {
 	})
 	s.Ready = ready
 	e.snap.Store(s)
-	e.snapAt, e.snapDue = now, false
+	e.snapAt, e.snapDue, e.snapStale = now, false, false
+	e.snaps++
 }
 
 func loadFraction(p *partition) float64 {

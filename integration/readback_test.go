@@ -95,6 +95,7 @@ func TestReadBacksAreBounded(t *testing.T) {
 	clients := &newClientCounter{}
 	cfg := h.config("a")
 	cfg.Partitions = 1
+	cfg.HTTPAddr = "" // no console, whose states reader would be one more client (serviceClients)
 	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(clients))
 	s, _ := h.start(cfg)
 	var reappended int64
@@ -184,6 +185,7 @@ func TestReadBackEndsWithTheService(t *testing.T) {
 	base := runtime.NumGoroutine()
 	cfg := h.config("a")
 	cfg.Partitions = 1
+	cfg.HTTPAddr = "" // no console, whose states reader would be one more client (serviceClients)
 	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(counter))
 	s, stop := h.start(cfg)
 	eventually(t, 30*time.Second, func() bool { return faulted.Load() >= 3 }, "the read-back was not retried")
@@ -216,6 +218,7 @@ func TestReadBackRetriesWithBackoff(t *testing.T) {
 
 	cfg := h.config("a")
 	cfg.Partitions = 1
+	cfg.HTTPAddr = "" // no console, whose states reader would be one more client (serviceClients)
 	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithHooks(clients))
 	s, _ := h.start(cfg)
 	eventually(t, 60*time.Second, func() bool {
@@ -252,7 +255,8 @@ func (c *clientLog) times() []time.Time {
 }
 
 // serviceClients is how many clients the service builds before any
-// reader: the reporter, the producer and the group consumer.
+// reader: the reporter, the producer and the group consumer. With HTTP on,
+// the console's states reader is one more.
 const serviceClients = 3
 
 // refuseFetches makes the broker refuse, up to times, the fetches of

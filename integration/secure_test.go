@@ -792,7 +792,7 @@ func TestSecretsNeverShown(t *testing.T) {
 			_, body := httpGet(t, "http://"+httpAddr+"/status")
 			return strings.Contains(body, "authorization_failed")
 		}, "the missing grant never showed")
-		for _, path := range []string{"/status", "/healthz", "/readyz", "/metrics"} {
+		for _, path := range []string{"/status", "/healthz", "/readyz", "/metrics", "/", "/api/group"} {
 			_, body := httpGet(t, "http://"+httpAddr+path)
 			require.NotContains(t, body, payload, "%s shows a payload", path)
 			shown = append(shown, body)
@@ -824,7 +824,7 @@ func TestHTTPIsReadOnly(t *testing.T) {
 	h := newHarness(t)
 	s, _ := h.start(h.config("a"))
 	base := "http://" + s.HTTPAddr()
-	for _, path := range []string{"/healthz", "/readyz", "/status", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/status", "/metrics", "/", "/api/group"} {
 		for _, method := range []string{http.MethodGet, http.MethodHead} {
 			req, err := http.NewRequest(method, base+path, nil)
 			require.NoError(t, err)

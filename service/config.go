@@ -91,6 +91,9 @@ type Config struct {
 	// Gatherer serves /metrics when Registerer is set. Default: the fresh
 	// registry.
 	Gatherer prometheus.Gatherer
+	// ConsoleRefresh is how often the console page refreshes itself.
+	// Default console.DefaultRefresh.
+	ConsoleRefresh time.Duration
 	// ClockOffset shifts the service's clock, so that a benchmark can place
 	// the service just before a UTC midnight. Default 0.
 	ClockOffset time.Duration

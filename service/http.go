@@ -17,14 +17,18 @@ import (
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
 
-// newHTTP serves the operator endpoints of SPEC 7. It is up before the
-// startup steps end, so every body names what is wrong now (the health
-// registry's problems) while the service waits on its cluster. They are
-// read-only: a pattern with a method takes GET and HEAD only, and the mux
-// answers 405 to any other method. No body carries a payload or a secret:
-// the problems are error messages of the client, which holds neither.
+// newHTTP serves the operator endpoints of SPEC 7, and the console (SPEC
+// 11) on / and /api/. It is up before the startup steps end, so every body
+// names what is wrong now (the health registry's problems) while the
+// service waits on its cluster. They are read-only: a pattern with a
+// method takes GET and HEAD only, and the mux answers 405 to any other
+// method. No body carries a secret: the problems are error messages of the
+// client, which holds none.
 func newHTTP(s *Service, gath prometheus.Gatherer) *http.Server {
 	mux := http.NewServeMux()
+	if s.console != nil {
+		s.console.Register(mux)
+	}
 	h := &liveness{cl: s.rep, health: s.health, conn: &s.cfg.Conn}
 	mux.HandleFunc("GET /healthz", h.serve)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {

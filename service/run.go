@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
+	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
@@ -50,6 +51,8 @@ type Service struct {
 	cluster *kfake.Cluster
 	clients []*kgo.Client
 	http    *http.Server
+	console *console.Console
+	stopCon func() // stops the console's readers and waits for them
 	httpLn  net.Listener
 	httpWG  sync.WaitGroup
 	probs   *problems // logs each problem once; reg is health
@@ -236,6 +239,18 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
+		var sets []console.Set
+		for _, t := range cfg.TopicSets() {
+			sets = append(sets, console.Set{Schedules: t.Schedules, States: t.States, Logs: t.Logs})
+		}
+		s.console, err = console.New(console.Config{
+			Sets: sets, InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
+			Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
+			Refresh: cfg.ConsoleRefresh,
+		})
+		if err != nil {
+			return nil, err
+		}
 		s.http = newHTTP(s, gath)
 		s.httpWG.Add(1)
 		go func() {
@@ -244,9 +259,20 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 				log.Error().Err(err).Msg("http server")
 			}
 		}()
-		log.Info().Str("addr", ln.Addr().String()).Msg("serving /healthz, /readyz, /status, /metrics")
+		log.Info().Str("addr", ln.Addr().String()).Msg("serving the console on /, and /healthz, /readyz, /status, /metrics")
 	}
 
+	if s.console != nil {
+		// The console reads the states topics from now on, retrying by
+		// itself while the cluster is not there yet.
+		conCtx, cancel := context.WithCancel(context.Background())
+		conDone := make(chan struct{})
+		go func() {
+			defer close(conDone)
+			s.console.Run(conCtx)
+		}()
+		s.stopCon = func() { cancel(); <-conDone }
+	}
 	go s.run(ctx)
 	ok = true
 	return s, nil
@@ -477,6 +503,12 @@ func (s *Service) close() {
 		cancel()
 		s.httpWG.Wait()
 	}
+	if s.stopCon != nil {
+		s.stopCon()
+	} else if s.console != nil {
+		s.console.Close()
+	}
+	s.console, s.stopCon = nil, nil
 	if s.disp != nil {
 		s.disp.Close()
 	}

@@ -50,9 +50,11 @@ type Config struct {
 	// and replace the key hash to make keys collide. The check half of an
 	// ident (see ident) is not replaced: colliding keys are then told
 	// apart by their keys where held, and by the check where indexed.
-	chunkMax  int
-	eagerTidy bool
-	hash      func(key []byte) uint64
+	// They make the gone window short, to forget keys often.
+	chunkMax   int
+	eagerTidy  bool
+	hash       func(key []byte) uint64
+	goneWindow int64
 }
 
 // Op is what the caller must write for an Item.
@@ -171,9 +173,15 @@ type Tracker struct {
 
 	// gone remembers, for goneWindow offsets, keys left without a live
 	// version (cancelled, dispatched, rejected), by ident: the offset where
-	// that happened.
-	gone  map[ident]int64
-	goneQ []goneAt
+	// that happened. goneQ[goneHead:] is the order to forget them in.
+	gone     map[ident]int64
+	goneQ    []goneAt
+	goneHead int
+	goneWin  int64 // goneWindow but in tests
+	// goneMoved counts entries pruneGone copied to compact goneQ: tests
+	// check that the cost of forgetting stays proportional to what is
+	// forgotten.
+	goneMoved int64
 
 	// staleTombs holds stale copies waiting for their tombstone, by
 	// offset, so that the tombstone, once read, ends the wait.
@@ -222,6 +230,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		end:         end,
 		pos:         start,
 		arena:       arena{max: cmp.Or(cfg.chunkMax, maxChunk), eager: cfg.eagerTidy},
+		goneWin:     cmp.Or(cfg.goneWindow, goneWindow),
 	}
 	t.windowEnd = (floorDiv(now.UnixMilli()+t.lead, msPerDay) + 1) * msPerDay
 	if end <= start {
@@ -282,7 +291,7 @@ func (t *Tracker) Pass(offset int64) {
 		return
 	}
 	t.pos = offset + 1
-	if len(t.goneQ) > 0 && t.goneQ[0].at < t.pos-goneWindow {
+	if t.goneHead < len(t.goneQ) && t.goneQ[t.goneHead].at < t.pos-t.goneWin {
 		t.pruneGone()
 	}
 	if !t.loaded && t.pos >= t.end {
@@ -557,15 +566,25 @@ func (t *Tracker) noteGone(id ident, at int64) {
 	t.goneQ = append(t.goneQ, goneAt{at: at, id: id})
 }
 
+// pruneGone forgets the keys that ended more than goneWindow offsets ago.
+// It runs whenever the position passes the oldest of them, which while
+// dispatching is once per batch or more, so it must not cost more than
+// what it forgets: the queue's head moves, and the rest is copied down
+// only once the forgotten part is as long as the rest. (Copying the rest
+// every time copied a million entries per batch once a partition had
+// read back 2^20 offsets of its own tombstones.)
 func (t *Tracker) pruneGone() {
-	i := 0
-	for ; i < len(t.goneQ) && t.goneQ[i].at < t.pos-goneWindow; i++ {
+	i := t.goneHead
+	for ; i < len(t.goneQ) && t.goneQ[i].at < t.pos-t.goneWin; i++ {
 		if g := t.goneQ[i]; t.gone[g.id] == g.at {
 			delete(t.gone, g.id)
 		}
 	}
-	if i > 0 {
-		t.goneQ = append(t.goneQ[:0], t.goneQ[i:]...)
+	t.goneHead = i
+	if rest := len(t.goneQ) - i; i >= rest {
+		t.goneMoved += int64(rest)
+		n := copy(t.goneQ, t.goneQ[i:])
+		t.goneQ, t.goneHead = t.goneQ[:n], 0
 	}
 }
 

@@ -161,6 +161,13 @@ func TestUsageErrors(t *testing.T) {
 		{"cancel timeout", []string{"cancel", "--key", "k", "--timeout=-1s"}, nil, "cancel", "--timeout"},
 		{"cancel sasl", []string{"cancel", "--key", "k", "--sasl-mechanism", "scram"}, nil, "cancel", "--sasl-mechanism"},
 
+		// inspect
+		{"inspect no key", []string{"inspect"}, nil, "inspect", "--key"},
+		{"inspect both", []string{"inspect", "--key", "k", "--partition", "1", "--partition-key", "p"}, nil, "inspect", "--partition and --partition-key"},
+		{"inspect partition", []string{"inspect", "--key", "k", "--partition", "-1"}, nil, "inspect", "--partition"},
+		{"inspect topic", []string{"inspect", "--key", "k", "--topic", "bad topic"}, nil, "inspect", "--topic"},
+		{"inspect partitioner", []string{"inspect", "--key", "k", "--partitioner", "x"}, nil, "inspect", "--partitioner"},
+		{"states interval", []string{"states", "--watch", "--interval", "1ms"}, nil, "states", "--interval"},
 		// states
 		{"states topic", []string{"states", "--topic", "bad topic"}, nil, "states", "--topic"},
 		{"states timeout", []string{"states", "--timeout", "x"}, nil, "states", "--timeout"},
@@ -234,7 +241,7 @@ func TestTopLevel(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"run", "-h"}, {"run", "--help"}, {"help", "run"}, {"schedule", "-h"}, {"cancel", "--help"},
-		{"states", "-h"}, {"topics", "create", "-h"}, {"version", "-h"},
+		{"states", "-h"}, {"inspect", "-h"}, {"topics", "create", "-h"}, {"version", "-h"},
 	} {
 		code, stdout, stderr = invoke(t, ctx, nil, "", args...)
 		require.Equal(t, exitOK, code, args)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -17,12 +18,13 @@ import (
 
 // benchOpts is the parsed command line of bench.
 type benchOpts struct {
-	cfg        bench.Config
-	phases     []string
-	json       bool
-	logLevel   string
-	cpuProfile string
-	memProfile string
+	cfg         bench.Config
+	phases      []string
+	json        bool
+	logLevel    string
+	cpuProfile  string
+	memProfile  string
+	heapProfile string
 }
 
 func benchCmd(ctx context.Context, s *stdio, args []string) error {
@@ -44,6 +46,21 @@ func benchCmd(ctx context.Context, s *stdio, args []string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if o.heapProfile != "" {
+		o.cfg.HeapProfile = func(stage string) {
+			name := o.heapProfile + "." + stage
+			f, err := os.Create(name)
+			if err != nil {
+				fmt.Fprintf(s.err, "bench: heap profile: %v\n", err)
+				return
+			}
+			defer f.Close()
+			runtime.GC() // the profile shows the heap as of the last collection
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				fmt.Fprintf(s.err, "bench: heap profile: %v\n", err)
+			}
+		}
 	}
 	if o.memProfile != "" {
 		defer func() {
@@ -94,6 +111,7 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 	f.String(&o.logLevel, "log-level", "the service's log level during the run")
 	f.String(&o.cpuProfile, "cpu-profile", "write a CPU profile of the whole run to this file")
 	f.String(&o.memProfile, "mem-profile", "write an allocation profile of the whole run to this file")
+	f.String(&o.heapProfile, "heap-profile", "write heap profiles to this file name + .loaded and + .sent, when every schedule is loaded and when every one is sent (each after a collection, which the dispatch rate then includes)")
 	if err := f.parse(args, lookupEnv); err != nil {
 		return nil, err
 	}
@@ -137,6 +155,12 @@ func printBench(w io.Writer, r *bench.Result) {
 		row("load_rate", fmt.Sprintf("%.0f/s", r.LoadRate), ratio(r.LoadRate, r.BaselineConsumeRate))
 		row("time_to_loaded_s", fmt.Sprintf("%.2f", r.TimeToLoadedS), "")
 		row("dispatch_rate", fmt.Sprintf("%.0f/s", r.DispatchRate), ratio(r.DispatchRate, r.BaselineProduceRate))
+		row("load_cpu_us", fmt.Sprintf("%.2f", r.LoadCPUus), fmt.Sprintf("(baseline %.2f µs of CPU per schedule)", r.BaselineConsumeCPUus))
+		row("dispatch_cpu_us", fmt.Sprintf("%.2f", r.DispatchCPUus), fmt.Sprintf("(baseline %.2f µs of CPU per schedule)", r.BaselineProduceCPUus))
+	}
+	if r.PeakRSSBytes > 0 {
+		gib := func(b int64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }
+		row("peak_rss", gib(r.PeakRSSBytes), fmt.Sprintf("(loaded %s, sent %s; service and clients, and the embedded broker if any)", gib(r.RSSLoadedBytes), gib(r.RSSSentBytes)))
 	}
 	if r.LatenessP99Ms > 0 {
 		row("lateness at "+fmt.Sprint(r.Rate)+"/s", fmt.Sprintf("p50 %.1f ms", r.LatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms, %d early", r.LatenessP99Ms, r.LatenessP999Ms, r.LatenessMaxMs, r.EarlyDispatches))

@@ -29,6 +29,8 @@ type statesOpts struct {
 	timeout time.Duration
 	topic   string // the states topic
 	json    bool
+	watch   bool
+	every   time.Duration // between reads with --watch
 }
 
 // latest is the newest report read from one partition.
@@ -44,6 +46,13 @@ func statesCmd(ctx context.Context, s *stdio, args []string) error {
 	if err != nil {
 		return err
 	}
+	if o.watch {
+		return watchStates(ctx, s, o)
+	}
+	return statesOnce(ctx, s, o)
+}
+
+func statesOnce(ctx context.Context, s *stdio, o *statesOpts) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	reports, err := readStates(ctx, o, func(p int32, offset int64, err error) {
@@ -60,20 +69,105 @@ func statesCmd(ctx context.Context, s *stdio, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)
 	}
-	return printStates(s.out, reports)
+	if err := printStates(s.out, reports); err != nil {
+		return err
+	}
+	fmt.Fprintln(s.out)
+	return printHistogram(s.out, reports, time.Now())
+}
+
+// watchStates reads and prints again every o.every until ctx ends (Ctrl-C),
+// which is a success. A failed read is shown and retried, not fatal: the
+// cluster may come back.
+func watchStates(ctx context.Context, s *stdio, o *statesOpts) error {
+	for {
+		if !o.json {
+			fmt.Fprint(s.out, "\x1b[H\x1b[2J") // home, clear: redraw in place
+			fmt.Fprintf(s.out, "%s every %v · %s · Ctrl-C to stop\n\n", o.topic, o.every, time.Now().UTC().Format(dueLayout))
+		}
+		if err := statesOnce(ctx, s, o); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fmt.Fprintf(s.err, "scheduler states: %s (retrying in %v)\n", oneLine(err.Error()), o.every)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(o.every):
+		}
+	}
+}
+
+// histogramDays is how many UTC days the histogram shows, today first, as
+// the console's chart does.
+const histogramDays = 14
+
+// printHistogram prints pending schedules per UTC day over every
+// partition, as bars. Overdue days count on today; later days are summed.
+func printHistogram(w io.Writer, reports []latest, now time.Time) error {
+	today := now.UTC().Truncate(24 * time.Hour)
+	counts := make([]int64, histogramDays)
+	index := map[string]int{}
+	for i := range counts {
+		index[today.AddDate(0, 0, i).Format(time.DateOnly)] = i
+	}
+	first := today.Format(time.DateOnly)
+	var overdue, later, peak int64
+	for _, l := range reports {
+		for day, n := range l.Report.Daily {
+			switch i, ok := index[day]; {
+			case n <= 0:
+			case ok:
+				counts[i] += n
+			case day < first:
+				counts[0] += n
+				overdue += n
+			default:
+				later += n
+			}
+		}
+	}
+	for _, n := range counts {
+		peak = max(peak, n)
+	}
+	const width = 40
+	fmt.Fprintln(w, "PENDING PER UTC DAY")
+	for i, n := range counts {
+		d := today.AddDate(0, 0, i)
+		bar := 0
+		if peak > 0 {
+			bar = int((n*width + peak - 1) / peak) // a day with any schedule gets a mark
+		}
+		note := ""
+		if i == 0 && overdue > 0 {
+			note = fmt.Sprintf("  (%d overdue)", overdue)
+		}
+		fmt.Fprintf(w, "%s %s  %-*s %8d%s\n", d.Format(time.DateOnly), d.Format("Mon"), width, strings.Repeat("#", bar), n, note)
+	}
+	if later > 0 {
+		fmt.Fprintf(w, "later           %-*s %8d\n", width, "", later)
+	}
+	return nil
 }
 
 func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesOpts, error) {
-	f := newFlagSet("states", "Read the states topic from its start to its end and print the latest report of each\npartition: state, when it was written, offsets read, pending schedules per UTC day, and\nwhy the partition is stopped or the last error.")
+	f := newFlagSet("states", "Read the states topic from its start to its end and print the latest report of each\npartition: state, when it was written, offsets read, pending schedules per UTC day, and\nwhy the partition is stopped or the last error; then a histogram of pending schedules per\nUTC day for the next 14 days. --watch prints it again every --interval.")
 	o := &statesOpts{}
 	topic, postfix := envelope.DefaultTopic, envelope.DefaultStatesPostfix
 	toolConn(f, &o.conn)
 	f.String(&topic, "topic", "schedules topic whose states topic to read")
 	f.String(&postfix, "states-postfix", "states topic = schedules topic + this")
 	f.Bool(&o.json, "json", "print a JSON array of {partition, key, offset, report}")
+	f.Bool(&o.watch, "watch", "read and print again every --interval until interrupted")
+	o.every = 2 * time.Second
+	f.Duration(&o.every, "interval", "between reads with --watch")
 	timeoutFlag(f, &o.timeout)
 	if err := f.parse(args, lookupEnv); err != nil {
 		return nil, err
+	}
+	if o.every < 100*time.Millisecond {
+		return nil, f.usageErrf("--interval: %v is below 100ms", o.every)
 	}
 	if err := validateConn(f, &o.conn); err != nil {
 		return nil, err

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -366,7 +368,7 @@ func TestStates(t *testing.T) {
 
 	// Empty first: the header alone.
 	stdout, stderr := cliAt(t, addr, "", "states")
-	require.Equal(t, "PARTITION  STATE  WHEN  OFFSETS  PENDING  ERROR\n", stdout)
+	require.Equal(t, "PARTITION  STATE  WHEN  OFFSETS  PENDING  ERROR\n", statesTable(t, stdout))
 	require.Empty(t, stderr)
 	stdout, _ = cliAt(t, addr, "", "states", "--json")
 	require.JSONEq(t, "[]", stdout)
@@ -387,10 +389,11 @@ func TestStates(t *testing.T) {
 	produce(t, cl, &kgo.Record{Topic: statesTopic, Partition: 4, Key: []byte("loaded_state")}) // a tombstone: no report, no warning
 
 	stdout, stderr = cliAt(t, addr, "", "states")
+	require.Equal(t, 3+10, histogramTotal(t, stdout), "both days counted, overdue on today's bar")
 	require.Equal(t, ""+
 		"PARTITION  STATE    WHEN                      OFFSETS  PENDING                     ERROR\n"+
 		"1          loaded   2026-11-22T10:00:01.123Z  2-42     2026-11-22=3 2026-11-23=10  -\n"+
-		"3          stopped  2026-11-22T10:00:00.123Z  0-0      -                           schedule_schema_version \"2.0.0\" is newer\n", stdout)
+		"3          stopped  2026-11-22T10:00:00.123Z  0-0      -                           schedule_schema_version \"2.0.0\" is newer\n", statesTable(t, stdout))
 	require.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
 	require.True(t, strings.HasPrefix(stderr, fmt.Sprintf("scheduler states: warning: skipping %s partition 2 offset %d: ", statesTopic, garbage)), stderr)
 
@@ -446,4 +449,102 @@ func TestTopicsCreateTargets(t *testing.T) {
 		require.Equal(t, 2, code)
 		require.Contains(t, errb.String(), "--target")
 	}
+}
+
+// statesTable is the table `scheduler states` prints before its histogram.
+func statesTable(t *testing.T, stdout string) string {
+	t.Helper()
+	table, hist, ok := strings.Cut(stdout, "\nPENDING PER UTC DAY\n")
+	require.True(t, ok, "a histogram after the table: %q", stdout)
+	require.Len(t, strings.Split(strings.TrimSuffix(hist, "\n"), "\n"), histogramDays, hist)
+	return table
+}
+
+// histogramTotal adds up the counts of the histogram's lines.
+func histogramTotal(t *testing.T, stdout string) int {
+	t.Helper()
+	_, hist, ok := strings.Cut(stdout, "\nPENDING PER UTC DAY\n")
+	require.True(t, ok)
+	total := 0
+	for _, l := range strings.Split(strings.TrimSuffix(hist, "\n"), "\n") {
+		f := strings.Fields(strings.Split(l, "(")[0])
+		n, err := strconv.Atoi(f[len(f)-1])
+		require.NoError(t, err, l)
+		total += n
+	}
+	return total
+}
+
+func TestStatesHistogram(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 22, 23, 59, 0, 0, time.UTC)
+	reports := []latest{
+		{Partition: 0, Report: &state.Report{Daily: map[string]int64{"2026-11-21": 2, "2026-11-22": 8, "2026-11-24": 4}}},
+		{Partition: 1, Report: &state.Report{Daily: map[string]int64{"2026-11-24": 4, "2026-12-06": 1, "2026-12-07": 7}}},
+	}
+	var b strings.Builder
+	require.NoError(t, printHistogram(&b, reports, now))
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	require.Len(t, lines, 1+histogramDays+1)
+	require.Equal(t, "PENDING PER UTC DAY", lines[0])
+	bar := strings.Repeat("#", 40)
+	require.Equal(t, "2026-11-22 Sun  "+bar+"       10  (2 overdue)", lines[1])
+	require.Equal(t, "2026-11-23 Mon  "+strings.Repeat(" ", 40)+"        0", lines[2])
+	require.Equal(t, "2026-11-24 Tue  "+strings.Repeat("#", 32)+strings.Repeat(" ", 8)+"        8", lines[3])
+	require.Equal(t, "2026-12-05 Sat  "+strings.Repeat(" ", 40)+"        0", lines[14])
+	require.True(t, strings.HasPrefix(lines[15], "later "), lines[15])
+	require.True(t, strings.HasSuffix(lines[15], " 8"), lines[15])
+}
+
+func TestStatesWatch(t *testing.T) {
+	t.Parallel()
+	statesTopic := envelope.DefaultTopic + envelope.DefaultStatesPostfix
+	addr := cluster(t, kfake.SeedTopics(testPartitions, envelope.DefaultTopic, statesTopic))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+
+	// --watch prints again until interrupted, and an interrupt is a
+	// success. A report written meanwhile shows in a later print.
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"states", "--watch", "--interval", "100ms"}, strings.NewReader(""), out, io.Discard,
+			lookup(map[string]string{"SCHEDULER_BROKERS": addr}))
+	}()
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "PENDING PER UTC DAY") >= 2 }, 20*time.Second, 10*time.Millisecond)
+	writeReport(t, cl, 2, &state.Report{State: state.Loaded, DispatchedAt: state.UnixSeconds(time.Now()), Partition: 2,
+		Daily: map[string]int64{time.Now().UTC().Format(time.DateOnly): 5}})
+	require.Eventually(t, func() bool {
+		s := out.String()
+		last := s[strings.LastIndex(s, "\x1b[H\x1b[2J"):]
+		return strings.Contains(last, "\n2          loaded") && strings.Contains(last, "PENDING PER UTC DAY")
+	}, 20*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case code := <-done:
+		require.Equal(t, exitOK, code)
+	case <-time.After(20 * time.Second):
+		t.Fatal("--watch did not stop when interrupted")
+	}
+}
+
+// lockedBuffer is written by a command while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

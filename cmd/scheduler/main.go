@@ -58,6 +58,7 @@ var commands = []command{
 	{"schedule", "produce one schedule envelope", scheduleCmd},
 	{"cancel", "cancel a schedule by its key", cancelCmd},
 	{"states", "print the latest state report of each partition", statesCmd},
+	{"inspect", "where a schedule stands: pending, dispatched, cancelled or rejected", inspectCmd},
 	{"topics", "manage the topics: topics create", topicsCmd},
 	{"bench", "measure rates, lateness and memory against a bare client", benchCmd},
 	{"version", "print the version", versionCmd},

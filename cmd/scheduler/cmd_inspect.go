@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/console"
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/service"
+)
+
+// inspectOpts is the parsed command line of inspect.
+type inspectOpts struct {
+	conn        kclient.Conn
+	timeout     time.Duration
+	topic, logs string
+	partitioner string
+	json        bool
+	query       console.Query
+}
+
+// inspectCmd looks a schedule up as the console's lookup box does, from
+// the topics alone: no running service is needed.
+func inspectCmd(ctx context.Context, s *stdio, args []string) error {
+	o, err := parseInspect(args, s.lookupEnv)
+	if err != nil {
+		return err
+	}
+	opts, err := o.conn.Opts()
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	defer cl.Close()
+	f := console.NewFinder(console.FinderConfig{
+		Sets: []console.Set{{Schedules: o.topic, Logs: o.logs}},
+		Opts: opts, Admin: kadm.NewClient(cl), Partitioner: o.partitioner,
+	})
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	res, err := f.Lookup(ctx, o.query)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(s.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if res.State != console.StateUnknown {
+		printInspect(s.out, res, time.Now())
+	}
+	if res.State == console.StateUnknown {
+		return fmt.Errorf("key %q was never seen in %s partition %d nor in %s (or compaction and retention removed every trace of it); if it was not partitioned by its key, give --partition or --partition-key",
+			res.Key, res.Topic, res.Partition, o.logs)
+	}
+	return nil
+}
+
+func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspectOpts, error) {
+	f := newFlagSet("inspect", "Where a schedule stands (SPEC 11): pending with its due time, recurring, dispatched\n(when, how late), cancelled or rejected (with its code), read from the key's partition of\nthe schedules topic and of the logs topic. Shows header names, never payloads or header\nvalues. Exits 1 for a key that was never seen.")
+	o := &inspectOpts{}
+	topic, postfix := envelope.DefaultTopic, envelope.DefaultLogsPostfix
+	var partition optInt
+	var partitionKey optString
+	toolConn(f, &o.conn)
+	f.String(&topic, "topic", "schedules topic of the schedule")
+	f.String(&postfix, "logs-postfix", "logs topic = schedules topic + this")
+	partitionerFlag(f, &o.partitioner)
+	f.String(&o.query.Key, "key", "key of the schedule (required)")
+	f.Var(&partition, "partition", "partition of the schedule, when it was not partitioned by its key")
+	f.Var(&partitionKey, "partition-key", "hash this instead of the key to find the partition")
+	f.Bool(&o.json, "json", "print the answer as one JSON object (the body of GET /api/schedules/{key})")
+	timeoutFlag(f, &o.timeout)
+	if err := f.parse(args, lookupEnv); err != nil {
+		return nil, err
+	}
+	if err := validateConn(f, &o.conn); err != nil {
+		return nil, err
+	}
+	if err := checkTimeout(f, o.timeout); err != nil {
+		return nil, err
+	}
+	if err := checkPartitioner(f, o.partitioner); err != nil {
+		return nil, err
+	}
+	o.topic, o.logs = topic, topic+postfix
+	switch {
+	case !service.LegalTopic(o.topic) || !service.LegalTopic(o.logs):
+		return nil, f.usageErrf("--topic/--logs-postfix: %q is not a legal topic name", o.logs)
+	case o.query.Key == "":
+		return nil, f.usageErrf("--key: required")
+	case partition.set && partitionKey.set:
+		return nil, f.usageErrf("--partition and --partition-key: give at most one")
+	}
+	o.query.Topic, o.query.Partition = o.topic, -1
+	if partition.set {
+		p, err := partition.partition(f, "partition")
+		if err != nil {
+			return nil, err
+		}
+		o.query.Partition = p
+	}
+	if partitionKey.set {
+		o.query.PartitionKey = &partitionKey.v
+	}
+	return o, nil
+}
+
+// printInspect prints the answer one fact a line, the facts the console's
+// lookup box shows, in its order.
+func printInspect(w io.Writer, r console.Result, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	line := func(name, value string) { fmt.Fprintf(tw, "%s:\t%s\n", name, oneLine(value)) }
+	ts := func(t time.Time) string { return t.UTC().Format(dueLayout) }
+	line("key", r.Key)
+	line("state", r.State)
+	line("topic", r.Topic)
+	line("partition", fmt.Sprint(r.Partition))
+	if r.Due != nil {
+		rel := "in " + r.Due.Sub(now).Round(time.Second).String()
+		if r.Due.Before(now) {
+			rel = now.Sub(*r.Due).Round(time.Second).String() + " ago"
+		}
+		line("due", ts(*r.Due)+" ("+rel+")")
+	}
+	if len(r.NextFires) > 0 {
+		fires := make([]string, len(r.NextFires))
+		for i, t := range r.NextFires {
+			fires[i] = ts(t)
+		}
+		line("next firings", strings.Join(fires, ", "))
+	}
+	if r.TargetTopic != "" {
+		line("target topic", r.TargetTopic)
+	}
+	if r.Offset != nil {
+		line("offset", fmt.Sprint(*r.Offset))
+	}
+	if r.DispatchedAt != nil {
+		line("dispatched at", ts(*r.DispatchedAt))
+	}
+	if r.LatenessMs != nil {
+		line("lateness", fmt.Sprintf("%d ms", *r.LatenessMs))
+	}
+	if r.CancelledAt != nil {
+		line("cancelled at", ts(*r.CancelledAt))
+	}
+	if r.Error != "" {
+		line("error", r.Error+" "+r.ErrorMessage)
+	}
+	if r.LogOffset != nil {
+		line("audit record", fmt.Sprintf("offset %d of the logs topic", *r.LogOffset))
+	}
+	if r.InFlight {
+		line("now", "in a batch being written")
+	}
+	if len(r.HeaderNames) > 0 {
+		line("headers", strings.Join(r.HeaderNames, ", ")+" (names only)")
+	}
+	if r.Owner != "" {
+		line("owner", r.Owner)
+	}
+	line("answered from", r.Source)
+	if r.Note != "" {
+		line("note", r.Note)
+	}
+	_ = tw.Flush()
+}

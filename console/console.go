@@ -1,0 +1,322 @@
+// Package console is the operators' console of SPEC 11: a page served on
+// GET / that shows the whole group (every partition's latest state report,
+// read from the states topics), pending schedules per UTC day, this
+// instance's last hour, and finds a schedule by key; and the JSON behind
+// it, GET /api/group and GET /api/schedules/{key}.
+//
+// It is read-only and renders no payload and no header value: header
+// names only, and of the schedule's control headers only the due time and
+// the target topic. The page is server-rendered with html/template, which
+// escapes every user-controlled string (keys, topic names, error
+// messages); its stylesheet and its small script are embedded, so it works
+// air-gapped, and a Content-Security-Policy keeps it to them.
+//
+// What it costs the service: one Kafka client reading the states topics
+// (reader.go), a ring of samples of the service's own metrics (rates.go),
+// and per lookup one question to the loop (consumer.Engine.Find) and, when
+// the answer is not in this instance's memory, one short-lived reader of
+// the key's partition of the schedules and logs topics (lookup.go).
+package console
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/consumer"
+	"github.com/scheduler-dev/scheduler/internal/health"
+)
+
+//go:embed assets templates
+var files embed.FS
+
+// Set is a schedules topic with its states and logs topics.
+type Set struct {
+	Schedules, States, Logs string
+}
+
+// Engine is what the console reads of the service's loop.
+type Engine interface {
+	Instance
+	Status() *consumer.Status
+}
+
+// Defaults of Config.
+const (
+	DefaultStateInterval = 5 * time.Second
+	DefaultLookupTimeout = 10 * time.Second
+	DefaultRefresh       = 5 * time.Second
+	DefaultSampleEvery   = 10 * time.Second
+)
+
+// Config configures a Console.
+type Config struct {
+	Sets       []Set
+	InstanceID string
+	Group      string
+	// StateInterval is the service's --state-interval: a report older than
+	// three of them is marked stale. Default DefaultStateInterval.
+	StateInterval time.Duration
+	// Opts connect the console's clients to the cluster.
+	Opts        []kgo.Opt
+	Partitioner string // how schedule keys are partitioned; default murmur2
+	// Engine is the service's loop: this instance's detail and memory.
+	// Default nil: no instance section, lookups read the topics.
+	Engine Engine
+	// Gatherer has the service's metrics, sampled for the last hour's
+	// rates. Default nil: no rates.
+	Gatherer prometheus.Gatherer
+	// Health receives the states reader's problems. Default nil.
+	Health *health.Registry
+	Logger zerolog.Logger
+	Now    func() time.Time // default time.Now
+	// LookupTimeout bounds a lookup that reads the topics. Default
+	// DefaultLookupTimeout.
+	LookupTimeout time.Duration
+	// Refresh is how often the page refreshes itself. Default
+	// DefaultRefresh.
+	Refresh time.Duration
+	// SampleEvery is how often the metrics are sampled. Default
+	// Refresh, at most DefaultSampleEvery.
+	SampleEvery time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.StateInterval <= 0 {
+		c.StateInterval = DefaultStateInterval
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.LookupTimeout <= 0 {
+		c.LookupTimeout = DefaultLookupTimeout
+	}
+	if c.Refresh <= 0 {
+		c.Refresh = DefaultRefresh
+	}
+	if c.SampleEvery <= 0 {
+		// As often as the page refreshes, so that a refresh shows news.
+		c.SampleEvery = min(DefaultSampleEvery, c.Refresh)
+	}
+}
+
+// Console serves the page and its JSON. Build it with New, Run it for its
+// readers, and mount it with Register.
+type Console struct {
+	cfg    Config
+	reader *reader
+	rates  *rates
+	finder *Finder
+	page   *template.Template
+	assets http.Handler
+	bufs   sync.Pool
+}
+
+// New builds a Console. It connects nothing until Run.
+func New(cfg Config) (*Console, error) {
+	cfg.defaults()
+	if len(cfg.Sets) == 0 {
+		return nil, errors.New("console: at least one topic set is required")
+	}
+	log := cfg.Logger.With().Str("component", "console").Logger()
+	r, err := newReader(cfg.Sets, cfg.Opts, log, cfg.Now, cfg.Health)
+	if err != nil {
+		return nil, err
+	}
+	c := &Console{cfg: cfg, reader: r}
+	var status func() *consumer.Status
+	var inst Instance
+	if cfg.Engine != nil {
+		status, inst = cfg.Engine.Status, cfg.Engine
+	}
+	c.rates = newRates(cfg.Gatherer, status, cfg.SampleEvery, cfg.Now)
+	c.finder = NewFinder(FinderConfig{
+		Sets: cfg.Sets, Opts: cfg.Opts, Admin: r.adm, Partitioner: cfg.Partitioner,
+		Instance: inst, Owner: c.owner, Now: cfg.Now,
+	})
+	c.page, err = template.New("page.html").Funcs(funcs).ParseFS(files, "templates/page.html")
+	if err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	assets, _ := fs.Sub(files, "assets")
+	c.assets = http.StripPrefix("/assets/", http.FileServerFS(assets))
+	return c, nil
+}
+
+// Run reads the states topics and samples the metrics until ctx ends. It
+// returns once its client is closed.
+func (c *Console) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { c.rates.run(ctx) })
+	c.reader.run(ctx)
+	wg.Wait()
+}
+
+// Close releases the client when Run was never called.
+func (c *Console) Close() { c.reader.cl.Close() }
+
+// Register mounts the console on mux: GET (and HEAD) only; any other method
+// gets 405 from the mux.
+func (c *Console) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", c.servePage)
+	mux.HandleFunc("GET /api/group", c.serveGroup)
+	mux.HandleFunc("GET /api/schedules/{key...}", c.serveSchedule)
+	mux.Handle("GET /assets/", c.assets)
+}
+
+// Handler is the console alone on a mux of its own.
+func (c *Console) Handler() http.Handler {
+	mux := http.NewServeMux()
+	c.Register(mux)
+	return mux
+}
+
+// owner names the instance of a partition's latest report.
+func (c *Console) owner(topic string, partition int32) string {
+	if s, ok := c.reader.snapshot().reports[partKey{topic, partition}]; ok {
+		return s.report.Instance
+	}
+	return ""
+}
+
+// securityHeaders keep the page to its own assets: no inline script, no
+// other origin, no framing.
+func securityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+}
+
+func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
+	now := c.cfg.Now()
+	v := c.view(now)
+	if q, ok, err := query(r, r.URL.Query().Get("key")); ok {
+		v.Form = formView{Key: q.Key, Topic: r.URL.Query().Get("topic"), Partition: r.URL.Query().Get("partition"), PartitionKey: r.URL.Query().Get("partition_key")}
+		lv := &lookupView{Asked: true}
+		if err != nil {
+			lv.Problem = err.Error()
+		} else {
+			ctx, cancel := context.WithTimeout(r.Context(), c.cfg.LookupTimeout)
+			res, err := c.finder.Lookup(ctx, q)
+			cancel()
+			if err != nil {
+				lv.Problem = err.Error()
+			} else {
+				lv.Result = &res
+			}
+		}
+		v.Lookup = lv
+	}
+	buf := c.buf()
+	defer c.bufs.Put(buf)
+	if err := c.page.Execute(buf, v); err != nil {
+		c.cfg.Logger.Error().Err(err).Msg("console: rendering the page")
+		http.Error(w, "rendering the page failed", http.StatusInternalServerError)
+		return
+	}
+	securityHeaders(w)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	if r.Method == http.MethodHead {
+		return
+	}
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (c *Console) buf() *bytes.Buffer {
+	if b, ok := c.bufs.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+// query reads a lookup from the request: the key, and optionally topic,
+// partition or partition_key. ok is false when no key was asked.
+func query(r *http.Request, key string) (q Query, ok bool, err error) {
+	vals := r.URL.Query()
+	if key == "" && !vals.Has("key") {
+		return Query{}, false, nil
+	}
+	q = Query{Key: key, Topic: vals.Get("topic"), Partition: -1}
+	if key == "" {
+		return q, true, errors.New("a key is required")
+	}
+	p, pk := vals.Get("partition"), vals.Get("partition_key")
+	switch {
+	case p != "" && pk != "":
+		return q, true, errors.New("give partition or partition_key, not both")
+	case p != "":
+		n, err := strconv.ParseInt(p, 10, 32)
+		if err != nil || n < 0 {
+			return q, true, errors.New("partition must be a partition number (0 or more)")
+		}
+		q.Partition = int32(n)
+	case vals.Has("partition_key") && pk != "":
+		q.PartitionKey = &pk
+	}
+	return q, true, nil
+}
+
+func (c *Console) serveGroup(w http.ResponseWriter, r *http.Request) {
+	now := c.cfg.Now()
+	g := c.groupRows(now)
+	out := GroupJSON{GeneratedAt: now.UTC(), StaleAfterMs: (3 * c.cfg.StateInterval).Milliseconds(), Partitions: make([]PartitionJSON, 0, len(g.Rows)), ReaderError: g.ReaderError}
+	for _, row := range g.Rows {
+		out.Partitions = append(out.Partitions, row.json())
+	}
+	writeJSON(w, r, http.StatusOK, out)
+}
+
+func (c *Console) serveSchedule(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	q, _, err := query(r, key)
+	if err != nil {
+		writeJSON(w, r, http.StatusBadRequest, map[string]string{"key": key, "problem": err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.LookupTimeout)
+	defer cancel()
+	res, err := c.finder.Lookup(ctx, q)
+	switch {
+	case errors.Is(err, ErrBadQuery):
+		writeJSON(w, r, http.StatusBadRequest, map[string]string{"key": key, "problem": err.Error()})
+	case err != nil:
+		writeJSON(w, r, http.StatusServiceUnavailable, map[string]string{"key": key, "problem": err.Error()})
+	case res.State == StateUnknown:
+		writeJSON(w, r, http.StatusNotFound, res)
+	default:
+		writeJSON(w, r, http.StatusOK, res)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	b = append(b, '\n')
+	securityHeaders(w)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
