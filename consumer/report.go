@@ -87,13 +87,13 @@ func (e *Engine) report(p *partition, now time.Time) {
 		Headers:   []kgo.RecordHeader{{Key: envelope.HeaderZlib, Value: []byte("true")}},
 	}
 	log, topic := p.log, p.set.States
-	// A report ends with its partition, superseded by the next owner's,
-	// except the last one: the stopped report of a partition given up is
-	// produced as the partition's context ends, and must still go out.
-	ctx, cancel := p.ctx, context.CancelFunc(func() {})
-	if r.State == state.Stopped {
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(p.ctx), stoppedReportTimeout)
-	}
+	// A report is not tied to its partition's context: the stopped report
+	// of a partition given up is produced as that context ends, and the
+	// client fails a whole batch once its first record's context has
+	// ended, so a report still buffered when its partition was released
+	// would take the stopped report batched behind it down too. Each
+	// report gets a bounded life of its own instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), reportTimeout)
 	e.deps.Reporter.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 		ended := ctx.Err() != nil
 		cancel()
@@ -109,9 +109,9 @@ func (e *Engine) report(p *partition, now time.Time) {
 	})
 }
 
-// stoppedReportTimeout bounds how long a stopped report is retried after
-// its partition was released.
-const stoppedReportTimeout = 30 * time.Second
+// reportTimeout bounds how long a state report is retried: the next one
+// supersedes it.
+const reportTimeout = 30 * time.Second
 
 // Status is what /status shows.
 type Status struct {
