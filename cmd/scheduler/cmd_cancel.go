@@ -50,16 +50,7 @@ func parseCancel(args []string, lookupEnv func(string) (string, bool)) (*cancelO
 	f.Var(&o.partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
-	if err := f.parse(args, lookupEnv); err != nil {
-		return nil, err
-	}
-	if err := validateConn(f, &o.conn); err != nil {
-		return nil, err
-	}
-	if err := checkTimeout(f, o.timeout); err != nil {
-		return nil, err
-	}
-	if err := checkPartitioner(f, o.partitioner); err != nil {
+	if err := parseTool(f, args, lookupEnv, &o.conn, &o.timeout, &o.partitioner); err != nil {
 		return nil, err
 	}
 	switch {

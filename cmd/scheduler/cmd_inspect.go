@@ -85,16 +85,7 @@ func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspec
 	f.Var(&partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the answer as one JSON object (the body of GET /api/schedules/{key})")
 	timeoutFlag(f, &o.timeout)
-	if err := f.parse(args, lookupEnv); err != nil {
-		return nil, err
-	}
-	if err := validateConn(f, &o.conn); err != nil {
-		return nil, err
-	}
-	if err := checkTimeout(f, o.timeout); err != nil {
-		return nil, err
-	}
-	if err := checkPartitioner(f, o.partitioner); err != nil {
+	if err := parseTool(f, args, lookupEnv, &o.conn, &o.timeout, &o.partitioner); err != nil {
 		return nil, err
 	}
 	o.topic, o.logs = topic, topic+postfix

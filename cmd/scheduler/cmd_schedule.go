@@ -124,16 +124,7 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 	f.String(&o.payloadFile, "payload-file", "file whose contents are the payload; - reads stdin")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
-	if err := f.parse(args, lookupEnv); err != nil {
-		return nil, err
-	}
-	if err := validateConn(f, &o.conn); err != nil {
-		return nil, err
-	}
-	if err := checkTimeout(f, o.timeout); err != nil {
-		return nil, err
-	}
-	if err := checkPartitioner(f, o.partitioner); err != nil {
+	if err := parseTool(f, args, lookupEnv, &o.conn, &o.timeout, &o.partitioner); err != nil {
 		return nil, err
 	}
 	if !service.LegalTopic(o.topic) {

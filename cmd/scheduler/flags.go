@@ -397,3 +397,19 @@ func checkTimeout(f *flagSet, d time.Duration) error {
 	}
 	return nil
 }
+
+// parseTool parses the arguments of a tool that addresses schedules in a
+// partition (schedule, cancel, inspect) and checks the flags they share:
+// the connection, --timeout and --partitioner, read once parsed.
+func parseTool(f *flagSet, args []string, lookupEnv func(string) (string, bool), c *kclient.Conn, timeout *time.Duration, partitioner *string) error {
+	if err := f.parse(args, lookupEnv); err != nil {
+		return err
+	}
+	if err := validateConn(f, c); err != nil {
+		return err
+	}
+	if err := checkTimeout(f, *timeout); err != nil {
+		return err
+	}
+	return checkPartitioner(f, *partitioner)
+}
