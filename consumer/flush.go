@@ -88,6 +88,9 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
 	for i := 0; i < n && size < e.cfg.BatchSize; i++ {
 		p := e.order[(first+i)%n]
+		if len(p.waiters) > 0 {
+			continue // being given up: it waits only for its batch to end
+		}
 		e.scratch = p.tr.Due(now, e.cfg.BatchSize-size, e.scratch[:0])
 		for j := range e.scratch {
 			if slab == nil {
@@ -321,7 +324,7 @@ func (e *Engine) onFlushed(f flushed) {
 			}
 		}
 		if len(p.waiters) > 0 && !p.inBatch {
-			e.release(p, now, "revoked")
+			e.release(p, now, p.releaseWhy)
 		}
 	}
 	if e.cfg.OnCommitted != nil && len(committed) > 0 {

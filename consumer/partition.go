@@ -33,13 +33,14 @@ type partition struct {
 	lastErr              string
 	paused               bool
 
-	syncTo   int64 // high watermark to read up to after a failed batch; -1 until known
-	inBatch  bool
-	waiters  []*revokeWait
-	scanning bool // the day rollover re-reads it (startAdmit)
-	scanAt   time.Time
-	admitted int
-	rb       readBack // its reader of versions the tracker wants back
+	syncTo     int64 // high watermark to read up to after a failed batch; -1 until known
+	inBatch    bool
+	waiters    []*revokeWait // revocations waiting for the batch in flight to end
+	releaseWhy string        // why it is released once that batch ends
+	scanning   bool          // the day rollover re-reads it (startAdmit)
+	scanAt     time.Time
+	admitted   int
+	rb         readBack // its reader of versions the tracker wants back
 
 	lat        lateness
 	dispatched int64 // tracker's Dispatched already added to the metric
@@ -160,16 +161,23 @@ func (e *Engine) onRevoke(ev evRevoke, now time.Time) {
 		if p == nil {
 			continue
 		}
-		if p.inBatch && !ev.lost {
-			// Released when the batch ends: until then this instance
-			// may still commit for the partition.
-			w.n++
-			p.waiters = append(p.waiters, w)
-			continue
-		}
 		why := "revoked"
 		if ev.lost {
 			why = "lost"
+		}
+		if p.inBatch {
+			// Released when the batch ends: until then this instance
+			// may still commit for the partition. A lost partition
+			// waits too: its batch is fenced only if the group has
+			// moved on, and when the member rejoins with the
+			// partition (a broker restart restores the group) the
+			// batch commits with the new generation; a tracker
+			// loading the partition meanwhile would not see it and
+			// would send its schedules again.
+			w.n++
+			p.waiters = append(p.waiters, w)
+			p.releaseWhy = why
+			continue
 		}
 		e.release(p, now, why)
 	}
