@@ -93,6 +93,9 @@ func (f *consoleFixture) owners(t *testing.T) map[int32]string {
 		own = map[int32]string{}
 		for _, s := range f.svcs {
 			st := s.Engine().Status()
+			if len(st.Partitions) == 0 {
+				return false // the group has not settled: every instance gets some
+			}
 			for _, p := range st.Partitions {
 				if p.State != "loaded" {
 					return false
@@ -104,7 +107,7 @@ func (f *consoleFixture) owners(t *testing.T) map[int32]string {
 			}
 		}
 		return len(own) == 5
-	}, "every partition owned and loaded once")
+	}, "every partition owned and loaded once, by every instance")
 	return own
 }
 
