@@ -98,10 +98,17 @@ func startBin(t *testing.T, args ...string) *proc {
 // startBinAt starts the scheduler binary at path.
 func startBinAt(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
+	return startBinAtEnv(t, path, []string{"SCHEDULER_LOG_LEVEL=info"}, args...)
+}
+
+// startBinAtEnv starts the scheduler binary at path with env added to
+// this process's environment.
+func startBinAtEnv(t *testing.T, path string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(path, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
-	p.cmd.Env = append(os.Environ(), "SCHEDULER_LOG_LEVEL=info")
+	p.cmd.Env = append(os.Environ(), env...)
 	require.NoError(t, p.cmd.Start())
 	go func() {
 		p.err = p.cmd.Wait()

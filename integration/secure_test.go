@@ -213,27 +213,7 @@ func toolIn(t *testing.T, env []string, args ...string) (string, int) {
 
 func startBinEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stderr = p.stderr
-	p.cmd.Stdout = p.stderr
-	p.cmd.Env = append(os.Environ(), env...)
-	require.NoError(t, p.cmd.Start())
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("scheduler output:\n%s", p.stderr.String())
-		}
-	})
-	return p
+	return startBinAtEnv(t, bin, env, args...)
 }
 
 // TestSecuredClusters: against a broker requiring TLS, mutual TLS, SASL
