@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -114,6 +115,17 @@ func TestGroupChurn(t *testing.T) {
 		}
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
 	}
+	// On a failure, say what each instance still running held: a
+	// partition no one owns, one stuck loading, or a batch failing.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for id, in := range running {
+			st, _ := json.Marshal(in.s.Engine().Status())
+			t.Logf("instance %s at the end: %s", id, st)
+		}
+	})
 	h.waitOnce("orders", n, due, 90*time.Second)
 }
 
