@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +14,7 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // Defaults of Config, which are also the defaults of the run flags.
@@ -246,10 +246,6 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// LegalTopic reports whether Kafka accepts name as a topic name.
-func LegalTopic(name string) bool {
-	if name == "" || len(name) > 249 || name == "." || name == ".." {
-		return false
-	}
-	return strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == ""
-}
+// LegalTopic reports whether Kafka accepts name as a topic name, by the
+// rule the envelope applies to target topics.
+func LegalTopic(name string) bool { return topic.Legal(name) }
