@@ -46,6 +46,7 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/service"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
@@ -669,10 +670,10 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 				return err
 			}
 			p := int32(i % r.cfg.Partitions)
-			src := envelope.Source{Topic: schedules, Partition: p, Offset: int64(i)}
-			t := envelope.Target(&parsed, env.Headers, src)
+			src := record.Source{Topic: schedules, Partition: p, Offset: int64(i)}
+			t := record.Target(&parsed, env.Headers, src)
 			t.Partition = int32(mrand.IntN(r.cfg.Partitions))
-			recs = append(recs, triple{t, envelope.Tombstone(env.Key, env.Headers, src), envelope.Dispatched(t, logs, p, env.Key, now, 0, true)})
+			recs = append(recs, triple{t, record.Tombstone(env.Key, env.Headers, src), record.Dispatched(t, logs, p, env.Key, now, 0, true)})
 		}
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -277,14 +278,14 @@ func TestDecide(t *testing.T) {
 	}
 	due := now.Add(time.Hour).Truncate(time.Millisecond)
 	s := sched(7, now, "k", "orders", due)
-	tomb := envelope.Tombstone([]byte("k"), s.rec.Headers, envelope.Source{Topic: "s", Partition: 0, Offset: 7})
+	tomb := record.Tombstone([]byte("k"), s.rec.Headers, record.Source{Topic: "s", Partition: 0, Offset: 7})
 	tombF := &found{offset: 9, ts: now.Add(time.Minute), null: true, headers: tomb.Headers}
 	env, err := envelope.Parse(s.rec, now)
 	require.NoError(t, err)
-	target := envelope.Target(&env, s.rec.Headers, envelope.Source{Topic: "s", Partition: 0, Offset: 7})
-	disp := envelope.Dispatched(target, "s_logs", 0, []byte("k"), due.Add(3*time.Millisecond), 3, false)
+	target := record.Target(&env, s.rec.Headers, record.Source{Topic: "s", Partition: 0, Offset: 7})
+	disp := record.Dispatched(target, "s_logs", 0, []byte("k"), due.Add(3*time.Millisecond), 3, false)
 	dispF := &found{offset: 2, ts: now.Add(time.Minute), headers: disp.Headers}
-	rej := envelope.Rejected([]byte("k"), nil, s.rec.Headers, "s_logs", 0, envelope.Errorf(envelope.CodeTargetNotAllowed, "nope"), false)
+	rej := record.Rejected([]byte("k"), nil, s.rec.Headers, "s_logs", 0, record.Errorf(envelope.CodeTargetNotAllowed, "nope"), false)
 	rejF := &found{offset: 3, ts: now.Add(time.Minute), headers: rej.Headers}
 
 	for _, tc := range []struct {

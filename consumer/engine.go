@@ -49,6 +49,7 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -320,10 +321,10 @@ const maxWarmed = 1024
 func (e *Engine) validate(env envelope.Envelope) *envelope.Error {
 	t := env.TargetTopic
 	if e.own[t] {
-		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is one of the scheduler's own topics", t)
+		return record.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is one of the scheduler's own topics", t)
 	}
 	if strings.HasPrefix(t, "__") {
-		return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is an internal topic", t)
+		return record.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is an internal topic", t)
 	}
 	for _, p := range e.cfg.AllowTarget {
 		if p == "*" || matchTopic(p, t) {
@@ -341,7 +342,7 @@ func (e *Engine) validate(env envelope.Envelope) *envelope.Error {
 			return nil
 		}
 	}
-	return envelope.Errorf(envelope.CodeTargetNotAllowed, "target topic %q does not match --allow-target %s", t, strings.Join(e.cfg.AllowTarget, ","))
+	return record.Errorf(envelope.CodeTargetNotAllowed, "target topic %q does not match --allow-target %s", t, strings.Join(e.cfg.AllowTarget, ","))
 }
 
 func matchTopic(pattern, topic string) bool {

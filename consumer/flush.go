@@ -10,6 +10,7 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -98,7 +99,7 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 			}
 			slab = append(slab, dispatcher.Item{
 				Item:      e.scratch[j],
-				Source:    envelope.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: e.scratch[j].Offset},
+				Source:    record.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: e.scratch[j].Offset},
 				LogsTopic: p.set.Logs,
 			})
 			it := &slab[len(slab)-1]
@@ -274,11 +275,11 @@ func (e *Engine) resolve(p *partition, it *dispatcher.Item, now time.Time) bool 
 		}
 		return true
 	case dispatcher.TargetUnauthorized:
-		it.Op, it.Err = tracker.OpReject, envelope.Errorf(envelope.CodeUnauthorized, "not authorized for target topic %q", topic)
+		it.Op, it.Err = tracker.OpReject, record.Errorf(envelope.CodeUnauthorized, "not authorized for target topic %q", topic)
 		return true
 	}
 	if since, parked := p.tr.ParkedSince(&it.Item); parked && now.Sub(since) >= e.cfg.TargetWait {
-		it.Op, it.Err = tracker.OpReject, envelope.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist (waited %v)", topic, e.cfg.TargetWait)
+		it.Op, it.Err = tracker.OpReject, record.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist (waited %v)", topic, e.cfg.TargetWait)
 		return true
 	}
 	p.tr.Park(&it.Item, now, now.Add(parkRetry))

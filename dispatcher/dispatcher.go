@@ -33,6 +33,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -106,8 +107,8 @@ func ProducerOpts(exactlyOnce bool, transactionalID string, txnTimeout time.Dura
 type Item struct {
 	tracker.Item
 
-	Source    envelope.Source // where the version was read: schedules topic, partition, offset
-	LogsTopic string          // audit records go to LogsTopic, partition Source.Partition
+	Source    record.Source // where the version was read: schedules topic, partition, offset
+	LogsTopic string        // audit records go to LogsTopic, partition Source.Partition
 
 	// For OpDispatch: the parsed envelope and the partition of its target.
 	Env             envelope.Envelope
@@ -135,9 +136,9 @@ func (it *Item) Build() {
 	if it.Op != tracker.OpDispatch || it.unpack() != nil {
 		return
 	}
-	it.target = envelope.Target(&it.Env, it.headers, it.Source)
+	it.target = record.Target(&it.Env, it.headers, it.Source)
 	it.target.Partition = it.TargetPartition
-	it.tomb = envelope.Tombstone(it.key, it.headers, it.Source)
+	it.tomb = record.Tombstone(it.key, it.headers, it.Source)
 }
 
 // Batch is what Flush writes.
@@ -187,7 +188,7 @@ type Dispatcher struct {
 	// revoked): later attempts write only the tombstone, rather than a
 	// duplicate target at every retry. Flush runs one batch at a time;
 	// only it touches the map.
-	firstWritten map[envelope.Source]struct{}
+	firstWritten map[record.Source]struct{}
 }
 
 // New returns a Dispatcher writing with clients newClient builds, with
@@ -203,7 +204,7 @@ func New(newClient func() (*kgo.Client, error), cfg Config) (*Dispatcher, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}, firstWritten: map[envelope.Source]struct{}{}}, nil
+	return &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}, firstWritten: map[record.Source]struct{}{}}, nil
 }
 
 func (d *Dispatcher) client() *kgo.Client {
@@ -334,7 +335,7 @@ func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
 		if err := it.unpack(); err != nil {
 			// A packed record the tracker wrote cannot be corrupt; if it
 			// is, rejecting it is better than blocking the partition.
-			it.Op, it.Item.Err = tracker.OpReject, envelope.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
+			it.Op, it.Item.Err = tracker.OpReject, record.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
 		}
 	}
 	for {
@@ -408,32 +409,32 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 		target, tomb := it.target, it.tomb
 		it.target, it.tomb = nil, nil // a record is produced once
 		if target == nil || tomb == nil {
-			target = envelope.Target(&it.Env, it.headers, src)
+			target = record.Target(&it.Env, it.headers, src)
 			target.Partition = it.TargetPartition
-			tomb = envelope.Tombstone(it.key, it.headers, src)
+			tomb = record.Tombstone(it.key, it.headers, src)
 		}
 		first = append(first, target)
 		roles = append(roles, roleTarget)
 		if d.cfg.Logs {
 			lateness := at.Sub(time.UnixMilli(it.DueMs)).Milliseconds()
-			log := envelope.Dispatched(target, it.LogsTopic, src.Partition, it.key, at, lateness, d.cfg.LogPayload && !it.omitLog)
+			log := record.Dispatched(target, it.LogsTopic, src.Partition, it.key, at, lateness, d.cfg.LogPayload && !it.omitLog)
 			first = append(first, log)
 			roles = append(roles, roleLog)
 		}
 		last = append(last, tomb)
 	case tracker.OpReject:
 		if d.cfg.Logs {
-			first = append(first, envelope.Rejected(it.key, it.value, it.headers, it.LogsTopic, src.Partition, it.Item.Err, d.cfg.LogPayload && !it.omitLog))
+			first = append(first, record.Rejected(it.key, it.value, it.headers, it.LogsTopic, src.Partition, it.Item.Err, d.cfg.LogPayload && !it.omitLog))
 			roles = append(roles, roleLog)
 		}
 		if it.key != nil {
-			last = append(last, envelope.Tombstone(it.key, it.headers, src))
+			last = append(last, record.Tombstone(it.key, it.headers, src))
 		}
 	case tracker.OpReappend:
-		first = append(first, envelope.Copy(it.key, it.value, it.headers, src))
+		first = append(first, record.Copy(it.key, it.value, it.headers, src))
 		roles = append(roles, roleCopy)
 	case tracker.OpTombstone:
-		last = append(last, envelope.Tombstone(it.key, it.headers, src))
+		last = append(last, record.Tombstone(it.key, it.headers, src))
 	}
 	for range last {
 		roles = append(roles, roleTombstone)
@@ -533,7 +534,7 @@ func (p *production) wait(ctx context.Context) (refused int, failed []bool, err 
 				}
 			} else if w.it.Op == tracker.OpDispatch {
 				w.it.Op = tracker.OpReject
-				w.it.Item.Err = envelope.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
+				w.it.Item.Err = record.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
 				refused++
 				continue
 			}
@@ -956,7 +957,7 @@ func Describe(err error) string {
 // formed.
 func (it *Item) Prepare(now time.Time) *envelope.Error {
 	if err := it.unpack(); err != nil {
-		return envelope.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
+		return record.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
 	}
 	env, err := envelope.Parse(&kgo.Record{Key: it.key, Value: it.value, Headers: it.headers}, now)
 	if err != nil {
@@ -964,7 +965,7 @@ func (it *Item) Prepare(now time.Time) *envelope.Error {
 		if errors.As(err, &ee) {
 			return ee
 		}
-		return envelope.Errorf(envelope.CodeMissingHeader, "%v", err)
+		return record.Errorf(envelope.CodeMissingHeader, "%v", err)
 	}
 	it.Env = env
 	return nil

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // Partitioners of the target message.
@@ -26,11 +27,11 @@ var murmur2 = kgo.StickyKeyPartitioner(nil).ForTopic("")
 // key, else a hash of the target key, else any partition.
 func TargetPartition(env *envelope.Envelope, n int, partitioner string) (int32, *envelope.Error) {
 	if n <= 0 {
-		return 0, envelope.Errorf(envelope.CodeTargetUnavailable, "target topic %q has no partitions", env.TargetTopic)
+		return 0, record.Errorf(envelope.CodeTargetUnavailable, "target topic %q has no partitions", env.TargetTopic)
 	}
 	if env.TargetPartition >= 0 {
 		if int(env.TargetPartition) >= n {
-			return 0, envelope.Errorf(envelope.CodeBadPartition, "target partition %d is beyond the %d partitions of %q", env.TargetPartition, n, env.TargetTopic)
+			return 0, record.Errorf(envelope.CodeBadPartition, "target partition %d is beyond the %d partitions of %q", env.TargetPartition, n, env.TargetTopic)
 		}
 		return env.TargetPartition, nil
 	}

@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"errors"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,8 +165,8 @@ func TestParseNewerMajorStops(t *testing.T) {
 func TestScheduleRoundTrip(t *testing.T) {
 	at := time.Date(2026, 11, 23, 14, 5, 0, 250e6, time.UTC)
 	rec, err := Schedule("orders", at, []byte("hello"),
-		WithKey("k1"), WithTargetKey([]byte("tk")), WithTargetPartition(3),
-		WithPartitionKey([]byte("pk")), WithHeader("trace", []byte("x")), WithTopic("sched"))
+		WithKey("k1"), WithTargetKey("tk"), WithTargetPartition(3),
+		WithPartitionKey("pk"), WithHeader("trace", []byte("x")), WithTopic("sched"))
 	require.NoError(t, err)
 	require.Equal(t, "sched", rec.Topic)
 	env, err := Parse(rec, now)
@@ -196,10 +195,27 @@ func TestScheduleKarafkaShape(t *testing.T) {
 }
 
 func TestScheduleErrors(t *testing.T) {
-	_, err := Schedule("bad topic", now, nil)
-	require.ErrorIs(t, err, ErrBadSchedule)
-	_, err = Schedule("t", now, nil, WithHeader(HeaderTargetEpoch, []byte("1")))
-	require.ErrorIs(t, err, ErrBadSchedule)
+	for _, c := range []struct {
+		name string
+		err  func() error
+		code Code
+		msg  string
+	}{
+		{"illegal target topic", func() error { _, err := Schedule("bad topic", now, nil); return err }, CodeTargetUnavailable,
+			`invalid schedule: target_unavailable: target topic "bad topic" is not a legal topic name`},
+		{"control header", func() error {
+			_, err := Schedule("t", now, nil, WithHeader(HeaderTargetEpoch, []byte("1")))
+			return err
+		}, CodeMissingHeader, "invalid schedule: missing_header: header schedule_target_epoch is set by the envelope; use its option, or Recurring"},
+	} {
+		err := c.err()
+		require.ErrorIs(t, err, ErrBadSchedule, c.name)
+		require.ErrorIs(t, err, &Error{Code: c.code}, c.name)
+		var e *Error
+		require.ErrorAs(t, err, &e, c.name)
+		require.Equal(t, c.code, e.Code, c.name)
+		require.Equal(t, c.msg, err.Error(), "%s: one line, the sentinel then the code", c.name)
+	}
 	rec, err := Schedule("t", now, nil)
 	require.NoError(t, err)
 	require.NotNil(t, rec.Value, "a nil payload must not turn the schedule into a cancel")
@@ -212,58 +228,6 @@ func TestCancel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, KindCancel, env.Kind)
 	require.Equal(t, "s", rec.Topic)
-}
-
-func TestServiceRecords(t *testing.T) {
-	sched := &kgo.Record{Key: []byte("k1"), Value: []byte("pay"), Headers: karafka(HeaderTargetKey, "tk", "user", "u")}
-	env, err := Parse(sched, now)
-	require.NoError(t, err)
-	src := Source{Topic: "scheduled_messages", Partition: 2, Offset: 17}
-
-	target := Target(&env, sched.Headers, src)
-	require.Equal(t, "orders", target.Topic)
-	require.Equal(t, "tk", string(target.Key))
-	require.Equal(t, "pay", string(target.Value))
-	require.Equal(t, sched.Headers, target.Headers[:len(sched.Headers)], "every header of the schedule, unchanged")
-	for name, want := range map[string]string{
-		HeaderSourceTopic: "scheduled_messages", HeaderSourcePartition: "2",
-		HeaderSourceOffset: "17", HeaderSourceKey: "k1", "user": "u",
-	} {
-		v, ok := Header(target.Headers, name)
-		require.True(t, ok, name)
-		require.Equal(t, want, string(v), name)
-	}
-
-	tomb := Tombstone(env.Key, sched.Headers, src)
-	require.Nil(t, tomb.Value)
-	require.Equal(t, int32(2), tomb.Partition)
-	require.Equal(t, "scheduled_messages", tomb.Topic)
-	parsed, err := Parse(tomb, now)
-	require.NoError(t, err)
-	require.Equal(t, KindTombstone, parsed.Kind)
-	require.Equal(t, int64(17), parsed.Names)
-	v, _ := Header(tomb.Headers, HeaderTargetTopic)
-	require.Equal(t, "orders", string(v), "the tombstone keeps the schedule's headers")
-
-	at := time.UnixMilli(1795442700123)
-	log := Dispatched(target, "scheduled_messages_logs", 2, env.Key, at, 123, true)
-	require.Equal(t, "pay", string(log.Value))
-	for name, want := range map[string]string{HeaderLogEvent: "dispatched", HeaderDispatchedAt: "1795442700123", HeaderLatenessMs: "123", HeaderSourceOffset: "17"} {
-		v, _ := Header(log.Headers, name)
-		require.Equal(t, want, string(v), name)
-	}
-	noPayload := Dispatched(target, "l", 2, env.Key, at, 0, false)
-	require.Nil(t, noPayload.Value)
-	v, _ = Header(noPayload.Headers, HeaderPayloadOmitted)
-	require.Equal(t, "true", string(v))
-
-	rej := Rejected([]byte("k"), []byte("raw"), hdrs("a", "b"), "l", 4, Errorf(CodeBadEpoch, "nope"), true)
-	require.Equal(t, int32(4), rej.Partition)
-	require.Equal(t, "raw", string(rej.Value))
-	for name, want := range map[string]string{HeaderLogEvent: "rejected", HeaderError: "bad_epoch", HeaderErrorMessage: "nope", "a": "b"} {
-		v, _ := Header(rej.Headers, name)
-		require.Equal(t, want, string(v), name)
-	}
 }
 
 func TestPackRoundTrip(t *testing.T) {
@@ -339,57 +303,4 @@ func TestInternTopic(t *testing.T) {
 	b := []byte("billing")
 	internTopic(b)
 	require.Zero(t, testing.AllocsPerRun(100, func() { internTopic(b) }))
-}
-
-// TestRecordsOwnHeaders: every record built from a schedule has a header
-// slice of its own with no spare capacity, so that a produce hook editing
-// one record's headers in place, as kotel does (remove by shifting, then
-// append), changes no other record and not the schedule's headers.
-func TestRecordsOwnHeaders(t *testing.T) {
-	src := Source{Topic: "s", Partition: 1, Offset: 9}
-	base := karafka("user", "u")
-	base = append(base, kgo.RecordHeader{Key: "traceparent", Value: []byte("producer-span")})
-	headers := append(make([]kgo.RecordHeader, 0, 2*len(base)), base...) // spare room a record must not take
-	want := slices.Clone(headers)
-	sched := &kgo.Record{Key: []byte("k"), Value: []byte("v"), Headers: headers}
-	env, err := Parse(sched, now)
-	require.NoError(t, err)
-
-	target := Target(&env, headers, src)
-	log := Dispatched(target, "l", 1, env.Key, now, 0, true)
-	logNoPayload := Dispatched(target, "l", 1, env.Key, now, 0, false)
-	tomb := Tombstone(env.Key, headers, src)
-	cp := Copy(env.Key, env.Value, headers, src)
-	rej := Rejected(env.Key, env.Value, headers, "l", 1, Errorf(CodeTooLarge, "x"), true)
-	recs := []*kgo.Record{target, log, logNoPayload, tomb, cp, rej}
-	before := make([][]kgo.RecordHeader, len(recs))
-	for i, r := range recs {
-		require.Equal(t, len(r.Headers), cap(r.Headers), "record %d: no spare capacity", i)
-		before[i] = slices.Clone(r.Headers)
-	}
-	// kotel's RecordCarrier.Set on each record in turn.
-	for _, r := range recs {
-		for i := 0; i < len(r.Headers); i++ {
-			if r.Headers[i].Key == "traceparent" {
-				r.Headers = append(r.Headers[:i], r.Headers[i+1:]...)
-				i--
-			}
-		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "traceparent", Value: []byte("service-span")})
-	}
-	require.Equal(t, want, headers, "the schedule's headers are unchanged")
-	for i, r := range recs {
-		var rest []kgo.RecordHeader
-		for _, h := range before[i] {
-			if h.Key != "traceparent" {
-				rest = append(rest, h)
-			}
-		}
-		rest = append(rest, kgo.RecordHeader{Key: "traceparent", Value: []byte("service-span")})
-		require.Equal(t, rest, r.Headers, "record %d holds its own edit only", i)
-	}
-	v, _ := Header(log.Headers, HeaderLogEvent)
-	require.Equal(t, LogDispatched, string(v))
-	_, has := Header(Target(&env, cp.Headers, src).Headers, HeaderCopyOf)
-	require.False(t, has, "a copy mark is left out of the target")
 }

@@ -46,8 +46,8 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code && (t.Msg == "" || t.Msg == e.Msg)
 }
 
-// Errorf builds an *Error.
-func Errorf(code Code, format string, args ...any) *Error {
+// errorf builds an *Error.
+func errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 

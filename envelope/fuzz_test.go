@@ -64,15 +64,15 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		opts := []Opt{WithKey(string(env.Key))}
+		opts := []ScheduleOpt{WithKey(string(env.Key))}
 		if env.HasTargetKey {
-			opts = append(opts, WithTargetKey(env.TargetKey))
+			opts = append(opts, WithTargetKey(string(env.TargetKey)))
 		}
 		if env.TargetPartition >= 0 {
 			opts = append(opts, WithTargetPartition(env.TargetPartition))
 		}
 		if env.HasPartitionKey {
-			opts = append(opts, WithPartitionKey(env.PartitionKey))
+			opts = append(opts, WithPartitionKey(string(env.PartitionKey)))
 		}
 		// schedule is what Schedule and Recurring share: Recurring would
 		// move the due time to the expression's next firing.

@@ -1,5 +1,7 @@
 package envelope
 
+import "github.com/twmb/franz-go/pkg/kgo"
+
 // Header names of SPEC sections 3 and 10, and their fixed values. They are
 // exact: Karafka producers and state readers use the same names.
 const (
@@ -44,6 +46,26 @@ const (
 	DefaultTopic                   = "scheduled_messages"
 	DefaultStatesPostfix           = "_states"
 	DefaultLogsPostfix             = "_logs"
-	maxTopicLen                    = 249
 	maxFutureSeconds         int64 = 100 * 36525 * 864 // 100 Julian years
 )
+
+func isControl(name string) bool {
+	switch name {
+	case HeaderSchemaVersion, HeaderSourceType, HeaderTargetEpoch, HeaderTargetEpochMs,
+		HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey,
+		HeaderCron, HeaderTimezone, HeaderUntil, HeaderMaxFires, HeaderFireCount, HeaderMissed:
+		return true
+	}
+	return false
+}
+
+// Header returns the value of the last header named name, and whether there
+// was one.
+func Header(headers []kgo.RecordHeader, name string) ([]byte, bool) {
+	for i := len(headers) - 1; i >= 0; i-- {
+		if headers[i].Key == name {
+			return headers[i].Value, true
+		}
+	}
+	return nil, false
+}

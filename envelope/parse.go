@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	topicname "github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // Kind tells what a record of the schedules topic asks for.
@@ -188,7 +190,7 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 
 	if r.Value == nil {
 		if r.Key == nil {
-			return Envelope{}, Errorf(CodeMissingKey, "null-value record without a key cancels nothing")
+			return Envelope{}, errorf(CodeMissingKey, "null-value record without a key cancels nothing")
 		}
 		env := Envelope{Kind: KindCancel, Key: r.Key, Names: -1, TargetPartition: -1, CopyOf: -1}
 		if c.has&(hasSource|hasOffset) == hasSource|hasOffset && string(c.source) == SourceTombstone {
@@ -201,28 +203,28 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 	}
 
 	if len(r.Key) == 0 {
-		return Envelope{}, Errorf(CodeMissingKey, "a schedule needs a non-empty key")
+		return Envelope{}, errorf(CodeMissingKey, "a schedule needs a non-empty key")
 	}
 	if c.conflict != "" {
-		return Envelope{}, Errorf(CodeMissingHeader, "header %s appears more than once with different values; it must appear once", c.conflict)
+		return Envelope{}, errorf(CodeMissingHeader, "header %s appears more than once with different values; it must appear once", c.conflict)
 	}
 	if c.has&hasVersion == 0 {
-		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderSchemaVersion)
+		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderSchemaVersion)
 	}
 	if major, ok := parseMajor(c.version); !ok || major < SchemaMajor {
-		return Envelope{}, Errorf(CodeMissingHeader, "header %s is %q; want %s", HeaderSchemaVersion, printable(c.version), SchemaVersion)
+		return Envelope{}, errorf(CodeMissingHeader, "header %s is %q; want %s", HeaderSchemaVersion, printable(c.version), SchemaVersion)
 	}
 	if c.has&hasSource == 0 {
-		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderSourceType)
+		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderSourceType)
 	}
 	if string(c.source) != SourceSchedule {
-		return Envelope{}, Errorf(CodeUnknownSourceType, "header %s is %q; a record with a value must be %q", HeaderSourceType, printable(c.source), SourceSchedule)
+		return Envelope{}, errorf(CodeUnknownSourceType, "header %s is %q; a record with a value must be %q", HeaderSourceType, printable(c.source), SourceSchedule)
 	}
 	if c.has&hasEpoch == 0 {
-		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderTargetEpoch)
+		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderTargetEpoch)
 	}
 	if c.has&hasTopic == 0 || len(c.topic) == 0 {
-		return Envelope{}, Errorf(CodeMissingHeader, "missing header %s", HeaderTargetTopic)
+		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderTargetTopic)
 	}
 
 	env := Envelope{Kind: KindSchedule, Key: r.Key, Value: r.Value, TargetPartition: -1, Names: -1, CopyOf: -1}
@@ -238,15 +240,15 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 	}
 	env.DueMs = due
 
-	if !legalTopic(c.topic) {
-		return Envelope{}, Errorf(CodeTargetUnavailable, "target topic %q is not a legal Kafka topic name", printable(c.topic))
+	if !topicname.Legal(c.topic) {
+		return Envelope{}, errorf(CodeTargetUnavailable, "target topic %q is not a legal Kafka topic name", printable(c.topic))
 	}
 	env.TargetTopic = internTopic(c.topic)
 
 	if c.has&hasPartition != 0 {
 		p, err := strconv.ParseInt(string(c.partition), 10, 32)
 		if err != nil || p < 0 {
-			return Envelope{}, Errorf(CodeBadPartition, "header %s is %q; want a partition number >= 0", HeaderTargetPartition, printable(c.partition))
+			return Envelope{}, errorf(CodeBadPartition, "header %s is %q; want a partition number >= 0", HeaderTargetPartition, printable(c.partition))
 		}
 		env.TargetPartition = int32(p)
 	}
@@ -281,25 +283,25 @@ func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
 		sec, ok := parseDecimal(c.until)
 		switch {
 		case !ok:
-			return nil, Errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderUntil, printable(c.until))
+			return nil, errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderUntil, printable(c.until))
 		case sec < 0:
-			return nil, Errorf(CodeBadEpoch, "header %s is %d, before 1970", HeaderUntil, sec)
+			return nil, errorf(CodeBadEpoch, "header %s is %d, before 1970", HeaderUntil, sec)
 		case sec > now.Unix()+maxFutureSeconds:
-			return nil, Errorf(CodeBadEpoch, "header %s is %d, more than 100 years ahead; is it milliseconds instead of seconds?", HeaderUntil, sec)
+			return nil, errorf(CodeBadEpoch, "header %s is %d, more than 100 years ahead; is it milliseconds instead of seconds?", HeaderUntil, sec)
 		}
 		r.Until = time.Unix(sec, 0).UTC()
 	}
 	if c.has&hasMaxFires != 0 {
 		n, ok := parseDecimal(c.maxFires)
 		if !ok || n <= 0 {
-			return nil, Errorf(CodeBadCron, "header %s is %q; want a positive decimal integer", HeaderMaxFires, printable(c.maxFires))
+			return nil, errorf(CodeBadCron, "header %s is %q; want a positive decimal integer", HeaderMaxFires, printable(c.maxFires))
 		}
 		r.MaxFires = n
 	}
 	if c.has&hasFireCount != 0 {
 		n, ok := parseDecimal(c.fireCount)
 		if !ok || n < 0 {
-			return nil, Errorf(CodeBadCron, "header %s is %q; want a decimal integer >= 0", HeaderFireCount, printable(c.fireCount))
+			return nil, errorf(CodeBadCron, "header %s is %q; want a decimal integer >= 0", HeaderFireCount, printable(c.fireCount))
 		}
 		r.FireCount = n
 	}
@@ -310,7 +312,7 @@ func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
 		case MissedSkip:
 			r.Missed = MissedSkip
 		default:
-			return nil, Errorf(CodeBadCron, "header %s is %q; want %q or %q", HeaderMissed, printable(c.missed), MissedOne, MissedSkip)
+			return nil, errorf(CodeBadCron, "header %s is %q; want %q or %q", HeaderMissed, printable(c.missed), MissedOne, MissedSkip)
 		}
 	}
 	if _, err := r.check(); err != nil {
@@ -323,24 +325,24 @@ func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
 func parseDue(epoch, epochMs []byte, hasMs bool, now time.Time) (int64, error) {
 	sec, ok := parseDecimal(epoch)
 	if !ok {
-		return 0, Errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderTargetEpoch, printable(epoch))
+		return 0, errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderTargetEpoch, printable(epoch))
 	}
 	if sec > now.Unix()+maxFutureSeconds {
-		return 0, Errorf(CodeBadEpoch, "header %s is %d, more than 100 years ahead; is it milliseconds instead of seconds?", HeaderTargetEpoch, sec)
+		return 0, errorf(CodeBadEpoch, "header %s is %d, more than 100 years ahead; is it milliseconds instead of seconds?", HeaderTargetEpoch, sec)
 	}
 	const minSec = -(1 << 63) / 1000
 	if sec < minSec {
-		return 0, Errorf(CodeBadEpoch, "header %s is %d, out of range", HeaderTargetEpoch, sec)
+		return 0, errorf(CodeBadEpoch, "header %s is %d, out of range", HeaderTargetEpoch, sec)
 	}
 	if !hasMs {
 		return sec * 1000, nil
 	}
 	ms, ok := parseDecimal(epochMs)
 	if !ok {
-		return 0, Errorf(CodeBadEpoch, "header %s is %q; want Unix milliseconds as a decimal integer", HeaderTargetEpochMs, printable(epochMs))
+		return 0, errorf(CodeBadEpoch, "header %s is %q; want Unix milliseconds as a decimal integer", HeaderTargetEpochMs, printable(epochMs))
 	}
 	if floorDiv(ms, 1000) != sec {
-		return 0, Errorf(CodeBadEpoch, "header %s is %d, outside the second %d named by %s", HeaderTargetEpochMs, ms, sec, HeaderTargetEpoch)
+		return 0, errorf(CodeBadEpoch, "header %s is %d, outside the second %d named by %s", HeaderTargetEpochMs, ms, sec, HeaderTargetEpoch)
 	}
 	return ms, nil
 }
@@ -416,21 +418,6 @@ func parseMajor(v []byte) (int, bool) {
 		n = n*10 + int(b-'0')
 	}
 	return n, true
-}
-
-// legalTopic reports whether Kafka accepts name as a topic name.
-func legalTopic(name []byte) bool {
-	if len(name) == 0 || len(name) > maxTopicLen || string(name) == "." || string(name) == ".." {
-		return false
-	}
-	for _, b := range name {
-		switch {
-		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9', b == '.', b == '_', b == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // printable shortens a header value for an error message, which quotes it

@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -22,17 +21,16 @@ import (
 // the code the service would reject it with, when the expression or zone
 // is invalid, when it fires more often than the service's default minimum
 // interval of one second, or when no firing is left after now.
-func Recurring(targetTopic string, rec Recurrence, now time.Time, payload []byte, opts ...Opt) (*kgo.Record, error) {
-	bad := func(e *Error) error { return fmt.Errorf("%w: %w", ErrBadSchedule, e) }
+func Recurring(targetTopic string, rec Recurrence, now time.Time, payload []byte, opts ...ScheduleOpt) (*kgo.Record, error) {
 	switch {
 	case rec.MaxFires < 0:
-		return nil, bad(Errorf(CodeBadCron, "MaxFires is %d; want 0 (no limit) or more", rec.MaxFires))
+		return nil, badSchedule(errorf(CodeBadCron, "MaxFires is %d; want 0 (no limit) or more", rec.MaxFires))
 	case rec.FireCount < 0:
-		return nil, bad(Errorf(CodeBadCron, "FireCount is %d; want 0 or more", rec.FireCount))
+		return nil, badSchedule(errorf(CodeBadCron, "FireCount is %d; want 0 or more", rec.FireCount))
 	case rec.Missed != "" && rec.Missed != MissedOne && rec.Missed != MissedSkip:
-		return nil, bad(Errorf(CodeBadCron, "Missed is %q; want %q or %q", rec.Missed, MissedOne, MissedSkip))
+		return nil, badSchedule(errorf(CodeBadCron, "Missed is %q; want %q or %q", rec.Missed, MissedOne, MissedSkip))
 	case !rec.Until.IsZero() && rec.Until.Unix() < 0:
-		return nil, bad(Errorf(CodeBadEpoch, "Until %v is before 1970", rec.Until))
+		return nil, badSchedule(errorf(CodeBadEpoch, "Until %v is before 1970", rec.Until))
 	}
 	// schedule_until carries whole seconds: bound the first firing by what
 	// the service will read back.
@@ -41,14 +39,14 @@ func Recurring(targetTopic string, rec Recurrence, now time.Time, payload []byte
 	}
 	s, e := rec.check()
 	if e != nil {
-		return nil, bad(e)
+		return nil, badSchedule(e)
 	}
 	if err := s.CheckInterval(cron.DefaultMinInterval); err != nil {
-		return nil, bad(Errorf(CodeBadCron, "%v", err))
+		return nil, badSchedule(errorf(CodeBadCron, "%v", err))
 	}
 	first, ok := s.Until(rec.Until).Next(now)
 	if !ok {
-		return nil, bad(Errorf(CodeBadCron, "%q never fires after %v", rec.Cron, now.UTC().Format(time.RFC3339)))
+		return nil, badSchedule(errorf(CodeBadCron, "%q never fires after %v", rec.Cron, now.UTC().Format(time.RFC3339)))
 	}
 	return schedule(targetTopic, first, payload, &rec, opts)
 }
@@ -61,11 +59,11 @@ func (r *Recurrence) check() (cron.Schedule, *Error) {
 	s, err := cron.Parse(r.Cron, r.Timezone)
 	switch {
 	case errors.Is(err, cron.ErrZone):
-		return s, Errorf(CodeBadTimezone, "header %s: %v", HeaderTimezone, err)
+		return s, errorf(CodeBadTimezone, "header %s: %v", HeaderTimezone, err)
 	case err != nil:
-		return s, Errorf(CodeBadCron, "header %s: %v", HeaderCron, err)
+		return s, errorf(CodeBadCron, "header %s: %v", HeaderCron, err)
 	case r.MaxFires > 0 && r.FireCount >= r.MaxFires:
-		return s, Errorf(CodeBadCron, "header %s is %d, reaching %s %d: no firing is left", HeaderFireCount, r.FireCount, HeaderMaxFires, r.MaxFires)
+		return s, errorf(CodeBadCron, "header %s is %d, reaching %s %d: no firing is left", HeaderFireCount, r.FireCount, HeaderMaxFires, r.MaxFires)
 	}
 	return s, nil
 }

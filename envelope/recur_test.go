@@ -144,7 +144,7 @@ func TestRecurringErrors(t *testing.T) {
 // TestParseWithoutCronAllocatesNothing guards the hot path: the recurrence
 // headers cost a record without schedule_cron no allocation.
 func TestParseWithoutCronAllocatesNothing(t *testing.T) {
-	r, err := Schedule("orders", now.Add(time.Hour), make([]byte, 100), WithTargetKey([]byte("k")), WithHeader("trace", []byte("t")))
+	r, err := Schedule("orders", now.Add(time.Hour), make([]byte, 100), WithTargetKey("k"), WithHeader("trace", []byte("t")))
 	require.NoError(t, err)
 	require.Zero(t, testing.AllocsPerRun(100, func() {
 		if _, err := Parse(r, now); err != nil {

@@ -55,7 +55,7 @@ func newConsoleFixture(t *testing.T, instances ...string) *consoleFixture {
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	day := func(d int) time.Time { return today.AddDate(0, 0, d).Add(12 * time.Hour) }
 	var recs []*kgo.Record
-	add := func(d int, key string, opts ...envelope.Opt) {
+	add := func(d int, key string, opts ...envelope.ScheduleOpt) {
 		recs = append(recs, h.schedule("orders", day(d), secretPayload, append(opts, envelope.WithKey(key))...))
 		f.perDay[day(d).Format(time.DateOnly)]++
 	}

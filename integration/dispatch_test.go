@@ -40,7 +40,7 @@ func TestDispatchAtDueTime(t *testing.T) {
 		}
 		wants := map[string]want{}
 		var recs []*kgo.Record
-		add := func(name string, due time.Time, p int32, opts ...envelope.Opt) {
+		add := func(name string, due time.Time, p int32, opts ...envelope.ScheduleOpt) {
 			opts = append(opts, envelope.WithKey(name), envelope.WithHeader("trace-id", []byte("t-"+name)), envelope.WithHeader("bin", []byte{0, 0xff}))
 			r, err := envelope.Schedule("orders", due, append(payload, name...), opts...)
 			require.NoError(t, err)
@@ -57,9 +57,9 @@ func TestDispatchAtDueTime(t *testing.T) {
 			p, _ := dispatcher.TargetPartition(&envelope.Envelope{TargetPartition: -1, TargetKey: []byte(k), HasTargetKey: true}, 8, dispatcher.PartitionerMurmur2)
 			return p
 		}
-		add("explicit", start.Add(1500*time.Millisecond), 5, envelope.WithTargetPartition(5), envelope.WithTargetKey([]byte("tk-explicit")))
-		add("by-partition-key", start.Add(2*time.Second+7*time.Millisecond), murmur("pk-1"), envelope.WithPartitionKey([]byte("pk-1")), envelope.WithTargetKey([]byte("tk-2")))
-		add("by-key", start.Add(3*time.Second+999*time.Millisecond), murmur("tk-3"), envelope.WithTargetKey([]byte("tk-3")))
+		add("explicit", start.Add(1500*time.Millisecond), 5, envelope.WithTargetPartition(5), envelope.WithTargetKey("tk-explicit"))
+		add("by-partition-key", start.Add(2*time.Second+7*time.Millisecond), murmur("pk-1"), envelope.WithPartitionKey("pk-1"), envelope.WithTargetKey("tk-2"))
+		add("by-key", start.Add(3*time.Second+999*time.Millisecond), murmur("tk-3"), envelope.WithTargetKey("tk-3"))
 		add("no-key", start.Add(4*time.Second), -1)
 		b.produce(recs...)
 

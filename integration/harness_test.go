@@ -122,7 +122,7 @@ func (h *harness) produce(recs ...*kgo.Record) []*kgo.Record {
 }
 
 // schedule builds a schedule due at `at` for target, keyed key.
-func (h *harness) schedule(target string, at time.Time, payload string, opts ...envelope.Opt) *kgo.Record {
+func (h *harness) schedule(target string, at time.Time, payload string, opts ...envelope.ScheduleOpt) *kgo.Record {
 	h.t.Helper()
 	r, err := envelope.Schedule(target, at, []byte(payload), opts...)
 	require.NoError(h.t, err)

@@ -47,8 +47,8 @@ func TestProduceHookEditsOneRecord(t *testing.T) {
 	due := time.Now().Add(300 * time.Millisecond)
 	// Each schedule carries the producer's trace header in the middle of
 	// its own, as a traced producer writes it.
-	opts := func(key string) []envelope.Opt {
-		return []envelope.Opt{envelope.WithKey(key), envelope.WithTopic(schedTopic),
+	opts := func(key string) []envelope.ScheduleOpt {
+		return []envelope.ScheduleOpt{envelope.WithKey(key), envelope.WithTopic(schedTopic),
 			envelope.WithHeader("before", []byte("b-"+key)),
 			envelope.WithHeader("traceparent", []byte("producer-span")),
 			envelope.WithHeader("after", []byte("a-"+key))}

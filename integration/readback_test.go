@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // newClientCounter counts the Kafka clients built with it.
@@ -44,7 +45,7 @@ func laterSchedules(h *harness, prefix string, n int) []*kgo.Record {
 func shadow(h *harness, recs []*kgo.Record) {
 	tombs := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
-		tombs[i] = envelope.Tombstone(r.Key, r.Headers, envelope.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000})
+		tombs[i] = record.Tombstone(r.Key, r.Headers, record.Source{Topic: schedTopic, Partition: 0, Offset: r.Offset + 1_000_000})
 	}
 	h.produce(tombs...)
 }

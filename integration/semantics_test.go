@@ -16,6 +16,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -24,7 +25,7 @@ func (b *bubble) topic(name string, partitions int32) {
 	require.NoError(b.t, err)
 }
 
-func (b *bubble) sched(target string, due time.Time, payload string, opts ...envelope.Opt) *kgo.Record {
+func (b *bubble) sched(target string, due time.Time, payload string, opts ...envelope.ScheduleOpt) *kgo.Record {
 	r, err := envelope.Schedule(target, due, []byte(payload), opts...)
 	require.NoError(b.t, err)
 	return r
@@ -187,7 +188,7 @@ func TestOverdueAtLoad(t *testing.T) {
 		s4 := b.sched("orders", now.Add(-30*time.Minute), "sent already")
 		s5 := b.sched("orders", now.Add(time.Hour), "not due")
 		b.produce(s1, s2, s3, s4, s5)
-		b.produce(envelope.Tombstone(s4.Key, s4.Headers, envelope.Source{Topic: schedTopic, Partition: s4.Partition, Offset: s4.Offset}))
+		b.produce(record.Tombstone(s4.Key, s4.Headers, record.Source{Topic: schedTopic, Partition: s4.Partition, Offset: s4.Offset}))
 
 		s, stop := b.start(b.config("a"))
 		defer stop()

@@ -18,7 +18,7 @@ func TestSmokeDispatch(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return s.Engine().Status().Ready && len(s.Engine().Status().Partitions) == 5 }, "service never became ready")
 
 	due := time.Now().Add(time.Second)
-	h.produce(h.schedule("orders", due, "hello", envelope.WithKey("k1"), envelope.WithTopic(schedTopic), envelope.WithTargetKey([]byte("tk"))))
+	h.produce(h.schedule("orders", due, "hello", envelope.WithKey("k1"), envelope.WithTopic(schedTopic), envelope.WithTargetKey("tk")))
 	got := h.readCommitted("orders", 1, 10*time.Second)
 	require.Len(t, got, 1)
 	require.Equal(t, "hello", string(got[0].Value))

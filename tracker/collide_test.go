@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // Keys whose hash is the same (collidingHash gives every key one hash) are
@@ -129,7 +129,7 @@ func TestCollidingCopyIsJudgedByItsOwnKey(t *testing.T) {
 	}
 	tr := collidingTracker(1, 4, t0)
 	observe(tr, t0, recs...)
-	cp := envelope.Copy(a.Key, a.Value, a.Headers, envelope.Source{Topic: "s", Offset: a.Offset})
+	cp := record.Copy(a.Key, a.Value, a.Headers, record.Source{Topic: "s", Offset: a.Offset})
 	cp.Offset = f.next()
 	observe(tr, t0, cp)
 	require.Empty(t, payloads(tr.Due(t0, 10, nil)), "the copy takes over: no tombstone for it")

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // sim drives a Tracker the way the service does, against a model of the
@@ -317,15 +318,15 @@ func (s *sim) step(mode int) {
 				ver := verOf(it.Data)
 				s.dispatched[ver]++
 				require.Equal(s.t, 1, s.dispatched[ver], "version %d delivered twice", ver)
-				s.append(envelope.Tombstone(k, h, envelope.Source{Offset: it.Offset}), true)
+				s.append(record.Tombstone(k, h, record.Source{Offset: it.Offset}), true)
 			case OpReject, OpTombstone:
 				if it.Op == OpTombstone {
 					s.cov.staleCopies++
 				}
-				s.append(envelope.Tombstone(k, h, envelope.Source{Offset: it.Offset}), true)
+				s.append(record.Tombstone(k, h, record.Source{Offset: it.Offset}), true)
 			case OpReappend:
 				s.cov.reappends++
-				s.append(envelope.Copy(k, v, h, envelope.Source{Offset: it.Offset}), true)
+				s.append(record.Copy(k, v, h, record.Source{Offset: it.Offset}), true)
 				s.verAt[int64(len(s.log)-1)] = verOf(it.Data)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // TestDrainingAMillionKeepsBatchesFullAndBookkeepingFlat sends a backlog
@@ -50,7 +51,7 @@ func TestDrainingAMillionKeepsBatchesFullAndBookkeepingFlat(t *testing.T) {
 		tr.Ack(out)
 		for _, it := range out {
 			k, _ := it.Key()
-			r := envelope.Tombstone([]byte(k), nil, envelope.Source{Offset: it.Offset})
+			r := record.Tombstone([]byte(k), nil, record.Source{Offset: it.Offset})
 			r.Offset = off
 			off++
 			tr.Observe(r, now)

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 const (
@@ -68,7 +69,7 @@ const (
 	// for the version (no tombstone when the record has no key).
 	OpReject
 	// OpReappend: write a copy of the version to the same partition with
-	// envelope.Copy, because a tombstone shadows it.
+	// record.Copy, because a tombstone shadows it.
 	OpReappend
 	// OpTombstone: write a tombstone for a copy of ours that arrived after
 	// its key was cancelled.
@@ -275,7 +276,7 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 		default:
 			// Parse has no other errors; should one appear, the record
 			// is still rejected rather than passed over in silence.
-			t.invalid(r, envelope.Errorf(envelope.CodeMissingHeader, "%v", e), now)
+			t.invalid(r, record.Errorf(envelope.CodeMissingHeader, "%v", e), now)
 		}
 		if t.arena.untidy() {
 			t.tidy()

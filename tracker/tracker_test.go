@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -36,7 +37,7 @@ func (f *fixture) cancel(key string) *kgo.Record {
 }
 
 func (f *fixture) tomb(key string, names int64) *kgo.Record {
-	r := envelope.Tombstone([]byte(key), nil, envelope.Source{Topic: "s", Offset: names})
+	r := record.Tombstone([]byte(key), nil, record.Source{Topic: "s", Offset: names})
 	r.Offset = f.next()
 	return r
 }
@@ -47,7 +48,7 @@ func (f *fixture) copyOf(it Item) *kgo.Record {
 	if err != nil {
 		panic(err)
 	}
-	r := envelope.Copy(k, v, h, envelope.Source{Offset: it.Offset})
+	r := record.Copy(k, v, h, record.Source{Offset: it.Offset})
 	r.Offset = f.next()
 	return r
 }
@@ -307,7 +308,7 @@ func TestRejections(t *testing.T) {
 	var f fixture
 	tr := New(Config{Validate: func(e envelope.Envelope) *envelope.Error {
 		if e.TargetTopic == "target" {
-			return envelope.Errorf(envelope.CodeTargetNotAllowed, "no")
+			return record.Errorf(envelope.CodeTargetNotAllowed, "no")
 		}
 		return nil
 	}}, 0, 0, t0)
@@ -460,7 +461,7 @@ func TestRefusedDispatchCountedAsRejected(t *testing.T) {
 	observe(tr, t0, a, b)
 	items := tr.Due(t0, 10, nil)
 	require.Len(t, items, 2)
-	items[0].Op, items[0].Err = OpReject, envelope.Errorf(envelope.CodeTooLarge, "refused")
+	items[0].Op, items[0].Err = OpReject, record.Errorf(envelope.CodeTooLarge, "refused")
 	observe(tr, t0, f.tomb("a", a.Offset), f.tomb("b", b.Offset))
 	tr.Ack(items)
 	st := tr.Stats()
@@ -472,7 +473,7 @@ func TestRefusedDispatchCountedAsRejected(t *testing.T) {
 	c := f.sched("c", t0, "c")
 	observe(tr, t0, c)
 	items = tr.Due(t0, 10, nil)
-	items[0].Op, items[0].Err = OpReject, envelope.Errorf(envelope.CodeTooLarge, "refused")
+	items[0].Op, items[0].Err = OpReject, record.Errorf(envelope.CodeTooLarge, "refused")
 	observe(tr, t0, f.tomb("c", c.Offset))
 	tr.Nack(items, t0)
 	st = tr.Stats()

@@ -154,19 +154,19 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 	return o, nil
 }
 
-func (o *scheduleOpts) envelopeOpts() []envelope.Opt {
-	opts := []envelope.Opt{envelope.WithTopic(o.topic)}
+func (o *scheduleOpts) envelopeOpts() []envelope.ScheduleOpt {
+	opts := []envelope.ScheduleOpt{envelope.WithTopic(o.topic)}
 	if o.key != "" {
 		opts = append(opts, envelope.WithKey(o.key))
 	}
 	if o.targetKey.set {
-		opts = append(opts, envelope.WithTargetKey([]byte(o.targetKey.v)))
+		opts = append(opts, envelope.WithTargetKey(o.targetKey.v))
 	}
 	if o.targetPartition.set {
 		opts = append(opts, envelope.WithTargetPartition(int32(o.targetPartition.v)))
 	}
 	if o.partitionKey.set {
-		opts = append(opts, envelope.WithPartitionKey([]byte(o.partitionKey.v)))
+		opts = append(opts, envelope.WithPartitionKey(o.partitionKey.v))
 	}
 	for _, h := range o.headers {
 		opts = append(opts, envelope.WithHeader(h.Key, h.Value))
