@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -219,6 +220,36 @@ func TestScheduleErrors(t *testing.T) {
 	rec, err := Schedule("t", now, nil)
 	require.NoError(t, err)
 	require.NotNil(t, rec.Value, "a nil payload must not turn the schedule into a cancel")
+}
+
+// TestHeaderNames: HeaderIndex and HeaderNames agree, every name is
+// listed once, and the ranges the builders and Parse use hold the headers
+// they mean.
+func TestHeaderNames(t *testing.T) {
+	names := HeaderNames()
+	require.Len(t, names, nHeaders)
+	for i, name := range names {
+		require.NotEmpty(t, name, "position %d", i)
+		require.Equal(t, i, HeaderIndex(name), name)
+	}
+	require.Equal(t, -1, HeaderIndex("trace-id"))
+	require.Equal(t, -1, HeaderIndex(""))
+	names[0] = "changed"
+	require.Equal(t, HeaderSchemaVersion, HeaderNames()[0], "callers get a copy")
+
+	// What a producer may not set with WithHeader: every header Schedule
+	// or Recurring writes, and nothing the service writes.
+	set := []string{HeaderSchemaVersion, HeaderSourceType, HeaderTargetEpoch, HeaderTargetEpochMs,
+		HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey,
+		HeaderCron, HeaderTimezone, HeaderUntil, HeaderMaxFires, HeaderFireCount, HeaderMissed}
+	for _, name := range HeaderNames() {
+		require.Equal(t, slices.Contains(set, name), isControl(name), name)
+	}
+	// What Parse reads besides: the tombstone's offset and the copy mark.
+	require.ElementsMatch(t, append(set, HeaderSourceOffset, HeaderCopyOf), HeaderNames()[:nRead])
+	var sink int
+	require.Zero(t, testing.AllocsPerRun(100, func() { sink += HeaderIndex("trace-id") }))
+	require.Equal(t, -101, sink)
 }
 
 func TestCancel(t *testing.T) {

@@ -91,85 +91,34 @@ type Recurrence struct {
 // Due returns the due time.
 func (e *Envelope) Due() time.Time { return time.UnixMilli(e.DueMs).UTC() }
 
-// control collects the control headers of one record. A control header
-// may repeat with the same value (some producers copy headers twice); with
-// different values the record is ambiguous and rejected.
+// control collects the control headers of one record, by their position
+// in headerNames. A control header may repeat with the same value (some
+// producers copy headers twice); with different values the record is
+// ambiguous and rejected.
 type control struct {
-	version, source, epoch, epochMs, topic, partition, targetKey, partitionKey, offset, copyOf []byte
-	cron, zone, until, maxFires, fireCount, missed                                             []byte
-	has                                                                                        uint32
-	conflict                                                                                   string
-}
-
-const (
-	hasVersion uint32 = 1 << iota
-	hasSource
-	hasEpoch
-	hasEpochMs
-	hasTopic
-	hasPartition
-	hasTargetKey
-	hasPartitionKey
-	hasOffset
-	hasCopyOf
-	hasCron
-	hasZone
-	hasUntil
-	hasMaxFires
-	hasFireCount
-	hasMissed
-)
-
-func (c *control) set(name string, bit uint32, dst *[]byte, v []byte) {
-	if c.has&bit != 0 {
-		if !bytes.Equal(*dst, v) && c.conflict == "" {
-			c.conflict = name
-		}
-		return
-	}
-	c.has |= bit
-	*dst = v
+	val      [nRead][]byte
+	has      uint32 // bit i: headerNames[i] is present
+	conflict string
 }
 
 func (c *control) read(headers []kgo.RecordHeader) {
 	for i := range headers {
 		h := &headers[i]
-		switch h.Key {
-		case HeaderSchemaVersion:
-			c.set(h.Key, hasVersion, &c.version, h.Value)
-		case HeaderSourceType:
-			c.set(h.Key, hasSource, &c.source, h.Value)
-		case HeaderTargetEpoch:
-			c.set(h.Key, hasEpoch, &c.epoch, h.Value)
-		case HeaderTargetEpochMs:
-			c.set(h.Key, hasEpochMs, &c.epochMs, h.Value)
-		case HeaderTargetTopic:
-			c.set(h.Key, hasTopic, &c.topic, h.Value)
-		case HeaderTargetPartition:
-			c.set(h.Key, hasPartition, &c.partition, h.Value)
-		case HeaderTargetKey:
-			c.set(h.Key, hasTargetKey, &c.targetKey, h.Value)
-		case HeaderTargetPartitionKey:
-			c.set(h.Key, hasPartitionKey, &c.partitionKey, h.Value)
-		case HeaderSourceOffset:
-			c.set(h.Key, hasOffset, &c.offset, h.Value)
-		case HeaderCopyOf:
-			c.set(h.Key, hasCopyOf, &c.copyOf, h.Value)
-		case HeaderCron:
-			c.set(h.Key, hasCron, &c.cron, h.Value)
-		case HeaderTimezone:
-			c.set(h.Key, hasZone, &c.zone, h.Value)
-		case HeaderUntil:
-			c.set(h.Key, hasUntil, &c.until, h.Value)
-		case HeaderMaxFires:
-			c.set(h.Key, hasMaxFires, &c.maxFires, h.Value)
-		case HeaderFireCount:
-			c.set(h.Key, hasFireCount, &c.fireCount, h.Value)
-		case HeaderMissed:
-			c.set(h.Key, hasMissed, &c.missed, h.Value)
+		n := HeaderIndex(h.Key)
+		if n < 0 || n >= nRead {
+			continue
+		}
+		if bit := uint32(1) << n; c.has&bit == 0 {
+			c.has |= bit
+			c.val[n] = h.Value
+		} else if !bytes.Equal(c.val[n], h.Value) && c.conflict == "" {
+			c.conflict = h.Key
 		}
 	}
 }
+
+// get returns the value of headerNames[n] and whether the record has it.
+func (c *control) get(n int) ([]byte, bool) { return c.val[n], c.has&(1<<n) != 0 }
 
 // Parse reads one record of the schedules topic. now bounds how far ahead a
 // due time may lie (SPEC 5: more than 100 years ahead is bad_epoch).
@@ -182,19 +131,21 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 	var c control
 	c.read(r.Headers)
 
-	if c.has&hasVersion != 0 {
-		if major, ok := parseMajor(c.version); ok && major > SchemaMajor {
-			return Envelope{}, &VersionError{Version: printable(c.version)}
+	version, hasVersion := c.get(iSchemaVersion)
+	if hasVersion {
+		if major, ok := parseMajor(version); ok && major > SchemaMajor {
+			return Envelope{}, &VersionError{Version: printable(version)}
 		}
 	}
+	source, hasSource := c.get(iSourceType)
 
 	if r.Value == nil {
 		if r.Key == nil {
 			return Envelope{}, errorf(CodeMissingKey, "null-value record without a key cancels nothing")
 		}
 		env := Envelope{Kind: KindCancel, Key: r.Key, Names: -1, TargetPartition: -1, CopyOf: -1}
-		if c.has&(hasSource|hasOffset) == hasSource|hasOffset && string(c.source) == SourceTombstone {
-			if off, err := strconv.ParseInt(string(c.offset), 10, 64); err == nil && off >= 0 {
+		if offset, ok := c.get(iSourceOffset); ok && hasSource && string(source) == SourceTombstone {
+			if off, err := strconv.ParseInt(string(offset), 10, 64); err == nil && off >= 0 {
 				env.Kind = KindTombstone
 				env.Names = off
 			}
@@ -208,57 +159,56 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 	if c.conflict != "" {
 		return Envelope{}, errorf(CodeMissingHeader, "header %s appears more than once with different values; it must appear once", c.conflict)
 	}
-	if c.has&hasVersion == 0 {
+	if !hasVersion {
 		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderSchemaVersion)
 	}
-	if major, ok := parseMajor(c.version); !ok || major < SchemaMajor {
-		return Envelope{}, errorf(CodeMissingHeader, "header %s is %q; want %s", HeaderSchemaVersion, printable(c.version), SchemaVersion)
+	if major, ok := parseMajor(version); !ok || major < SchemaMajor {
+		return Envelope{}, errorf(CodeMissingHeader, "header %s is %q; want %s", HeaderSchemaVersion, printable(version), SchemaVersion)
 	}
-	if c.has&hasSource == 0 {
+	if !hasSource {
 		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderSourceType)
 	}
-	if string(c.source) != SourceSchedule {
-		return Envelope{}, errorf(CodeUnknownSourceType, "header %s is %q; a record with a value must be %q", HeaderSourceType, printable(c.source), SourceSchedule)
+	if string(source) != SourceSchedule {
+		return Envelope{}, errorf(CodeUnknownSourceType, "header %s is %q; a record with a value must be %q", HeaderSourceType, printable(source), SourceSchedule)
 	}
-	if c.has&hasEpoch == 0 {
+	epoch, ok := c.get(iTargetEpoch)
+	if !ok {
 		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderTargetEpoch)
 	}
-	if c.has&hasTopic == 0 || len(c.topic) == 0 {
+	topic, ok := c.get(iTargetTopic)
+	if !ok || len(topic) == 0 {
 		return Envelope{}, errorf(CodeMissingHeader, "missing header %s", HeaderTargetTopic)
 	}
 
 	env := Envelope{Kind: KindSchedule, Key: r.Key, Value: r.Value, TargetPartition: -1, Names: -1, CopyOf: -1}
-	if c.has&hasCopyOf != 0 {
-		if off, err := strconv.ParseInt(string(c.copyOf), 10, 64); err == nil && off >= 0 {
+	if copyOf, ok := c.get(iCopyOf); ok {
+		if off, err := strconv.ParseInt(string(copyOf), 10, 64); err == nil && off >= 0 {
 			env.CopyOf = off
 		}
 	}
 
-	due, err := parseDue(c.epoch, c.epochMs, c.has&hasEpochMs != 0, now)
+	epochMs, hasMs := c.get(iTargetEpochMs)
+	due, err := parseDue(epoch, epochMs, hasMs, now)
 	if err != nil {
 		return Envelope{}, err
 	}
 	env.DueMs = due
 
-	if !topicname.Legal(c.topic) {
-		return Envelope{}, errorf(CodeTargetUnavailable, "target topic %q is not a legal Kafka topic name", printable(c.topic))
+	if !topicname.Legal(topic) {
+		return Envelope{}, errorf(CodeTargetUnavailable, "target topic %q is not a legal Kafka topic name", printable(topic))
 	}
-	env.TargetTopic = internTopic(c.topic)
+	env.TargetTopic = internTopic(topic)
 
-	if c.has&hasPartition != 0 {
-		p, err := strconv.ParseInt(string(c.partition), 10, 32)
+	if partition, ok := c.get(iTargetPartition); ok {
+		p, err := strconv.ParseInt(string(partition), 10, 32)
 		if err != nil || p < 0 {
-			return Envelope{}, errorf(CodeBadPartition, "header %s is %q; want a partition number >= 0", HeaderTargetPartition, printable(c.partition))
+			return Envelope{}, errorf(CodeBadPartition, "header %s is %q; want a partition number >= 0", HeaderTargetPartition, printable(partition))
 		}
 		env.TargetPartition = int32(p)
 	}
-	if c.has&hasTargetKey != 0 {
-		env.TargetKey, env.HasTargetKey = c.targetKey, true
-	}
-	if c.has&hasPartitionKey != 0 {
-		env.PartitionKey, env.HasPartitionKey = c.partitionKey, true
-	}
-	if c.has&hasCron != 0 {
+	env.TargetKey, env.HasTargetKey = c.get(iTargetKey)
+	env.PartitionKey, env.HasPartitionKey = c.get(iTargetPartitionKey)
+	if _, ok := c.get(iCron); ok {
 		rec, err := parseRecurrence(&c, now)
 		if err != nil {
 			return Envelope{}, err
@@ -275,15 +225,16 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 // The minimum interval between firings is the service's setting, not the
 // record's, so it is checked by the service, not here.
 func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
-	r := &Recurrence{Cron: string(c.cron)}
-	if c.has&hasZone != 0 {
-		r.Timezone = string(c.zone)
+	expr, _ := c.get(iCron)
+	r := &Recurrence{Cron: string(expr)}
+	if zone, ok := c.get(iTimezone); ok {
+		r.Timezone = string(zone)
 	}
-	if c.has&hasUntil != 0 {
-		sec, ok := parseDecimal(c.until)
+	if until, ok := c.get(iUntil); ok {
+		sec, ok := parseDecimal(until)
 		switch {
 		case !ok:
-			return nil, errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderUntil, printable(c.until))
+			return nil, errorf(CodeBadEpoch, "header %s is %q; want Unix seconds as a decimal integer", HeaderUntil, printable(until))
 		case sec < 0:
 			return nil, errorf(CodeBadEpoch, "header %s is %d, before 1970", HeaderUntil, sec)
 		case sec > now.Unix()+maxFutureSeconds:
@@ -291,28 +242,28 @@ func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
 		}
 		r.Until = time.Unix(sec, 0).UTC()
 	}
-	if c.has&hasMaxFires != 0 {
-		n, ok := parseDecimal(c.maxFires)
+	if maxFires, ok := c.get(iMaxFires); ok {
+		n, ok := parseDecimal(maxFires)
 		if !ok || n <= 0 {
-			return nil, errorf(CodeBadCron, "header %s is %q; want a positive decimal integer", HeaderMaxFires, printable(c.maxFires))
+			return nil, errorf(CodeBadCron, "header %s is %q; want a positive decimal integer", HeaderMaxFires, printable(maxFires))
 		}
 		r.MaxFires = n
 	}
-	if c.has&hasFireCount != 0 {
-		n, ok := parseDecimal(c.fireCount)
+	if fireCount, ok := c.get(iFireCount); ok {
+		n, ok := parseDecimal(fireCount)
 		if !ok || n < 0 {
-			return nil, errorf(CodeBadCron, "header %s is %q; want a decimal integer >= 0", HeaderFireCount, printable(c.fireCount))
+			return nil, errorf(CodeBadCron, "header %s is %q; want a decimal integer >= 0", HeaderFireCount, printable(fireCount))
 		}
 		r.FireCount = n
 	}
-	if c.has&hasMissed != 0 {
-		switch string(c.missed) {
+	if missed, ok := c.get(iMissed); ok {
+		switch string(missed) {
 		case MissedOne:
 			r.Missed = MissedOne
 		case MissedSkip:
 			r.Missed = MissedSkip
 		default:
-			return nil, errorf(CodeBadCron, "header %s is %q; want %q or %q", HeaderMissed, printable(c.missed), MissedOne, MissedSkip)
+			return nil, errorf(CodeBadCron, "header %s is %q; want %q or %q", HeaderMissed, printable(missed), MissedOne, MissedSkip)
 		}
 	}
 	if _, err := r.check(); err != nil {
