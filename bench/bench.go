@@ -699,7 +699,7 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 	// requests, for a group of the baseline's own.
 	var commit func(upTo int) error
 	if r.cfg.ExactlyOnce {
-		md, err := dispatcher.FetchTopics(ctx, cl, schedules)
+		md, err := kclient.FetchTopics(ctx, cl, schedules)
 		if err != nil {
 			return 0, err
 		}

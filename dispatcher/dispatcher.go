@@ -33,6 +33,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
@@ -889,7 +890,7 @@ func (d *Dispatcher) topicID(ctx context.Context, topic string) ([16]byte, error
 	if ok {
 		return id, nil
 	}
-	md, err := FetchTopics(ctx, d.client(), topic)
+	md, err := kclient.FetchTopics(ctx, d.client(), topic)
 	if err != nil {
 		return id, fmt.Errorf("reading the id of topic %s: %w", topic, err)
 	}

@@ -9,45 +9,9 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
-
-// TopicMeta is what a metadata request says of a topic.
-type TopicMeta struct {
-	Partitions int
-	ID         [16]byte
-	Err        error // UNKNOWN_TOPIC_OR_PARTITION when it does not exist
-}
-
-// FetchTopics asks the brokers about topics with a direct metadata request.
-// franz-go's admin helpers answer from a cache up to seconds old, which
-// would call a topic created a moment ago missing.
-func FetchTopics(ctx context.Context, cl *kgo.Client, topics ...string) (map[string]TopicMeta, error) {
-	req := kmsg.NewPtrMetadataRequest()
-	// Never create: a mistyped target topic must be rejected, not made,
-	// even where the broker allows auto-creation.
-	req.AllowAutoTopicCreation = false
-	for _, t := range topics {
-		rt := kmsg.NewMetadataRequestTopic()
-		rt.Topic = kmsg.StringPtr(t)
-		req.Topics = append(req.Topics, rt)
-	}
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]TopicMeta, len(topics))
-	for _, t := range topics {
-		out[t] = TopicMeta{Err: kerr.UnknownTopicOrPartition}
-	}
-	for _, t := range resp.Topics {
-		if t.Topic == nil {
-			continue
-		}
-		out[*t.Topic] = TopicMeta{Partitions: len(t.Partitions), ID: t.TopicID, Err: kerr.ErrorForCode(t.ErrorCode)}
-	}
-	return out, nil
-}
 
 // TargetState is what is known of a target topic.
 type TargetState uint8
@@ -163,7 +127,7 @@ func (t *Targets) Run(ctx context.Context) {
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		md, err := FetchTopics(fctx, t.cl, fetch...)
+		md, err := kclient.FetchTopics(fctx, t.cl, fetch...)
 		cancel()
 		if err != nil {
 			// Every half second while the cluster is away: warn once.

@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
 
 // TopicSet is a schedules topic and the topics named after it.
@@ -134,7 +134,7 @@ func ensure(ctx context.Context, cl *kgo.Client, adm *kadm.Client, topic string,
 
 // partitions returns how many partitions topic has, 0 if it does not exist.
 func partitions(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
-	md, err := dispatcher.FetchTopics(ctx, cl, topic)
+	md, err := kclient.FetchTopics(ctx, cl, topic)
 	if err != nil {
 		return 0, fmt.Errorf("reading metadata of %s: %w", topic, err)
 	}

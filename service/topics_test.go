@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
 
 func TestEnsureTopics(t *testing.T) {
@@ -42,7 +42,7 @@ func TestEnsureTopics(t *testing.T) {
 	for topic, want := range map[string]int{
 		"existing_states": 2, "existing_logs": 2, "fresh": 5, "fresh_states": 5, "fresh_logs": 5,
 	} {
-		md, err := dispatcher.FetchTopics(ctx, cl, topic)
+		md, err := kclient.FetchTopics(ctx, cl, topic)
 		require.NoError(t, err)
 		require.Equal(t, want, md[topic].Partitions, topic)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/service"
@@ -96,7 +95,7 @@ func warnMissingTarget(ctx context.Context, conn *kclient.Conn, topic string, st
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	md, err := dispatcher.FetchTopics(ctx, cl, topic)
+	md, err := kclient.FetchTopics(ctx, cl, topic)
 	if err != nil || !errors.Is(md[topic].Err, kerr.UnknownTopicOrPartition) {
 		return
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/service"
 )
@@ -163,7 +162,7 @@ func parseTopicsCreate(args []string, lookupEnv func(string) (string, bool)) (*t
 // which kadm reads, may still hold a topic as missing just after it was
 // created.
 func partitionCounts(ctx context.Context, cl *kgo.Client, names []string) (map[string]int, error) {
-	md, err := dispatcher.FetchTopics(ctx, cl, names...)
+	md, err := kclient.FetchTopics(ctx, cl, names...)
 	if err != nil {
 		return nil, fmt.Errorf("reading metadata: %w", err)
 	}
