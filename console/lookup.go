@@ -14,9 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/consumer"
-	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/cron"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -89,7 +89,7 @@ type FinderConfig struct {
 	Sets        []Set
 	Opts        []kgo.Opt    // connect a reader to the cluster
 	Admin       *kadm.Client // metadata and offsets
-	Partitioner string       // how keys were partitioned; default murmur2
+	Partitioner string       // how keys were partitioned (partitioner.Partitioner); default partitioner.Default
 	Instance    Instance     // nil outside the service
 	// Owner names the instance of a partition's latest state report, if
 	// known. Default: none.
@@ -104,7 +104,7 @@ type Finder struct{ cfg FinderConfig }
 // NewFinder returns a Finder.
 func NewFinder(cfg FinderConfig) *Finder {
 	if cfg.Partitioner == "" {
-		cfg.Partitioner = dispatcher.PartitionerMurmur2
+		cfg.Partitioner = partitioner.Default
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -133,7 +133,7 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 		if q.PartitionKey != nil {
 			hk = []byte(*q.PartitionKey)
 		}
-		p, _ = dispatcher.TargetPartition(&envelope.Envelope{TargetPartition: -1, HasPartitionKey: true, PartitionKey: hk}, n, f.cfg.Partitioner)
+		p = int32(partitioner.Partitioner(f.cfg.Partitioner).Partition(hk, n))
 	}
 	res, err := f.lookup(ctx, set, p, []byte(q.Key))
 	if err != nil {

@@ -49,6 +49,7 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
@@ -68,7 +69,7 @@ type Config struct {
 	BatchSize     int           // schedules per batch; default 1000
 	StateInterval time.Duration // between periodic state reports; default 5s
 	TargetWait    time.Duration // a missing target topic is waited for this long; default 30s
-	Partitioner   string        // dispatcher.Partitioner*; default murmur2
+	Partitioner   string        // partitioner.Partitioner; default partitioner.Default
 	AllowTarget   []string      // glob patterns; default ["*"]
 	Lead          time.Duration // tracker.Config.Lead; default tracker.DefaultLead
 
@@ -106,7 +107,7 @@ func (c *Config) defaults() {
 		c.TargetWait = 30 * time.Second
 	}
 	if c.Partitioner == "" {
-		c.Partitioner = dispatcher.PartitionerMurmur2
+		c.Partitioner = partitioner.Default
 	}
 	if len(c.AllowTarget) == 0 {
 		c.AllowTarget = []string{"*"}

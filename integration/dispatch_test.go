@@ -13,6 +13,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 )
 
 // TestDispatchAtDueTime: a schedule due in the future goes out at its due
@@ -54,7 +55,7 @@ func TestDispatchAtDueTime(t *testing.T) {
 			wants[name] = w
 		}
 		murmur := func(k string) int32 {
-			p, _ := dispatcher.TargetPartition(&envelope.Envelope{TargetPartition: -1, TargetKey: []byte(k), HasTargetKey: true}, 8, dispatcher.PartitionerMurmur2)
+			p, _ := dispatcher.TargetPartition(&envelope.Envelope{TargetPartition: -1, TargetKey: []byte(k), HasTargetKey: true}, 8, partitioner.Murmur2)
 			return p
 		}
 		add("explicit", start.Add(1500*time.Millisecond), 5, envelope.WithTargetPartition(5), envelope.WithTargetKey("tk-explicit"))

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/state"
 )
@@ -304,7 +304,7 @@ func TestKarafkaShapedRecords(t *testing.T) {
 		defer b.close()
 		b.topic("orders", 6)
 		cfg := b.config("a")
-		cfg.Partitioner = dispatcher.PartitionerConsistentRandom
+		cfg.Partitioner = partitioner.ConsistentRandom
 		_, stop := b.start(cfg)
 		defer stop()
 		synctest.Wait()

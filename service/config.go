@@ -14,6 +14,7 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
@@ -59,7 +60,7 @@ type Config struct {
 	ExactlyOnce    bool          // transactions fenced by the group; default true
 	StateInterval  time.Duration // at most this long between state reports; default DefaultStateInterval
 	AllowTarget    []string      // glob patterns of allowed target topics; default ["*"]
-	Partitioner    string        // target partitioner: murmur2 or consistent_random; default murmur2
+	Partitioner    string        // target partitioner: murmur2 or consistent_random; default partitioner.Default
 
 	CreateTopics      bool // create missing topics at start; default true
 	Partitions        int  // partitions of created schedules topics; default DefaultPartitions
@@ -125,7 +126,7 @@ func Default() Config {
 		ExactlyOnce:        true,
 		StateInterval:      DefaultStateInterval,
 		AllowTarget:        []string{"*"},
-		Partitioner:        dispatcher.PartitionerMurmur2,
+		Partitioner:        partitioner.Default,
 		CreateTopics:       true,
 		Partitions:         DefaultPartitions,
 		ReplicationFactor:  DefaultReplicationFactor,
@@ -206,10 +207,8 @@ func (c *Config) Validate() error {
 			return bad("--allow-target: %q is not a glob pattern", p)
 		}
 	}
-	switch c.Partitioner {
-	case dispatcher.PartitionerMurmur2, dispatcher.PartitionerConsistentRandom:
-	default:
-		return bad("--partitioner: %q is not murmur2 or consistent_random", c.Partitioner)
+	if err := partitioner.Check(c.Partitioner); err != nil {
+		return bad("--partitioner: %w", err)
 	}
 	if c.Partitions < 1 {
 		return bad("--partitions: %d is below 1", c.Partitions)

@@ -3,63 +3,42 @@ package main
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
-	"math/rand/v2"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 )
 
 // partitionerFlag registers how the tools place their record in the
 // schedules topic.
 func partitionerFlag(f *flagSet, p *string) {
-	*p = dispatcher.PartitionerMurmur2
+	*p = partitioner.Default
 	f.String(p, "partitioner", "how the record is partitioned in the schedules topic: murmur2 (Kafka's and franz-go's default) or consistent_random (librdkafka's, as Ruby producers write)")
 }
 
 func checkPartitioner(f *flagSet, p string) error {
-	switch p {
-	case dispatcher.PartitionerMurmur2, dispatcher.PartitionerConsistentRandom:
-		return nil
+	if err := partitioner.Check(p); err != nil {
+		return f.usageErrf("--partitioner: %w", err)
 	}
-	return f.usageErrf("--partitioner: %q is not murmur2 or consistent_random", p)
-}
-
-var murmur2 = kgo.StickyKeyPartitioner(nil).ForTopic("")
-
-// hashPartition is the partition among n that partitioner gives key, by the
-// same rules as dispatcher.TargetPartition, so a schedule written here lands
-// where a Java or Ruby producer would have put it.
-func hashPartition(partitioner string, key []byte, n int) int {
-	if partitioner == dispatcher.PartitionerConsistentRandom {
-		if len(key) == 0 {
-			return rand.IntN(n)
-		}
-		return int(crc32.ChecksumIEEE(key) % uint32(n))
-	}
-	if key == nil {
-		key = []byte{} // a nil key would make the sticky partitioner pick any
-	}
-	return murmur2.Partition(&kgo.Record{Key: key}, n)
+	return nil
 }
 
 // placement chooses the partition of the one record a tool writes: fixed
 // when >= 0, else the hash of hashKey when not nil, else the hash of the
 // record's key.
-func placement(partitioner string, fixed int32, hashKey []byte) kgo.Partitioner {
+func placement(by string, fixed int32, hashKey []byte) kgo.Partitioner {
 	return kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int {
 		return func(r *kgo.Record, n int) int {
 			switch {
 			case fixed >= 0:
 				return int(fixed) // beyond n, kgo fails the record
 			case hashKey != nil:
-				return hashPartition(partitioner, hashKey, n)
+				return partitioner.Partitioner(by).Partition(hashKey, n)
 			}
-			return hashPartition(partitioner, r.Key, n)
+			return partitioner.Partitioner(by).Partition(r.Key, n)
 		}
 	})
 }

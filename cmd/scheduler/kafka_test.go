@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/service"
 	"github.com/scheduler-dev/scheduler/state"
 )
@@ -120,7 +121,7 @@ func TestSchedule(t *testing.T) {
 		after := time.Now()
 		w := parseWritten(t, stdout)
 		require.Equal(t, "order-1", w.key)
-		require.Equal(t, int32(hashPartition("murmur2", []byte("order-1"), testPartitions)), w.partition, "the default partitioner is murmur2 of the key")
+		require.Equal(t, int32(partitioner.Partitioner(partitioner.Murmur2).Partition([]byte("order-1"), testPartitions)), w.partition, "the default partitioner is murmur2 of the key")
 
 		r := fetch(t, addr, envelope.DefaultTopic, w.partition, w.offset)
 		env, err := envelope.Parse(r, time.Now())
@@ -218,7 +219,7 @@ func TestSchedule(t *testing.T) {
 func differentlyPlaced(t *testing.T) string {
 	for i := range 100 {
 		key := fmt.Sprintf("key-%d", i)
-		if hashPartition("murmur2", []byte(key), testPartitions) != int(crc32.ChecksumIEEE([]byte(key))%testPartitions) {
+		if partitioner.Partitioner(partitioner.Murmur2).Partition([]byte(key), testPartitions) != int(crc32.ChecksumIEEE([]byte(key))%testPartitions) {
 			return key
 		}
 	}
@@ -277,7 +278,7 @@ func TestCancel(t *testing.T) {
 		t.Parallel()
 		stdout, _ := cliAt(t, addr, "", "cancel", "--key", "k", "--partition-key", "customer-7")
 		c := parseWritten(t, stdout)
-		require.Equal(t, int32(hashPartition("murmur2", []byte("customer-7"), testPartitions)), c.partition)
+		require.Equal(t, int32(partitioner.Partitioner(partitioner.Murmur2).Partition([]byte("customer-7"), testPartitions)), c.partition)
 		requireCancel(t, c, "k")
 	})
 
