@@ -44,7 +44,7 @@ func TestLoopDrainsAMillionInFullBatches(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	targets := dispatcher.NewTargets(cl, 30*time.Second, zerolog.Nop())
+	targets := dispatcher.NewTargets(cl, 30*time.Second, nil, zerolog.Nop())
 	go targets.Run(ctx)
 	// The clock stands still at the start of the test: the target cache
 	// forgets topics not looked up for minutes of real time.

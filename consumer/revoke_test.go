@@ -32,7 +32,7 @@ func TestLostPartitionWaitsForItsBatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	now := time.Now()
-	targets := dispatcher.NewTargets(cl, 30*time.Second, zerolog.Nop())
+	targets := dispatcher.NewTargets(cl, 30*time.Second, nil, zerolog.Nop())
 	go targets.Run(ctx)
 	require.Eventually(t, func() bool {
 		st, _ := targets.Lookup(target, now)

@@ -31,6 +31,7 @@ const (
 // never holds up others.
 type Targets struct {
 	cl      *kgo.Client
+	now     func() time.Time // the service's clock, as Lookup's callers read it
 	log     zerolog.Logger
 	wait    time.Duration // how long schedules wait for a missing topic (--target-wait), for the log
 	refresh time.Duration // how old a ready entry may get
@@ -52,10 +53,15 @@ type targetInfo struct {
 
 // NewTargets returns a cache reading metadata with cl. wait is how long
 // the caller lets schedules wait for a missing topic (--target-wait); the
-// log says so as soon as a topic is found missing.
-func NewTargets(cl *kgo.Client, wait time.Duration, log zerolog.Logger) *Targets {
+// log says so as soon as a topic is found missing. now is the clock of
+// the callers of Lookup (default time.Now): Run compares the times they
+// pass with its own, so a shifted clock must shift both.
+func NewTargets(cl *kgo.Client, wait time.Duration, now func() time.Time, log zerolog.Logger) *Targets {
+	if now == nil {
+		now = time.Now
+	}
 	return &Targets{
-		cl: cl, log: log, wait: wait,
+		cl: cl, now: now, log: log, wait: wait,
 		refresh: 30 * time.Second, retry: 500 * time.Millisecond,
 		topics: map[string]*targetInfo{}, wake: make(chan struct{}, 1), updated: make(chan struct{}, 1),
 	}
@@ -111,7 +117,7 @@ func (t *Targets) Run(ctx context.Context) {
 		case <-t.wake:
 		case <-tick.C:
 		}
-		now := time.Now()
+		now := t.now()
 		var fetch []string
 		t.mu.Lock()
 		for name, ti := range t.topics {

@@ -29,7 +29,7 @@ func newHTTP(s *Service, gath prometheus.Gatherer) *http.Server {
 	if s.console != nil {
 		s.console.Register(mux)
 	}
-	h := &liveness{cl: s.rep, health: s.health, conn: &s.cfg.Conn}
+	h := &liveness{cl: s.rep, health: s.health, conn: &s.cfg.Conn, now: s.now}
 	mux.HandleFunc("GET /healthz", h.serve)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		st := s.engine.Status()
@@ -118,6 +118,7 @@ type liveness struct {
 	cl     *kgo.Client
 	health *health.Registry
 	conn   *kclient.Conn // names what the client's own error hides
+	now    func() time.Time
 	mu     sync.Mutex
 	at     time.Time
 	last   error
@@ -125,11 +126,11 @@ type liveness struct {
 
 func (h *liveness) serve(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
-	if time.Since(h.at) > time.Second {
+	if h.now().Sub(h.at) > time.Second {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		h.last = h.conn.Diagnose(h.cl.Ping(ctx))
 		cancel()
-		h.at = time.Now()
+		h.at = h.now()
 	}
 	err := h.last
 	h.mu.Unlock()

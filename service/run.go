@@ -43,6 +43,7 @@ func Run(ctx context.Context, cfg Config) error {
 type Service struct {
 	cfg     Config
 	log     zerolog.Logger
+	now     func() time.Time // the one clock of every component (Hooks.ClockOffset)
 	health  *health.Registry
 	engine  *consumer.Engine
 	disp    *dispatcher.Dispatcher
@@ -132,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 
 	s := &Service{
-		cfg: cfg, log: log, health: health.New(nil),
+		cfg: cfg, log: log, now: now, health: health.New(now),
 		kill: make(chan struct{}), started: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.health.Set(ComponentStartup, health.CauseStarting, "building the service")
@@ -210,7 +211,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.targets = dispatcher.NewTargets(s.rep, cfg.TargetWait, log.With().Str("component", "targets").Logger())
+	s.targets = dispatcher.NewTargets(s.rep, cfg.TargetWait, now, log.With().Str("component", "targets").Logger())
 
 	var sets []consumer.TopicSet
 	for _, t := range cfg.TopicSets() {
@@ -404,7 +405,7 @@ func (s *Service) step(ctx context.Context, component, doing string, attempt fun
 			}
 			return nil
 		}
-		if waited := time.Since(p.Since); p.Config && waited >= s.cfg.ConfigFaultWait {
+		if waited := s.now().Sub(p.Since); p.Config && waited >= s.cfg.ConfigFaultWait {
 			return &FaultError{Component: component, Cause: p.Cause, Waited: waited, Err: err}
 		}
 		wait := backoff.Next()
@@ -443,7 +444,7 @@ func (s *Service) watch(ctx context.Context) {
 			return
 		}
 		for _, p := range s.health.Problems() {
-			if waited := time.Since(p.Since); p.Config && waited >= s.cfg.ConfigFaultWait {
+			if waited := s.now().Sub(p.Since); p.Config && waited >= s.cfg.ConfigFaultWait {
 				s.engine.Fail(&FaultError{Component: p.Component, Cause: p.Cause, Waited: waited, Err: errors.New(p.Message)})
 				return
 			}
