@@ -507,7 +507,7 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	r.cfg.Progress("load: the scheduler loads and sends them")
 	c := newCommitted(n, nil)
 	t0, cpu0 := time.Now(), cpuTime()
-	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.OnCommitted = c.hook })
+	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
 	if err != nil {
 		return err
 	}
@@ -800,7 +800,7 @@ func (r *run) lateness(ctx context.Context) error {
 		return err
 	}
 	c := newCommitted(total, nil)
-	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.OnCommitted = c.hook })
+	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
 	if err != nil {
 		return err
 	}
@@ -895,8 +895,8 @@ func (r *run) rollover(ctx context.Context) error {
 		return it.DueMs < midnight.Add(6*time.Second).UnixMilli()
 	})
 	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) {
-		cfg.OnCommitted = c.hook
-		cfg.ClockOffset = offset
+		cfg.Hooks.OnCommitted = c.hook
+		cfg.Hooks.ClockOffset = offset
 		cfg.DayLead = lead
 	})
 	if err != nil {

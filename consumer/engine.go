@@ -83,10 +83,9 @@ type Config struct {
 	Logger  zerolog.Logger
 	Metrics *Metrics // default: unregistered metrics
 
-	// OnCommitted, when set, is called on the loop with every item of a
-	// committed batch and the time the commit was confirmed. The
-	// benchmark measures lateness with it.
-	OnCommitted func(items []*dispatcher.Item, at time.Time)
+	// Hooks are for tests and the benchmark only (Hooks.OnCommitted).
+	// Default none.
+	Hooks dispatcher.Hooks
 
 	// OnProblem, when set, is told the outcome of work the engine retries
 	// in the background (publishing state reports, fetching): an error
@@ -410,7 +409,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		cl.Close()
 		<-pollDone
 		// The flusher is not waited for: a test may hold it where the
-		// process "died" (dispatcher.Config.Hook). Its context is
+		// process "died" (dispatcher.Hooks.OnPoint). Its context is
 		// cancelled and the service closes its producer next, so it
 		// ends as soon as it is let go.
 		e.bg.Wait()

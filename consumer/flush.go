@@ -328,8 +328,8 @@ func (e *Engine) onFlushed(f flushed) {
 			e.release(p, now, p.releaseWhy)
 		}
 	}
-	if e.cfg.OnCommitted != nil && len(committed) > 0 {
-		e.cfg.OnCommitted(committed, f.at)
+	if e.cfg.Hooks.OnCommitted != nil && len(committed) > 0 {
+		e.cfg.Hooks.OnCommitted(committed, f.at)
 	}
 	if res.Err != nil {
 		// The batch formed ahead may hold items of the partitions that

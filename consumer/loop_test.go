@@ -74,13 +74,13 @@ func TestLoopDrainsAMillionInFullBatches(t *testing.T) {
 		Group: "g", InstanceID: "i", BatchSize: batchSize,
 		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
 		Logger: zerolog.Nop(),
-		OnCommitted: func(items []*dispatcher.Item, _ time.Time) {
+		Hooks: dispatcher.Hooks{OnCommitted: func(items []*dispatcher.Item, _ time.Time) {
 			// On the loop, which owns the counters.
 			mu.Lock()
 			batches = append(batches, len(items))
 			snaps, sorts = append(snaps, e.snaps), append(sorts, p.lat.sorts)
 			mu.Unlock()
-		},
+		}},
 	}, Deps{Reporter: cl, Dispatcher: disp, Targets: targets})
 	require.NoError(t, err)
 	e.write = func(_ context.Context, b *dispatcher.Batch) dispatcher.Result {

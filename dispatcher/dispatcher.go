@@ -66,13 +66,11 @@ type Config struct {
 	// commits, so status pages can show a failure while it lasts.
 	OnError func(error)
 
-	// Hook, when set, is called at the named points of writing a batch:
-	// HookBeforeProduce, HookAfterProduce, HookAfterCommit. Tests use it
-	// to crash the service there.
-	Hook func(point string)
+	// Hooks are for tests only (Hooks.OnPoint). Default none.
+	Hooks Hooks
 }
 
-// Points of Config.Hook.
+// Points of Hooks.OnPoint.
 const (
 	HookBeforeProduce = "before-produce" // the transaction is open with the group offsets, no record written
 	HookAfterProduce  = "after-produce"  // every record is written, not committed
@@ -80,8 +78,8 @@ const (
 )
 
 func (d *Dispatcher) hook(point string) {
-	if d.cfg.Hook != nil {
-		d.cfg.Hook(point)
+	if d.cfg.Hooks.OnPoint != nil {
+		d.cfg.Hooks.OnPoint(point)
 	}
 }
 

@@ -62,7 +62,7 @@ func (b *bubble) config(instance string) service.Config {
 	cfg.Conn = kclient.Conn{Brokers: b.brokers, Dialer: b.vn.DialContext}
 	cfg.InstanceID = instance
 	cfg.HTTPAddr = "" // a real listener would keep the bubble from advancing
-	cfg.ClockOffset = b.offset
+	cfg.Hooks.ClockOffset = b.offset
 	cfg.SessionTimeout = 10 * time.Second
 	cfg.RebalanceTimeout = 20 * time.Second
 	cfg.StateInterval = time.Minute

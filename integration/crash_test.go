@@ -74,7 +74,7 @@ func TestCrashAtEachPointOfAFlush(t *testing.T) {
 			crashed := make(chan *service.Service, 1)
 			killed := make(chan struct{})
 			cfg := h.config("a")
-			cfg.DispatchHook = func(p string) {
+			cfg.Hooks.OnPoint = func(p string) {
 				if p != point {
 					return
 				}

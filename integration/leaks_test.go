@@ -62,7 +62,7 @@ func TestStopDuringRolloverReadIn(t *testing.T) {
 	})
 
 	cfg, logs := withLogs(h.config("a"))
-	cfg.ClockOffset = offset
+	cfg.Hooks.ClockOffset = offset
 	cfg.HTTPAddr = "" // no console, whose states reader's fetches from the start would be held too
 	s, stop := h.start(cfg)
 	eventually(t, 30*time.Second, func() bool { return len(logs.lines("loaded")) == 1 }, "never loaded")

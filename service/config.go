@@ -95,17 +95,26 @@ type Config struct {
 	// ConsoleRefresh is how often the console page refreshes itself.
 	// Default console.DefaultRefresh.
 	ConsoleRefresh time.Duration
-	// ClockOffset shifts the service's clock, so that a benchmark can place
-	// the service just before a UTC midnight. Default 0.
-	ClockOffset time.Duration
-	// OnCommitted, when set, sees every committed item (consumer.Config).
-	OnCommitted func(items []*dispatcher.Item, at time.Time)
-	// DispatchHook, when set, is called at points of writing a batch
-	// (dispatcher.Config.Hook), for tests that crash the service there.
-	DispatchHook func(point string)
+	// Hooks are for tests and the benchmark only. Default none.
+	Hooks Hooks
 	// ClientOpts are added to every Kafka client the service builds, such
 	// as kgo.WithHooks for tracing (OpenTelemetry's kotel). Default none.
 	ClientOpts []kgo.Opt
+}
+
+// Hooks are every way tests and the benchmark reach into a running
+// service, gathered so that none of them is mistaken for a setting: they
+// are for tests and the benchmark only, and production leaves them zero.
+// (Service.Kill, a crash on demand, is a method: it acts, it configures
+// nothing.)
+type Hooks struct {
+	// ClockOffset shifts the service's one clock (the loop, the target
+	// metadata cache, the console, the health registry), so that the
+	// benchmark can place the service just before a UTC midnight.
+	ClockOffset time.Duration
+	// OnPoint and OnCommitted go to the dispatcher and the consumer
+	// (dispatcher.Hooks).
+	dispatcher.Hooks
 }
 
 // Default returns the configuration with every default set.

@@ -128,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		reg, gath = r, r
 	}
 	now := time.Now
-	if off := cfg.ClockOffset; off != 0 {
+	if off := cfg.Hooks.ClockOffset; off != 0 {
 		now = func() time.Time { return time.Now().Add(off) }
 	}
 
@@ -206,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Logs:      cfg.Logs, LogPayload: cfg.LogPayload, FlushTimeout: cfg.FlushTimeout,
 		Logger:  log.With().Str("component", "dispatcher").Logger(),
 		OnError: func(err error) { s.probs.report(consumer.ComponentDispatcher, err) },
-		Hook:    cfg.DispatchHook,
+		Hooks:   cfg.Hooks.Hooks,
 	})
 	if err != nil {
 		return nil, err
@@ -223,7 +223,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget, Lead: cfg.DayLead,
 		SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
-		OnCommitted: cfg.OnCommitted, OnProblem: s.probs.report,
+		Hooks: cfg.Hooks.Hooks, OnProblem: s.probs.report,
 	}, consumer.Deps{
 		Base: base, ConsumerOpts: []kgo.Opt{kmetrics("consumer")}, Reporter: s.rep,
 		Dispatcher: s.disp, Targets: s.targets, Member: member, Health: s.health,
