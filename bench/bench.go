@@ -43,6 +43,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
@@ -61,6 +62,9 @@ const (
 
 	// DefaultProgressEvery is how often long phases report progress.
 	DefaultProgressEvery = 3 * time.Second
+	// DefaultEmbeddedAddr lets the system choose a free port, so a
+	// benchmark never collides with a running service.
+	DefaultEmbeddedAddr = "127.0.0.1:0"
 )
 
 // Phases.
@@ -77,16 +81,16 @@ var AllPhases = []string{PhaseLoad, PhaseLateness, PhaseMemory, PhaseRollover}
 // Config is what to measure and where.
 type Config struct {
 	Conn         kclient.Conn // no brokers: an embedded broker
-	EmbeddedAddr string       // default 127.0.0.1:0
+	EmbeddedAddr string       // default DefaultEmbeddedAddr
 	DataDir      string       // default a temporary directory, removed after
 	Schedules    int          // N; default DefaultSchedules
 	PayloadBytes int          // default DefaultPayloadBytes
 	Partitions   int          // of each topic; default DefaultPartitions
 	Rate         int          // due schedules per second in the lateness phases; default DefaultRate
 	RateSeconds  int          // length of the lateness phase; default DefaultRateSeconds
-	ExactlyOnce  bool
-	BatchSize    int      // --flush-batch-size; default 1000
-	Phases       []string // default AllPhases
+	ExactlyOnce  bool         // as --exactly-once of run; Default sets it, as run does
+	BatchSize    int          // --flush-batch-size; default consumer.DefaultBatchSize
+	Phases       []string     // default AllPhases
 	Logger       zerolog.Logger
 	Progress     func(format string, args ...any) // phase progress for humans; default none
 	// ProgressEvery is how often a long phase reports how far it is;
@@ -152,9 +156,17 @@ type Result struct {
 	Targets map[string]bool `json:"targets"`
 }
 
+// Default returns the configuration the bench subcommand starts from:
+// every default set, and exactly-once on as in the service.
+func Default() Config {
+	c := Config{ExactlyOnce: true, PayloadBytes: DefaultPayloadBytes}
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.EmbeddedAddr == "" {
-		c.EmbeddedAddr = "127.0.0.1:0"
+		c.EmbeddedAddr = DefaultEmbeddedAddr
 	}
 	if c.Schedules <= 0 {
 		c.Schedules = DefaultSchedules
@@ -172,7 +184,7 @@ func (c *Config) defaults() {
 		c.RateSeconds = DefaultRateSeconds
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = service.DefaultFlushBatchSize
+		c.BatchSize = consumer.DefaultBatchSize
 	}
 	if len(c.Phases) == 0 {
 		c.Phases = AllPhases

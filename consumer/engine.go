@@ -66,16 +66,16 @@ type Config struct {
 	InstanceID  string
 	ExactlyOnce bool
 
-	BatchSize     int           // schedules per batch; default 1000
-	StateInterval time.Duration // between periodic state reports; default 5s
-	TargetWait    time.Duration // a missing target topic is waited for this long; default 30s
+	BatchSize     int           // schedules per batch; default DefaultBatchSize
+	StateInterval time.Duration // between periodic state reports; default DefaultStateInterval
+	TargetWait    time.Duration // a missing target topic is waited for this long; default DefaultTargetWait
 	Partitioner   string        // partitioner.Partitioner; default partitioner.Default
-	AllowTarget   []string      // glob patterns; default ["*"]
+	AllowTarget   []string      // glob patterns; default [DefaultAllowTarget]
 	Lead          time.Duration // tracker.Config.Lead; default tracker.DefaultLead
 
-	SessionTimeout   time.Duration // default 45s
-	RebalanceTimeout time.Duration // default 60s
-	FlushGrace       time.Duration // how long shutdown waits for the batch in flight; default 8s
+	SessionTimeout   time.Duration // default DefaultSessionTimeout
+	RebalanceTimeout time.Duration // default DefaultRebalanceTimeout
+	FlushGrace       time.Duration // how long shutdown waits for the batch in flight; default DefaultFlushGrace
 
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -95,30 +95,41 @@ type Config struct {
 	OnProblem func(component string, err error)
 }
 
+// Defaults of Config; the service's flags show and use the same.
+const (
+	DefaultBatchSize        = 1000
+	DefaultStateInterval    = 5 * time.Second
+	DefaultTargetWait       = 30 * time.Second
+	DefaultAllowTarget      = "*"
+	DefaultSessionTimeout   = 45 * time.Second
+	DefaultRebalanceTimeout = 60 * time.Second
+	DefaultFlushGrace       = 8 * time.Second
+)
+
 func (c *Config) defaults() {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 1000
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.StateInterval <= 0 {
-		c.StateInterval = 5 * time.Second
+		c.StateInterval = DefaultStateInterval
 	}
 	if c.TargetWait <= 0 {
-		c.TargetWait = 30 * time.Second
+		c.TargetWait = DefaultTargetWait
 	}
 	if c.Partitioner == "" {
 		c.Partitioner = partitioner.Default
 	}
 	if len(c.AllowTarget) == 0 {
-		c.AllowTarget = []string{"*"}
+		c.AllowTarget = []string{DefaultAllowTarget}
 	}
 	if c.SessionTimeout <= 0 {
-		c.SessionTimeout = 45 * time.Second
+		c.SessionTimeout = DefaultSessionTimeout
 	}
 	if c.RebalanceTimeout <= 0 {
-		c.RebalanceTimeout = 60 * time.Second
+		c.RebalanceTimeout = DefaultRebalanceTimeout
 	}
 	if c.FlushGrace <= 0 {
-		c.FlushGrace = 8 * time.Second
+		c.FlushGrace = DefaultFlushGrace
 	}
 	if c.Now == nil {
 		c.Now = time.Now

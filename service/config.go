@@ -11,30 +11,34 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/logx"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/topic"
+	"github.com/scheduler-dev/scheduler/tracker"
 )
 
-// Defaults of Config, which are also the defaults of the run flags.
+// Defaults of Config that belong to the service itself; they are also the
+// defaults of the run flags. Each default has one constant: a setting the
+// service hands to a component takes that component's (consumer.Default*,
+// dispatcher.DefaultFlushTimeout, tracker.DefaultLead, envelope.Default*,
+// partitioner.Default), and Default reads them all.
 const (
-	DefaultEmbeddedAddr       = "127.0.0.1:9092"
+	// DefaultEmbeddedAddr is where the tools look by default, so that
+	// they find the embedded broker of a plain `scheduler run`.
+	DefaultEmbeddedAddr       = kclient.DefaultBrokers
 	DefaultDataDir            = "./scheduler-data"
 	DefaultGroup              = "scheduler"
-	DefaultFlushBatchSize     = 1000
-	DefaultStateInterval      = 5 * time.Second
 	DefaultPartitions         = 5
 	DefaultReplicationFactor  = -1 // the broker's default.replication.factor
 	DefaultHTTPAddr           = "127.0.0.1:8080"
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = logx.FormatJSON
 	DefaultLogsRetention      = 7 * 24 * time.Hour
-	DefaultSessionTimeout     = 45 * time.Second
-	DefaultRebalanceTimeout   = 60 * time.Second
 	DefaultTransactionTimeout = 60 * time.Second
-	DefaultFlushTimeout       = 15 * time.Second
-	DefaultTargetWait         = 30 * time.Second
-	DefaultDayLead            = time.Hour
 	DefaultConfigFaultWait    = 15 * time.Second
 )
 
@@ -56,10 +60,10 @@ type Config struct {
 	LogPayload    bool     // audit records carry the payload; default true
 	LogsRetention time.Duration
 
-	FlushBatchSize int           // schedules per batch (one transaction); default DefaultFlushBatchSize
+	FlushBatchSize int           // schedules per batch (one transaction); default consumer.DefaultBatchSize
 	ExactlyOnce    bool          // transactions fenced by the group; default true
-	StateInterval  time.Duration // at most this long between state reports; default DefaultStateInterval
-	AllowTarget    []string      // glob patterns of allowed target topics; default ["*"]
+	StateInterval  time.Duration // at most this long between state reports; default consumer.DefaultStateInterval
+	AllowTarget    []string      // glob patterns of allowed target topics; default [consumer.DefaultAllowTarget]
 	Partitioner    string        // target partitioner: murmur2 or consistent_random; default partitioner.Default
 
 	CreateTopics      bool // create missing topics at start; default true
@@ -67,15 +71,15 @@ type Config struct {
 	ReplicationFactor int  // of created topics; default DefaultReplicationFactor
 
 	HTTPAddr  string // serve /healthz, /readyz, /status, /metrics; "" disables; default DefaultHTTPAddr
-	LogLevel  string // default info
-	LogFormat string // json or console; default json
+	LogLevel  string // default DefaultLogLevel
+	LogFormat string // json or console; default DefaultLogFormat
 
-	SessionTimeout     time.Duration // group session; default DefaultSessionTimeout
-	RebalanceTimeout   time.Duration // default DefaultRebalanceTimeout
+	SessionTimeout     time.Duration // group session; default consumer.DefaultSessionTimeout
+	RebalanceTimeout   time.Duration // default consumer.DefaultRebalanceTimeout
 	TransactionTimeout time.Duration // default DefaultTransactionTimeout
-	FlushTimeout       time.Duration // bound on one batch attempt; default DefaultFlushTimeout
-	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default DefaultTargetWait
-	DayLead            time.Duration // how long before midnight the next day is read into memory; default DefaultDayLead
+	FlushTimeout       time.Duration // bound on one batch attempt; default dispatcher.DefaultFlushTimeout
+	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default consumer.DefaultTargetWait
+	DayLead            time.Duration // how long before midnight the next day is read into memory; default tracker.DefaultLead
 	// ConfigFaultWait is how long a fault that needs a person
 	// (credentials, certificates, ACLs, missing topics; health.Classify)
 	// is retried while the service starts before it gives up and Run
@@ -131,23 +135,23 @@ func Default() Config {
 		Logs:               true,
 		LogPayload:         true,
 		LogsRetention:      DefaultLogsRetention,
-		FlushBatchSize:     DefaultFlushBatchSize,
+		FlushBatchSize:     consumer.DefaultBatchSize,
 		ExactlyOnce:        true,
-		StateInterval:      DefaultStateInterval,
-		AllowTarget:        []string{"*"},
+		StateInterval:      consumer.DefaultStateInterval,
+		AllowTarget:        []string{consumer.DefaultAllowTarget},
 		Partitioner:        partitioner.Default,
 		CreateTopics:       true,
 		Partitions:         DefaultPartitions,
 		ReplicationFactor:  DefaultReplicationFactor,
 		HTTPAddr:           DefaultHTTPAddr,
-		LogLevel:           "info",
-		LogFormat:          "json",
-		SessionTimeout:     DefaultSessionTimeout,
-		RebalanceTimeout:   DefaultRebalanceTimeout,
+		LogLevel:           DefaultLogLevel,
+		LogFormat:          DefaultLogFormat,
+		SessionTimeout:     consumer.DefaultSessionTimeout,
+		RebalanceTimeout:   consumer.DefaultRebalanceTimeout,
 		TransactionTimeout: DefaultTransactionTimeout,
-		FlushTimeout:       DefaultFlushTimeout,
-		TargetWait:         DefaultTargetWait,
-		DayLead:            DefaultDayLead,
+		FlushTimeout:       dispatcher.DefaultFlushTimeout,
+		TargetWait:         consumer.DefaultTargetWait,
+		DayLead:            tracker.DefaultLead,
 		ConfigFaultWait:    DefaultConfigFaultWait,
 	}
 }

@@ -84,16 +84,15 @@ func benchCmd(ctx context.Context, s *stdio, args []string) error {
 	return err
 }
 
+// defaultBenchLogLevel keeps the service quiet while it is measured.
+const defaultBenchLogLevel = "warn"
+
 func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpts, error) {
 	f := newFlagSet("bench", "End-to-end benchmark: load rate, dispatch rate, lateness percentiles, memory per\npending schedule and lateness around a UTC midnight, each next to a bare franz-go\nclient doing the same Kafka work in the same run. Without --brokers it starts an\nembedded broker.")
 	o := &benchOpts{
-		cfg: bench.Config{
-			Schedules: bench.DefaultSchedules, PayloadBytes: bench.DefaultPayloadBytes,
-			Partitions: bench.DefaultPartitions, Rate: bench.DefaultRate, RateSeconds: bench.DefaultRateSeconds,
-			ExactlyOnce: true, BatchSize: 1000, EmbeddedAddr: "127.0.0.1:0",
-		},
+		cfg:      bench.Default(),
 		phases:   bench.AllPhases,
-		logLevel: "warn",
+		logLevel: defaultBenchLogLevel,
 	}
 	c := &o.cfg
 	connFlags(f, &c.Conn, "seed brokers, comma-separated; empty starts an embedded broker")

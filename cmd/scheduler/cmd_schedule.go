@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/service"
@@ -100,7 +101,7 @@ func warnMissingTarget(ctx context.Context, conn *kclient.Conn, topic string, st
 		return
 	}
 	fmt.Fprintf(stderr, "warning: target topic %q does not exist: when the schedule is due, the service waits --target-wait (default %v) for it to be created, then rejects the schedule as target_unavailable\n",
-		topic, service.DefaultTargetWait)
+		topic, consumer.DefaultTargetWait)
 }
 
 // parseSchedule reads the flags of schedule and refuses every mistake it can

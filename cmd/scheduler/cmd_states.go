@@ -151,6 +151,9 @@ func printHistogram(w io.Writer, reports []latest, now time.Time) error {
 	return nil
 }
 
+// defaultWatchInterval is the default of states --interval.
+const defaultWatchInterval = 2 * time.Second
+
 func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesOpts, error) {
 	f := newFlagSet("states", "Read the states topic from its start to its end and print the latest report of each\npartition: state, when it was written, offsets read, pending schedules per UTC day, and\nwhy the partition is stopped or the last error; then a histogram of pending schedules per\nUTC day for the next 14 days. --watch prints it again every --interval.")
 	o := &statesOpts{}
@@ -160,7 +163,7 @@ func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesO
 	f.String(&postfix, "states-postfix", "states topic = schedules topic + this")
 	f.Bool(&o.json, "json", "print a JSON array of {partition, key, offset, report}")
 	f.Bool(&o.watch, "watch", "read and print again every --interval until interrupted")
-	o.every = 2 * time.Second
+	o.every = defaultWatchInterval
 	f.Duration(&o.every, "interval", "between reads with --watch")
 	timeoutFlag(f, &o.timeout)
 	if err := f.parse(args, lookupEnv); err != nil {
