@@ -165,12 +165,8 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 	}
-	if len(c.Conn.Brokers) > 0 {
-		if err := c.Conn.Validate(); err != nil {
-			return err
-		}
-	} else if c.Conn.TLS || c.Conn.SASLMechanism != "" {
-		return bad("--tls and --sasl-mechanism need --brokers: the embedded broker speaks neither")
+	if err := c.Conn.ValidateOrEmbedded(); err != nil {
+		return err
 	}
 	if len(c.Topics) == 0 {
 		return bad("--topic: at least one schedules topic is required")

@@ -187,6 +187,19 @@ func TestUsageErrors(t *testing.T) {
 		{"topics brokers", []string{"topics", "create", "--brokers="}, nil, "topics create", "--brokers"},
 		{"topics unknown flag", []string{"topics", "create", "--exactly-once"}, nil, "topics create", "--exactly-once: unknown flag"},
 
+		// bench: the connection flags are checked as run's are
+		{"bench tls embedded", []string{"bench", "--brokers=", "--tls"}, nil, "bench", "--tls needs --brokers"},
+		{"bench sasl user embedded", []string{"bench", "--brokers=", "--sasl-user", "u"}, nil, "bench", "--sasl-user needs --brokers"},
+		{"bench bad broker", []string{"bench", "--brokers", "localhost"}, nil, "bench", "--brokers"},
+		{"bench sasl", []string{"bench", "--brokers", "a:1", "--sasl-mechanism", "plain"}, nil, "bench", "--sasl-user"},
+		{"bench password file missing", []string{"bench", "--brokers", "a:1", "--sasl-mechanism", "plain", "--sasl-user", "u", "--sasl-password-file", filepath.Join(dir, "nope")}, nil, "bench", "--sasl-password-file"},
+		{"run sasl user embedded", []string{"run", "--brokers=", "--sasl-user", "u"}, nil, "run", "--sasl-user needs --brokers"},
+		{"run sasl embedded", []string{"run", "--brokers=", "--sasl-mechanism", "plain"}, nil, "run", "--sasl-mechanism needs --brokers"},
+		{"states postfix", []string{"states", "--states-postfix", "/x"}, nil, "states", `--topic/--states-postfix: "scheduled_messages/x"`},
+		{"inspect postfix", []string{"inspect", "--key", "k", "--logs-postfix", "/x"}, nil, "inspect", `--topic/--logs-postfix: "scheduled_messages/x"`},
+		{"topics target", []string{"topics", "create", "--target", "a b"}, nil, "topics create", `--target: "a b" is not a legal topic name`},
+		{"cancel timeout env", []string{"cancel", "--key", "k"}, map[string]string{"SCHEDULER_TIMEOUT": "0s"}, "cancel", "--timeout"},
+
 		// version
 		{"version flag", []string{"version", "--short"}, nil, "version", "--short: unknown flag"},
 	}

@@ -95,9 +95,7 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 		logLevel: defaultBenchLogLevel,
 	}
 	c := &o.cfg
-	connFlags(f, &c.Conn, "seed brokers, comma-separated; empty starts an embedded broker")
-	f.String(&c.EmbeddedAddr, "embedded-addr", "listen address of the embedded broker (without --brokers)")
-	f.String(&c.DataDir, "data-dir", "where the embedded broker persists; default a temporary directory, removed after")
+	embeddedConn(f, &c.Conn, &c.EmbeddedAddr, &c.DataDir, "where the embedded broker persists; default a temporary directory, removed after")
 	f.Int(&c.Schedules, "schedules", "N: schedules loaded and sent, and schedules of the next day at the rollover")
 	f.Int(&c.PayloadBytes, "payload-bytes", "payload of each schedule")
 	f.Int(&c.Partitions, "partitions", "partitions of each topic")
@@ -111,15 +109,8 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 	f.String(&o.cpuProfile, "cpu-profile", "write a CPU profile of the whole run to this file")
 	f.String(&o.memProfile, "mem-profile", "write an allocation profile of the whole run to this file")
 	f.String(&o.heapProfile, "heap-profile", "write heap profiles to this file name + .loaded and + .sent, when every schedule is loaded and when every one is sent (each after a collection, which the dispatch rate then includes)")
-	if err := f.parse(args, lookupEnv); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &c.Conn, embedded: true}); err != nil {
 		return nil, err
-	}
-	if len(c.Conn.Brokers) > 0 {
-		if err := validateConn(f, &c.Conn); err != nil {
-			return nil, err
-		}
-	} else if c.Conn.TLS || c.Conn.SASLMechanism != "" {
-		return nil, f.usageErrf("--tls and --sasl-mechanism need --brokers: the embedded broker speaks neither")
 	}
 	for _, p := range o.phases {
 		if !slices.Contains(bench.AllPhases, p) {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
-	"github.com/scheduler-dev/scheduler/service"
 )
 
 // cancelOpts is the parsed command line of cancel.
@@ -50,12 +49,13 @@ func parseCancel(args []string, lookupEnv func(string) (string, bool)) (*cancelO
 	f.Var(&o.partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
-	if err := parseTool(f, args, lookupEnv, &o.conn, &o.timeout, &o.partitioner); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner}); err != nil {
+		return nil, err
+	}
+	if err := legalTopics(f, "--topic", o.topic); err != nil {
 		return nil, err
 	}
 	switch {
-	case !service.LegalTopic(o.topic):
-		return nil, f.usageErrf("--topic: %q is not a legal topic name", o.topic)
 	case o.key == "":
 		return nil, f.usageErrf("--key: required")
 	case partition.set && o.partitionKey.set:

@@ -15,7 +15,6 @@ import (
 	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
-	"github.com/scheduler-dev/scheduler/service"
 )
 
 // inspectOpts is the parsed command line of inspect.
@@ -85,13 +84,14 @@ func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspec
 	f.Var(&partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the answer as one JSON object (the body of GET /api/schedules/{key})")
 	timeoutFlag(f, &o.timeout)
-	if err := parseTool(f, args, lookupEnv, &o.conn, &o.timeout, &o.partitioner); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner}); err != nil {
 		return nil, err
 	}
 	o.topic, o.logs = topic, topic+postfix
+	if err := legalTopics(f, "--topic/--logs-postfix", o.topic, o.logs); err != nil {
+		return nil, err
+	}
 	switch {
-	case !service.LegalTopic(o.topic) || !service.LegalTopic(o.logs):
-		return nil, f.usageErrf("--topic/--logs-postfix: %q is not a legal topic name", o.logs)
 	case o.query.Key == "":
 		return nil, f.usageErrf("--key: required")
 	case partition.set && partitionKey.set:

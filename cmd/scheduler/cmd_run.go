@@ -30,9 +30,7 @@ func runCmd(ctx context.Context, s *stdio, args []string) error {
 func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Config, error) {
 	cfg := service.Default()
 	f := newFlagSet("run", "Run the service: load schedules, dispatch them when due, publish state reports.\nWithout --brokers it starts an embedded broker on --embedded-addr persisting to --data-dir.")
-	connFlags(f, &cfg.Conn, "seed brokers, comma-separated; empty starts an embedded broker")
-	f.String(&cfg.EmbeddedAddr, "embedded-addr", "listen address of the embedded broker (without --brokers)")
-	f.String(&cfg.DataDir, "data-dir", "where the embedded broker persists its data")
+	embeddedConn(f, &cfg.Conn, &cfg.EmbeddedAddr, &cfg.DataDir, "where the embedded broker persists its data")
 	f.List(&cfg.Topics, "topic", "schedules topics; repeatable or comma-separated")
 	f.String(&cfg.Group, "group", "consumer group")
 	f.String(&cfg.InstanceID, "instance-id", "static group member id, so a restarted instance takes its partitions back at once; the host name by default")
@@ -59,30 +57,13 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Duration(&cfg.TargetWait, "target-wait", "how long a missing target topic is waited for before the schedule is rejected")
 	f.Duration(&cfg.ConfigFaultWait, "config-fault-wait", "how long a fault that needs a person (credentials, certificates, ACLs, missing topics) is retried at start before the service exits 1; other faults are retried while they last")
 	f.Duration(&cfg.DayLead, "day-lead", "how long before a UTC midnight the next day's schedules are read into memory")
-	if err := f.parse(args, lookupEnv); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {
 		return cfg, err
 	}
 	if _, err := logx.New(cfg.LogLevel, cfg.LogFormat, io.Discard); err != nil {
 		return cfg, f.usageErr(err)
 	}
-	if len(cfg.Conn.Brokers) == 0 {
-		// Validate checks only --tls and --sasl-mechanism without brokers;
-		// the rest would be ignored in silence by the embedded broker.
-		for _, fl := range []struct{ name, v string }{
-			{"tls-ca", cfg.Conn.TLSCA}, {"tls-cert", cfg.Conn.TLSCert}, {"tls-key", cfg.Conn.TLSKey},
-			{"tls-server-name", cfg.Conn.TLSServerName},
-			{"sasl-user", cfg.Conn.SASLUser}, {"sasl-password", string(cfg.Conn.SASLPassword)},
-			{"sasl-password-file", cfg.Conn.SASLPasswordFile},
-		} {
-			if fl.v != "" {
-				return cfg, f.usageErrf("--%s needs --brokers: the embedded broker speaks neither TLS nor SASL", fl.name)
-			}
-		}
-	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, f.invalid(err)
-	}
-	if err := cfg.Conn.ReadPasswordFile(); err != nil {
 		return cfg, f.invalid(err)
 	}
 	return cfg, nil

@@ -17,7 +17,6 @@ import (
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
-	"github.com/scheduler-dev/scheduler/service"
 )
 
 // maxAhead is how far ahead a due time may lie before the service rejects
@@ -124,17 +123,19 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 	f.String(&o.payloadFile, "payload-file", "file whose contents are the payload; - reads stdin")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
-	if err := parseTool(f, args, lookupEnv, &o.conn, &o.timeout, &o.partitioner); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner}); err != nil {
 		return nil, err
 	}
-	if !service.LegalTopic(o.topic) {
-		return nil, f.usageErrf("--topic: %q is not a legal topic name", o.topic)
+	if err := legalTopics(f, "--topic", o.topic); err != nil {
+		return nil, err
+	}
+	if o.targetTopic == "" {
+		return nil, f.usageErrf("--target-topic: required")
+	}
+	if err := legalTopics(f, "--target-topic", o.targetTopic); err != nil {
+		return nil, err
 	}
 	switch {
-	case o.targetTopic == "":
-		return nil, f.usageErrf("--target-topic: required")
-	case !service.LegalTopic(o.targetTopic):
-		return nil, f.usageErrf("--target-topic: %q is not a legal topic name", o.targetTopic)
 	case o.at.set && o.in.set:
 		return nil, f.usageErrf("--at and --in: give one, not both")
 	case !o.at.set && !o.in.set:

@@ -19,7 +19,6 @@ import (
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
-	"github.com/scheduler-dev/scheduler/service"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -166,21 +165,15 @@ func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesO
 	o.every = defaultWatchInterval
 	f.Duration(&o.every, "interval", "between reads with --watch")
 	timeoutFlag(f, &o.timeout)
-	if err := f.parse(args, lookupEnv); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout}); err != nil {
 		return nil, err
 	}
 	if o.every < 100*time.Millisecond {
 		return nil, f.usageErrf("--interval: %v is below 100ms", o.every)
 	}
-	if err := validateConn(f, &o.conn); err != nil {
-		return nil, err
-	}
-	if err := checkTimeout(f, o.timeout); err != nil {
-		return nil, err
-	}
 	o.topic = topic + postfix
-	if !service.LegalTopic(topic) || !service.LegalTopic(o.topic) {
-		return nil, f.usageErrf("--topic/--states-postfix: %q is not a legal topic name", o.topic)
+	if err := legalTopics(f, "--topic/--states-postfix", topic, o.topic); err != nil {
+		return nil, err
 	}
 	return o, nil
 }

@@ -132,19 +132,13 @@ func parseTopicsCreate(args []string, lookupEnv func(string) (string, bool)) (*t
 	f.Duration(&c.LogsRetention, "logs-retention", "retention of the logs topic")
 	f.List(&o.targets, "target", "also create these plain target topics (delete policy, --partitions); repeatable or comma-separated")
 	timeoutFlag(f, &o.timeout)
-	if err := f.parse(args, lookupEnv); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &c.Conn, timeout: &o.timeout}); err != nil {
 		return nil, err
 	}
-	if err := validateConn(f, &c.Conn); err != nil {
-		return nil, err
-	}
-	if err := checkTimeout(f, o.timeout); err != nil {
+	if err := legalTopics(f, "--target", o.targets...); err != nil {
 		return nil, err
 	}
 	for _, t := range o.targets {
-		if !service.LegalTopic(t) {
-			return nil, f.usageErrf("--target: %q is not a legal topic name", t)
-		}
 		for _, set := range c.TopicSets() {
 			if t == set.Schedules || t == set.States || t == set.Logs {
 				return nil, f.usageErrf("--target: %q is one of the scheduler's own topics", t)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/service"
 )
 
@@ -359,25 +360,77 @@ func (v *secretValue) Set(s string) error { *v = secretValue(s); return nil }
 func (v *secretValue) String() string     { return "" }
 func (v *secretValue) typeName() string   { return "string" }
 
-// toolConn registers the connection flags of the tools that talk to an
-// existing cluster. A tool reaches the cluster in three calls, the same for
-// every subcommand: toolConn when it registers its flags, validateConn
-// after parsing (usage errors, the password file read), and connect
-// (kafka.go) for its client.
+// Every subcommand reaches the cluster through the same flags, registered
+// by one of two calls and checked by one (parseCommon):
+//
+//   - toolConn, for the tools that talk to an existing cluster (schedule,
+//     cancel, inspect, states, topics create): --brokers defaults to
+//     kclient.DefaultBrokers;
+//   - embeddedConn, for the commands that start an embedded broker
+//     without --brokers (run, bench), with --embedded-addr and --data-dir.
+//
+// Then connect (kafka.go) builds every tool's client the same way.
+
+// toolConn registers the connection flags of a tool.
 func toolConn(f *flagSet, c *kclient.Conn) {
 	c.Brokers = []string{kclient.DefaultBrokers}
 	connFlags(f, c, "seed brokers, comma-separated")
 }
 
-// validateConn checks c before anything connects.
-func validateConn(f *flagSet, c *kclient.Conn) error {
-	if err := c.Validate(); err != nil {
+// embeddedConn registers the connection flags of a command that starts an
+// embedded broker when no brokers are given.
+func embeddedConn(f *flagSet, c *kclient.Conn, addr, dataDir *string, dataDirUsage string) {
+	connFlags(f, c, "seed brokers, comma-separated; empty starts an embedded broker")
+	f.String(addr, "embedded-addr", "listen address of the embedded broker (without --brokers)")
+	f.String(dataDir, "data-dir", dataDirUsage)
+}
+
+// common names the shared flags a subcommand registered, for parseCommon.
+type common struct {
+	conn *kclient.Conn
+	// embedded: without brokers the command starts an embedded broker
+	// (embeddedConn), so TLS and SASL flags are refused instead.
+	embedded    bool
+	timeout     *time.Duration // the tools' --timeout (timeoutFlag); nil where none
+	partitioner *string        // --partitioner (partitionerFlag); nil where none
+}
+
+// parseCommon parses args and the environment, then checks the flags
+// every subcommand shares, the same way for each: the connection (the
+// password file read now, so a missing file is a usage error before
+// anything connects), --timeout and --partitioner.
+func parseCommon(f *flagSet, args []string, lookupEnv func(string) (string, bool), c common) error {
+	if err := f.parse(args, lookupEnv); err != nil {
+		return err
+	}
+	check := c.conn.Validate
+	if c.embedded {
+		check = c.conn.ValidateOrEmbedded
+	}
+	if err := check(); err != nil {
 		return f.invalid(err)
 	}
-	// Read now, so a missing file is a usage error, before anything
-	// connects.
-	if err := c.ReadPasswordFile(); err != nil {
+	if err := c.conn.ReadPasswordFile(); err != nil {
 		return f.invalid(err)
+	}
+	if c.timeout != nil && *c.timeout <= 0 {
+		return f.usageErrf("--timeout: %v must be positive", *c.timeout)
+	}
+	if c.partitioner != nil {
+		if err := partitioner.Check(*c.partitioner); err != nil {
+			return f.usageErrf("--partitioner: %w", err)
+		}
+	}
+	return nil
+}
+
+// legalTopics checks the topic names a subcommand built from its flags,
+// which the message names ("--topic", "--topic/--states-postfix").
+func legalTopics(f *flagSet, flags string, names ...string) error {
+	for _, name := range names {
+		if !service.LegalTopic(name) {
+			return f.usageErrf("%s: %q is not a legal topic name", flags, name)
+		}
 	}
 	return nil
 }
@@ -390,26 +443,3 @@ func timeoutFlag(f *flagSet, p *time.Duration) {
 }
 
 const defaultToolTimeout = 30 * time.Second
-
-func checkTimeout(f *flagSet, d time.Duration) error {
-	if d <= 0 {
-		return f.usageErrf("--timeout: %v must be positive", d)
-	}
-	return nil
-}
-
-// parseTool parses the arguments of a tool that addresses schedules in a
-// partition (schedule, cancel, inspect) and checks the flags they share:
-// the connection, --timeout and --partitioner, read once parsed.
-func parseTool(f *flagSet, args []string, lookupEnv func(string) (string, bool), c *kclient.Conn, timeout *time.Duration, partitioner *string) error {
-	if err := f.parse(args, lookupEnv); err != nil {
-		return err
-	}
-	if err := validateConn(f, c); err != nil {
-		return err
-	}
-	if err := checkTimeout(f, *timeout); err != nil {
-		return err
-	}
-	return checkPartitioner(f, *partitioner)
-}

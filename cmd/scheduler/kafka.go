@@ -19,13 +19,6 @@ func partitionerFlag(f *flagSet, p *string) {
 	f.String(p, "partitioner", "how the record is partitioned in the schedules topic: murmur2 (Kafka's and franz-go's default) or consistent_random (librdkafka's, as Ruby producers write)")
 }
 
-func checkPartitioner(f *flagSet, p string) error {
-	if err := partitioner.Check(p); err != nil {
-		return f.usageErrf("--partitioner: %w", err)
-	}
-	return nil
-}
-
 // placement chooses the partition of the one record a tool writes: fixed
 // when >= 0, else the hash of hashKey when not nil, else the hash of the
 // record's key.

@@ -132,6 +132,30 @@ func (c *Conn) Validate() error {
 	return nil
 }
 
+// ValidateOrEmbedded is Validate for a command that, given no brokers,
+// starts the embedded broker instead (run, bench). That broker speaks
+// neither TLS nor SASL, so without brokers every TLS or SASL setting is
+// refused rather than ignored in silence.
+func (c *Conn) ValidateOrEmbedded() error {
+	if len(c.Brokers) > 0 {
+		return c.Validate()
+	}
+	for _, s := range []struct {
+		flag string
+		set  bool
+	}{
+		{"tls", c.TLS}, {"tls-ca", c.TLSCA != ""}, {"tls-cert", c.TLSCert != ""}, {"tls-key", c.TLSKey != ""},
+		{"tls-server-name", c.TLSServerName != ""}, {"sasl-mechanism", c.SASLMechanism != ""},
+		{"sasl-user", c.SASLUser != ""}, {"sasl-password", c.SASLPassword != ""},
+		{"sasl-password-file", c.SASLPasswordFile != ""},
+	} {
+		if s.set {
+			return fmt.Errorf("%w: --%s needs --brokers: the embedded broker speaks neither TLS nor SASL", ErrInvalid, s.flag)
+		}
+	}
+	return nil
+}
+
 // ReadPasswordFile reads SASLPasswordFile into SASLPassword, once: later
 // calls keep what the first one read, so a rotated file takes effect at
 // the next start, not halfway through a run. Opts calls it.

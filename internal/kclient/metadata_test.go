@@ -30,3 +30,20 @@ func TestFetchTopics(t *testing.T) {
 		require.Zero(t, md["absent"].Partitions)
 	}
 }
+
+// TestValidateOrEmbedded: without brokers every TLS or SASL setting is
+// refused by name; with brokers it is Validate.
+func TestValidateOrEmbedded(t *testing.T) {
+	require.NoError(t, (&Conn{}).ValidateOrEmbedded())
+	for flag, c := range map[string]Conn{
+		"tls": {TLS: true}, "tls-ca": {TLSCA: "ca.pem"}, "tls-cert": {TLSCert: "c.pem"}, "tls-key": {TLSKey: "k.pem"},
+		"tls-server-name": {TLSServerName: "kafka"}, "sasl-mechanism": {SASLMechanism: SASLPlain},
+		"sasl-user": {SASLUser: "u"}, "sasl-password": {SASLPassword: "p"}, "sasl-password-file": {SASLPasswordFile: "pw"},
+	} {
+		err := c.ValidateOrEmbedded()
+		require.ErrorIs(t, err, ErrInvalid, flag)
+		require.ErrorContains(t, err, "--"+flag+" needs --brokers", flag)
+	}
+	err := (&Conn{Brokers: []string{"localhost"}}).ValidateOrEmbedded()
+	require.ErrorContains(t, err, "--brokers", "with brokers, Validate")
+}
