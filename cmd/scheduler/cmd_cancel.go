@@ -49,10 +49,7 @@ func parseCancel(args []string, lookupEnv func(string) (string, bool)) (*cancelO
 	f.Var(&o.partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
-	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner}); err != nil {
-		return nil, err
-	}
-	if err := legalTopics(f, "--topic", o.topic); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner, topic: &o.topic}); err != nil {
 		return nil, err
 	}
 	switch {

@@ -72,25 +72,25 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspectOpts, error) {
 	f := newFlagSet("inspect", "Where a schedule stands (SPEC 11): pending with its due time, recurring, dispatched\n(when, how late), cancelled or rejected (with its code), read from the key's partition of\nthe schedules topic and of the logs topic. Shows header names, never payloads or header\nvalues. Exits 1 for a key that was never seen.")
 	o := &inspectOpts{}
-	topic, postfix := envelope.DefaultTopic, envelope.DefaultLogsPostfix
+	topic, logsPostfix := envelope.DefaultTopic, envelope.DefaultLogsPostfix
 	var partition optInt
 	var partitionKey optString
 	toolConn(f, &o.conn)
 	f.String(&topic, "topic", "schedules topic of the schedule")
-	f.String(&postfix, "logs-postfix", "logs topic = schedules topic + this")
+	f.String(&logsPostfix, "logs-postfix", "logs topic = schedules topic + this")
 	partitionerFlag(f, &o.partitioner)
 	f.String(&o.query.Key, "key", "key of the schedule (required)")
 	f.Var(&partition, "partition", "partition of the schedule, when it was not partitioned by its key")
 	f.Var(&partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the answer as one JSON object (the body of GET /api/schedules/{key})")
 	timeoutFlag(f, &o.timeout)
-	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner}); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{
+		conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner,
+		topic: &topic, postfix: &postfix{flag: "logs-postfix", value: &logsPostfix},
+	}); err != nil {
 		return nil, err
 	}
-	o.topic, o.logs = topic, topic+postfix
-	if err := legalTopics(f, "--topic/--logs-postfix", o.topic, o.logs); err != nil {
-		return nil, err
-	}
+	o.topic, o.logs = topic, topic+logsPostfix
 	switch {
 	case o.query.Key == "":
 		return nil, f.usageErrf("--key: required")

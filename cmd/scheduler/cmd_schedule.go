@@ -123,10 +123,7 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 	f.String(&o.payloadFile, "payload-file", "file whose contents are the payload; - reads stdin")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
-	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner}); err != nil {
-		return nil, err
-	}
-	if err := legalTopics(f, "--topic", o.topic); err != nil {
+	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner, topic: &o.topic}); err != nil {
 		return nil, err
 	}
 	if o.targetTopic == "" {

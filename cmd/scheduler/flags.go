@@ -393,6 +393,18 @@ type common struct {
 	embedded    bool
 	timeout     *time.Duration // the tools' --timeout (timeoutFlag); nil where none
 	partitioner *string        // --partitioner (partitionerFlag); nil where none
+	// topic is a tool's one schedules topic (--topic), and postfix the
+	// flag of the postfix it reads beside it (states, logs); nil where
+	// none. run and topics create take several topics, which
+	// service.Config.Validate checks.
+	topic   *string
+	postfix *postfix
+}
+
+// postfix is a --states-postfix or --logs-postfix flag and its value.
+type postfix struct {
+	flag  string
+	value *string
 }
 
 // parseCommon parses args and the environment, then checks the flags
@@ -419,6 +431,14 @@ func parseCommon(f *flagSet, args []string, lookupEnv func(string) (string, bool
 	if c.partitioner != nil {
 		if err := partitioner.Check(*c.partitioner); err != nil {
 			return f.usageErrf("--partitioner: %w", err)
+		}
+	}
+	if c.topic != nil {
+		if err := legalTopics(f, "--topic", *c.topic); err != nil {
+			return err
+		}
+		if c.postfix != nil {
+			return legalTopics(f, "--topic/--"+c.postfix.flag, *c.topic+*c.postfix.value)
 		}
 	}
 	return nil
