@@ -19,6 +19,13 @@
 //     later days, against the envelope's own bytes.
 //   - rollover: the service's clock starts just before a UTC midnight with N
 //     schedules for the next day and a --rate stream due around midnight.
+//
+// It reaches into the service only through service.Config.Hooks:
+// OnCommitted to see each commit, ClockOffset to place the service's one
+// clock before a midnight. bench.go holds the configuration, the results
+// and what the phases share; load.go, lateness.go (with the rollover) and
+// memory.go hold one phase each; progress.go reports how far a long phase
+// is.
 package bench
 
 import (

@@ -15,7 +15,14 @@
 // (reader.go), a ring of samples of the service's own metrics (rates.go),
 // and per lookup one question to the loop (consumer.Engine.Find) and, when
 // the answer is not in this instance's memory, one short-lived reader of
-// the key's partition of the schedules and logs topics (lookup.go).
+// the key's partition of the schedules and logs topics.
+//
+// A lookup (also `scheduler inspect`, which has no service behind it)
+// finds the key's partition with the partitioner the producers used
+// (internal/partitioner) and asks the loop (lookup.go), else reads the
+// key's records from the topics (history.go) and decides from them where
+// the schedule stands (decide.go). The page itself is view.go and
+// templates/.
 package console
 
 import (

@@ -3,6 +3,16 @@
 // operator uses beside it. This package only turns flags and environment
 // into configuration, builds the logger, turns signals into cancellation,
 // and calls the packages that do the work.
+//
+// One file a subcommand (cmd_*.go), one line each in commands. flags.go
+// reads every flag from the command line and then the environment, and
+// holds what the subcommands share: the connection flags, registered by
+// toolConn or embeddedConn and checked, with --timeout, --partitioner and
+// a tool's topic, by parseCommon, so a bad flag is the same usage error
+// (exit 2) in every subcommand. kafka.go is how a tool reaches the cluster
+// and writes its one record. Defaults come from the packages that apply
+// them (service.Default, bench.Default, envelope.Default*,
+// partitioner.Default), so help shows what the code does.
 package main
 
 import (
