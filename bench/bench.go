@@ -155,9 +155,9 @@ type Result struct {
 }
 
 // Default returns the configuration the bench subcommand starts from:
-// every default set, and exactly-once on as in the service.
+// every default set, exactly-once as the service's default.
 func Default() Config {
-	c := Config{ExactlyOnce: true, PayloadBytes: DefaultPayloadBytes}
+	c := Config{ExactlyOnce: service.DefaultExactlyOnce, PayloadBytes: DefaultPayloadBytes}
 	c.defaults()
 	return c
 }

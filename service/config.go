@@ -40,6 +40,8 @@ const (
 	DefaultLogsRetention      = 7 * 24 * time.Hour
 	DefaultTransactionTimeout = 60 * time.Second
 	DefaultConfigFaultWait    = 15 * time.Second
+	// DefaultExactlyOnce is on: the benchmark measures the same default.
+	DefaultExactlyOnce = true
 )
 
 // Config is the whole configuration of the service: one field per run flag,
@@ -51,17 +53,17 @@ type Config struct {
 	EmbeddedAddr string // default DefaultEmbeddedAddr
 	DataDir      string // default DefaultDataDir
 
-	Topics        []string // schedules topics; default [envelope.DefaultTopic]
-	Group         string   // consumer group; default DefaultGroup
-	InstanceID    string   // static group member id and transactional id suffix; default the host name
-	StatesPostfix string   // default envelope.DefaultStatesPostfix
-	LogsPostfix   string   // default envelope.DefaultLogsPostfix
-	Logs          bool     // write audit log records; default true
-	LogPayload    bool     // audit records carry the payload; default true
-	LogsRetention time.Duration
+	Topics        []string      // schedules topics; default [envelope.DefaultTopic]
+	Group         string        // consumer group; default DefaultGroup
+	InstanceID    string        // static group member id and transactional id suffix; default the host name
+	StatesPostfix string        // default envelope.DefaultStatesPostfix
+	LogsPostfix   string        // default envelope.DefaultLogsPostfix
+	Logs          bool          // write audit log records; default true
+	LogPayload    bool          // audit records carry the payload; default true
+	LogsRetention time.Duration // of created logs topics; default DefaultLogsRetention
 
 	FlushBatchSize int           // schedules per batch (one transaction); default consumer.DefaultBatchSize
-	ExactlyOnce    bool          // transactions fenced by the group; default true
+	ExactlyOnce    bool          // transactions fenced by the group; default DefaultExactlyOnce
 	StateInterval  time.Duration // at most this long between state reports; default consumer.DefaultStateInterval
 	AllowTarget    []string      // glob patterns of allowed target topics; default [consumer.DefaultAllowTarget]
 	Partitioner    string        // target partitioner: murmur2 or consistent_random; default partitioner.Default
@@ -136,7 +138,7 @@ func Default() Config {
 		LogPayload:         true,
 		LogsRetention:      DefaultLogsRetention,
 		FlushBatchSize:     consumer.DefaultBatchSize,
-		ExactlyOnce:        true,
+		ExactlyOnce:        DefaultExactlyOnce,
 		StateInterval:      consumer.DefaultStateInterval,
 		AllowTarget:        []string{consumer.DefaultAllowTarget},
 		Partitioner:        partitioner.Default,
