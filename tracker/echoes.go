@@ -1,0 +1,267 @@
+package tracker
+
+import (
+	"time"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// atRisk reports whether a new version of key may be shadowed by a write of
+// ours not yet read back. Such a version is held whole whatever its day, so
+// that it can be re-appended without reading it again.
+func (t *Tracker) atRisk(key []byte) bool {
+	if len(t.tombs) == 0 && len(t.copies) == 0 {
+		return false // while loading: nothing of ours is in flight
+	}
+	return len(t.tombs[string(key)]) > 0 || len(t.copies[string(key)]) > 0
+}
+
+// wantBack asks the caller to read back the indexed version at offset: a
+// newer tombstone or copy shadows it. This happens when the write it races
+// with was made by an earlier owner (or before a restart), where no echo
+// told us to hold it whole.
+func (t *Tracker) wantBack(id ident, offset int64) {
+	if t.wanted == nil {
+		t.wanted = make(map[int64]ident)
+	}
+	if _, ok := t.wanted[offset]; !ok {
+		t.wanted[offset] = id
+		t.want = append(t.want, offset)
+	}
+}
+
+// popCopy forgets the echo of our copy of the version at from.
+func (t *Tracker) popCopy(key string, from int64) {
+	echoes := t.copies[key]
+	for i, f := range echoes {
+		if f == from {
+			echoes = append(echoes[:i], echoes[i+1:]...)
+			break
+		}
+	}
+	if len(echoes) == 0 {
+		delete(t.copies, key)
+	} else {
+		t.copies[key] = echoes
+	}
+}
+
+// isStale decides, from the log as read so far, whether a copy of the
+// version at from arrives too late: it takes over only if that version is
+// still the live one. The rule needs no memory of what this process wrote,
+// so a reader after a restart decides as the writer would have.
+//
+//	the copied version lives                -> takes over
+//	another version lives (held or indexed) -> stale: a producer replaced it
+//	nothing lives, the key was seen to end  -> stale: a producer cancelled it,
+//	                                           or it was sent already
+//	nothing lives, nothing seen             -> takes over: compaction removed
+//	                                           the copied version, which
+//	                                           only a newer record allows
+func (t *Tracker) isStale(id ident, live *entry, from int64) bool {
+	if live != nil {
+		return live.offset != from
+	}
+	if v, ok := t.future[id]; ok {
+		return int64(v>>24) != from
+	}
+	_, ended := t.gone[id]
+	return ended
+}
+
+type goneAt struct {
+	at int64
+	id ident
+}
+
+// noteGone remembers that a key was left without a live version at offset
+// at (the record that ended it, or the position when a dispatch was acked).
+func (t *Tracker) noteGone(id ident, at int64) {
+	t.gone[id] = at
+	t.goneQ = append(t.goneQ, goneAt{at: at, id: id})
+}
+
+// pruneGone forgets the keys that ended more than goneWindow offsets ago.
+// It runs whenever the position passes the oldest of them, which while
+// dispatching is once per batch or more, so it must not cost more than
+// what it forgets: the queue's head moves, and the rest is copied down
+// only once the forgotten part is as long as the rest. (Copying the rest
+// every time copied a million entries per batch once a partition had
+// read back 2^20 offsets of its own tombstones.)
+func (t *Tracker) pruneGone() {
+	i := t.goneHead
+	for ; i < len(t.goneQ) && t.goneQ[i].at < t.pos-t.goneWin; i++ {
+		if g := t.goneQ[i]; t.gone[g.id] == g.at {
+			delete(t.gone, g.id)
+		}
+	}
+	t.goneHead = i
+	if rest := len(t.goneQ) - i; i >= rest {
+		t.goneMoved += int64(rest)
+		n := copy(t.goneQ, t.goneQ[i:])
+		t.goneQ, t.goneHead = t.goneQ[:n], 0
+	}
+}
+
+// staleCopy handles a copy of ours of a version that a producer's record
+// replaced or cancelled before the copy was read back: the copy is now the
+// newest record of its key in the log, but not the version that should
+// live.
+//
+// The copy is tombstoned whatever lives, so that the log itself says it is
+// dead: otherwise a reader after a restart would take it for the newest
+// version. The live version, older than the copy in the log, is shadowed by
+// it and re-appended.
+func (t *Tracker) staleCopy(h uint64, id ident, r *kgo.Record, live *entry, nowMs int64) {
+	// One millisecond early: the tombstone must be written before the live
+	// version is re-appended, or it would shadow that copy in turn.
+	e := t.newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp)
+	if t.staleTombs == nil {
+		t.staleTombs = make(map[int64]*entry)
+	}
+	t.staleTombs[r.Offset] = e
+	t.hold(h, r.Key, e)
+	if live != nil {
+		t.shadow(live, nowMs)
+	} else if v, ok := t.future[id]; ok {
+		t.wantBack(id, int64(v>>24))
+	}
+}
+
+func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
+	nowMs := now.UnixMilli()
+	ours := false
+	if offs := t.tombs[string(key)]; len(offs) > 0 {
+		for i, o := range offs {
+			if o == names {
+				offs = append(offs[:i], offs[i+1:]...)
+				ours = true
+				break
+			}
+		}
+		if len(offs) == 0 {
+			delete(t.tombs, string(key))
+		} else {
+			t.tombs[string(key)] = offs
+		}
+	}
+	// A tombstone removes exactly the version it names. Any other live
+	// version is older or newer in the log than the tombstone's own record
+	// is new: either way the tombstone is now the newest record of the key
+	// and shadows it. (Older: the tombstone names a stale copy of ours.)
+	if e := t.staleTombs[names]; e != nil && e.state == statePending {
+		t.forget(e) // a reader before us tombstoned this stale copy already
+	}
+	h := t.hash(key)
+	id := t.ident(h, key)
+	prev := t.lookup(h, key)
+	switch {
+	case prev != nil && prev.offset == names:
+		if ours {
+			// Our tombstone: the batch that wrote it committed, even if
+			// we have not been told, or were told it failed. While the
+			// batch is in flight its outcome counts the item: only it
+			// knows whether the dispatcher turned a dispatch into a
+			// rejection (a target refusing the message).
+			if prev.state == stateInflight {
+				prev.flags |= flagEchoed
+			} else {
+				t.count(prev)
+			}
+		}
+		t.noteGone(id, at)
+		t.forget(prev)
+	case prev != nil:
+		t.shadow(prev, nowMs)
+	default:
+		if v, ok := t.future[id]; ok {
+			if int64(v>>24) == names {
+				t.dropFuture(id)
+				t.noteGone(id, at)
+			} else {
+				t.wantBack(id, int64(v>>24))
+			}
+		}
+	}
+	if prev != nil && prev.flags&flagGone == 0 {
+		t.maybeDemote(prev)
+	}
+}
+
+// shadow marks e as shadowed by a newer record of its key in the log.
+func (t *Tracker) shadow(e *entry, nowMs int64) {
+	switch e.state {
+	case stateInflight:
+		e.flags |= flagShadowed // Nack turns it into a re-append; Ack ends it
+	case stateFrozen:
+		// A copy is on its way and will take over.
+	case statePending:
+		e.flags |= flagShadowed | flagReappend
+		e.at = nowMs
+		t.heapFix(e)
+	}
+}
+
+// maybeDemote moves an at-risk version that turned out safe back to the
+// future index.
+func (t *Tracker) maybeDemote(e *entry) {
+	if e.flags&flagAtRisk == 0 || !t.loaded {
+		return
+	}
+	k, ok := e.key()
+	if !ok || len(t.tombs[k]) > 0 || len(t.copies[k]) > 0 {
+		return
+	}
+	e.flags &^= flagAtRisk
+	if e.state != statePending || e.flags&(flagShadowed|flagInvalid|flagDetached) != 0 ||
+		e.due < t.windowEnd || e.offset > maxIndexedOffset {
+		return
+	}
+	t.forget(e)
+	day := dayOf(e.due)
+	t.future[t.identString(k)] = uint64(e.offset)<<24 | uint64(day&0xffffff)
+	t.futureDaily[day]++
+}
+
+// Wanted returns the offsets of versions to read back and pass to Restore,
+// each once.
+func (t *Tracker) Wanted() []int64 {
+	w := t.want
+	t.want = nil
+	return w
+}
+
+// Restore takes the record read back for an offset Wanted returned: r is
+// the first record at or after that offset, nil if there is none. If it is
+// still the indexed version of its key, it is held whole and re-appended.
+// If compaction removed it, a newer record of the key exists; the version is
+// then either superseded by it or lost, which Unadmitted shows when its day
+// comes.
+func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
+	id, ok := t.wanted[offset]
+	if !ok {
+		return
+	}
+	delete(t.wanted, offset)
+	if r == nil || r.Offset != offset || r.Value == nil {
+		t.shadowMisses++
+		return
+	}
+	// The record's own key, hashed again: it is the indexed version only
+	// if its key indexes that very offset.
+	h := t.hash(r.Key)
+	if t.ident(h, r.Key) != id {
+		return
+	}
+	if v, ok := t.future[id]; !ok || int64(v>>24) != offset {
+		return // replaced in the meantime
+	}
+	env, err := envelope.Parse(r, now)
+	if err != nil || env.Kind != envelope.KindSchedule {
+		return
+	}
+	t.dropFuture(id)
+	nowMs := now.UnixMilli()
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend))
+}

@@ -1,0 +1,235 @@
+package tracker
+
+import (
+	"hash/maphash"
+	"time"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func (t *Tracker) hash(key []byte) uint64 {
+	if t.cfg.hash != nil {
+		return t.cfg.hash(key)
+	}
+	return maphash.Bytes(t.seed, key)
+}
+
+func (t *Tracker) hashString(key string) uint64 {
+	if t.cfg.hash != nil {
+		return t.cfg.hash([]byte(key))
+	}
+	return maphash.String(t.seed, key)
+}
+
+// ident names a key where the key itself is not in memory: the future
+// index and the ended keys hold one per key, where the key (often tens of
+// bytes) would take more than the rest of the entry. It is two 64-bit
+// hashes of the key with independent random seeds, the key hash and a
+// check. Held versions are found by their key, compared in full; an ident
+// stands for its key only where the key is not at hand, and two keys share
+// one only if both hashes agree: for n keys indexed, a chance of about
+// n*n/2^129 (10^9 keys: 10^-21). The key hash alone (64 bits) would make
+// that n*n/2^65, and one such collision would let a cancel of one key drop
+// another's indexed version, or a copy of one be judged by another's end.
+type ident struct{ h, check uint64 }
+
+func (t *Tracker) ident(h uint64, key []byte) ident {
+	return ident{h, maphash.Bytes(t.check, key)}
+}
+
+func (t *Tracker) identString(key string) ident {
+	return ident{t.hashString(key), maphash.String(t.check, key)}
+}
+
+func (t *Tracker) lookup(h uint64, key []byte) *entry {
+	e, _ := t.find(h, key)
+	return e
+}
+
+// find is lookup that also tells whether the key's hash slot is free, in
+// which case a new version of the key can take it at once.
+func (t *Tracker) find(h uint64, key []byte) (e *entry, free bool) {
+	if e := t.byKey[h]; e != nil {
+		if k, _ := e.key(); k == string(key) {
+			return e, false
+		}
+	} else if t.overflow == nil {
+		return nil, true
+	}
+	if t.overflow == nil {
+		return nil, false
+	}
+	return t.overflow[string(key)], false
+}
+
+// replace links e in the place of prev, the live version of the same key
+// that lookup found: one map write where unlinking and linking would probe
+// the map three times on the hot path of loading.
+func (t *Tracker) replace(h uint64, key []byte, prev, e *entry) {
+	if t.byKey[h] == prev {
+		t.byKey[h] = e
+	} else {
+		t.overflow[string(key)] = e
+	}
+}
+
+func (t *Tracker) link(h uint64, key []byte, e *entry) {
+	if cur := t.byKey[h]; cur == nil {
+		t.byKey[h] = e
+		return
+	} else if k, _ := cur.key(); k == string(key) {
+		t.byKey[h] = e
+		return
+	}
+	if t.overflow == nil {
+		t.overflow = make(map[string]*entry)
+	}
+	t.overflow[string(key)] = e
+}
+
+func (t *Tracker) unlink(e *entry) {
+	k, ok := e.key()
+	if !ok || e.flags&flagDetached != 0 {
+		return
+	}
+	h := t.hashString(k)
+	if t.byKey[h] == e {
+		delete(t.byKey, h)
+		return
+	}
+	if t.overflow != nil && t.overflow[k] == e {
+		delete(t.overflow, k)
+	}
+}
+
+// forget stops tracking e wherever it is.
+func (t *Tracker) forget(e *entry) {
+	if e.flags&flagGone != 0 {
+		return
+	}
+	t.unlink(e)
+	if e.state == statePending && e.idx >= 0 {
+		t.heapRemove(e)
+	}
+	if e.flags&flagTombOp == 0 {
+		t.heldDaily[dayOf(e.due)]--
+	}
+	if e.flags&flagInvalid != 0 {
+		delete(t.rejects, e)
+	}
+	if t.parked != nil {
+		delete(t.parked, e)
+	}
+	if e.flags&flagTombOp != 0 {
+		delete(t.staleTombs, e.offset)
+	}
+	e.flags |= flagGone
+	t.release(e)
+}
+
+// dropFuture removes the indexed version of a key, if any.
+func (t *Tracker) dropFuture(id ident) (offset int64, ok bool) {
+	if len(t.future) == 0 {
+		return 0, false
+	}
+	v, ok := t.future[id]
+	if !ok {
+		return 0, false
+	}
+	delete(t.future, id)
+	t.futureDaily[int64(v&0xffffff)]--
+	return int64(v >> 24), true
+}
+
+func (t *Tracker) hold(h uint64, key []byte, e *entry) {
+	if e.flags&flagDetached == 0 {
+		t.link(h, key, e)
+	}
+	if e.flags&flagTombOp == 0 {
+		t.heldDaily[dayOf(e.due)]++
+	}
+	t.push(e)
+}
+
+func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time) {
+	nowMs := now.UnixMilli()
+	h := t.hash(r.Key)
+	prev, free := t.find(h, r.Key)
+	if env.CopyOf >= 0 {
+		t.popCopy(string(r.Key), env.CopyOf)
+		if id := t.ident(h, r.Key); t.isStale(id, prev, env.CopyOf) {
+			t.staleCopy(h, id, r, prev, nowMs)
+			return
+		}
+		// A copy of the live version takes over like any newer version.
+	}
+	risky := t.atRisk(r.Key)
+	later := env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset
+	var id ident
+	if later || (prev == nil && len(t.future) > 0) {
+		id = t.ident(h, r.Key)
+	}
+	if prev == nil {
+		t.dropFuture(id)
+	}
+	if later {
+		if prev != nil {
+			t.forget(prev)
+		}
+		day := dayOf(env.DueMs)
+		t.future[id] = uint64(r.Offset)<<24 | uint64(day&0xffffff)
+		t.futureDaily[day]++
+		return
+	}
+	e := t.newEntry(r, env.DueMs, env.DueMs, 0)
+	if risky {
+		e.flags |= flagAtRisk
+	}
+	switch {
+	case prev != nil:
+		t.replace(h, r.Key, prev, e)
+		prev.flags |= flagDetached // unlinked by replace: forget must not unlink e
+		t.forget(prev)
+	case free:
+		t.byKey[h] = e // one map write: the common case while loading
+	default:
+		t.link(h, r.Key, e)
+	}
+	t.heldDaily[dayOf(e.due)]++
+	t.push(e)
+}
+
+func (t *Tracker) cancel(key []byte, at int64) {
+	h := t.hash(key)
+	id := t.ident(h, key)
+	if prev := t.lookup(h, key); prev != nil {
+		t.forget(prev)
+	} else {
+		t.dropFuture(id)
+	}
+	t.noteGone(id, at)
+}
+
+func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
+	nowMs := now.UnixMilli()
+	e := t.newEntry(r, nowMs, nowMs, flagInvalid)
+	if t.rejects == nil {
+		t.rejects = make(map[*entry]*envelope.Error)
+	}
+	t.rejects[e] = err
+	if r.Key == nil {
+		e.flags |= flagDetached
+		t.hold(0, nil, e)
+		return
+	}
+	// An invalid record is still the newest version of its key: it
+	// replaces the previous one, as compaction will.
+	h := t.hash(r.Key)
+	if prev := t.lookup(h, r.Key); prev != nil {
+		t.forget(prev)
+	} else {
+		t.dropFuture(t.ident(h, r.Key))
+	}
+	t.hold(h, r.Key, e)
+}

@@ -1,0 +1,96 @@
+package tracker
+
+import (
+	"unsafe"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+)
+
+// Op is what the caller must write for an Item.
+type Op uint8
+
+const (
+	// OpDispatch: write the target message, a tombstone for the version
+	// and a "dispatched" audit record.
+	OpDispatch Op = iota + 1
+	// OpReject: write a "rejected" audit record with Err and a tombstone
+	// for the version (no tombstone when the record has no key).
+	OpReject
+	// OpReappend: write a copy of the version to the same partition with
+	// record.Copy, because a tombstone shadows it.
+	OpReappend
+	// OpTombstone: write a tombstone for a copy of ours that arrived after
+	// its key was cancelled.
+	OpTombstone
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpDispatch:
+		return "dispatch"
+	case OpReject:
+		return "reject"
+	case OpReappend:
+		return "reappend"
+	case OpTombstone:
+		return "tombstone"
+	}
+	return "unknown"
+}
+
+// Item is one piece of due work.
+type Item struct {
+	Op     Op
+	Offset int64           // offset of the version acted upon
+	Data   string          // its key, value and headers, as envelope.Pack encodes them
+	DueMs  int64           // its due time, Unix milliseconds
+	Err    *envelope.Error // OpReject: why. The caller turns an OpDispatch it cannot deliver into an OpReject with Err.
+
+	e *entry
+}
+
+// Key returns the item's record key and whether it has one.
+func (it *Item) Key() (string, bool) { return envelope.PackedKey(it.Data) }
+
+const (
+	statePending  uint8 = iota // in the heap
+	stateInflight              // handed out by Due, not yet acked
+	stateFrozen                // a copy was written; waiting to read it back
+)
+
+const (
+	flagAtRisk   uint16 = 1 << iota // may be shadowed by a tombstone still to be read
+	flagShadowed                    // a newer tombstone or copy shadows it in the log
+	flagReappend                    // shadowed and not yet copied
+	flagInvalid                     // to be rejected
+	flagDetached                    // not reachable by key: keyless, or a stale copy
+	flagTombOp                      // a stale copy to tombstone
+	flagGone                        // no longer tracked
+	flagCounted                     // counted as dispatched or rejected
+	flagEchoed                      // our tombstone of it was read while its batch was in flight
+)
+
+// entry is one version held in memory: these fields, followed by the
+// version's record as envelope.Pack encodes it, in a chunk of the tracker's
+// arena (arena.go), which holds no pointers: the garbage collector marks a
+// chunk without scanning it.
+type entry struct {
+	offset int64
+	due    int64
+	at     int64  // when it is next eligible for Due: its due time, or sooner to re-append
+	idx    int32  // heap index
+	n      uint32 // bytes of the packed record
+	chunk  uint32 // id of the chunk holding it (arena.go)
+	flags  uint16
+	state  uint8
+}
+
+const entrySize = int(unsafe.Sizeof(entry{}))
+
+// data is the version's record, packed. The string points into the
+// entry's chunk and keeps it alive.
+func (e *entry) data() string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), entrySize)), int(e.n))
+}
+
+func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data()) }

@@ -1,0 +1,87 @@
+package tracker
+
+import (
+	"time"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Window returns when Extend is next due: Lead before the end of the last
+// UTC day held in memory.
+func (t *Tracker) Window() time.Time { return time.UnixMilli(t.windowEnd - t.lead).UTC() }
+
+// WindowEnd returns the end of the window: versions due before it are held
+// in memory.
+func (t *Tracker) WindowEnd() time.Time { return time.UnixMilli(t.windowEnd).UTC() }
+
+// Extend moves the window to hold the next day once now has reached Window,
+// returning true if it moved. From then on the caller must read the
+// partition again from its start up to the position at this call, passing
+// every record to Admit, so that versions indexed for the new day come into
+// memory before they are due.
+func (t *Tracker) Extend(now time.Time) bool {
+	moved := false
+	for now.UnixMilli() >= t.windowEnd-t.lead {
+		t.windowEnd += msPerDay
+		moved = true
+	}
+	return moved
+}
+
+// Admit brings into memory the version r if it is the indexed latest
+// version of its key and falls inside the window. It reports whether it did.
+func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
+	if r.Value == nil || r.Attrs.IsControl() {
+		return false
+	}
+	if len(t.future) == 0 {
+		return false
+	}
+	h := t.hash(r.Key)
+	id := t.ident(h, r.Key)
+	v, ok := t.future[id]
+	if !ok || int64(v>>24) != r.Offset {
+		return false
+	}
+	env, err := envelope.Parse(r, now)
+	if err != nil || env.Kind != envelope.KindSchedule || env.DueMs >= t.windowEnd {
+		return false
+	}
+	t.dropFuture(id)
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, env.DueMs, 0))
+	return true
+}
+
+// Unadmitted counts indexed versions due inside the window: after a full
+// Admit pass it must be zero, or versions were not brought into memory.
+func (t *Tracker) Unadmitted() int64 {
+	var n int64
+	last := dayOf(t.windowEnd - 1)
+	for day, c := range t.futureDaily {
+		if day <= last {
+			n += c
+		}
+	}
+	return n
+}
+
+// Wake returns when the tracker next has work: the earliest item's time or
+// the next window move, whichever comes first.
+func (t *Tracker) Wake() time.Time {
+	w := t.windowEnd - t.lead
+	if t.loaded && !t.syncing && t.blocked == "" && len(t.heap) > 0 && t.heap[0].at < w {
+		w = t.heap[0].at
+	}
+	return time.UnixMilli(w).UTC()
+}
+
+func dayOf(ms int64) int64 { return floorDiv(ms, msPerDay) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
