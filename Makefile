@@ -25,7 +25,7 @@ lint:
 # Each fuzz target for FUZZTIME; new findings land in testdata/fuzz.
 fuzz:
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	go test ./envelope/ -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME)
+	go test ./tracker/ -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME)
 	go test ./envelope/ -run '^$$' -fuzz '^FuzzParseDecimal$$' -fuzztime $(FUZZTIME)
 	go test ./internal/cron/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

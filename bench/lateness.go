@@ -36,7 +36,7 @@ func (c *committed) hook(items []*dispatcher.Item, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, it := range items {
-		if it.Op != tracker.OpDispatch || (c.filter != nil && !c.filter(it)) {
+		if it.WriteOp() != tracker.OpDispatch || (c.filter != nil && !c.filter(it)) {
 			continue
 		}
 		ms := float64(at.Sub(time.UnixMilli(it.DueMs)).Microseconds()) / 1000

@@ -206,11 +206,7 @@ func (f *Finder) lookup(ctx context.Context, set Set, p int32, key []byte) (Resu
 func (f *Finder) fromMemory(ctx context.Context, set Set, p int32, key []byte, v tracker.Version) (Result, bool) {
 	var rec *kgo.Record
 	if v.Held {
-		k, val, hdrs, err := envelope.Unpack(v.Data)
-		if err != nil {
-			return Result{}, false
-		}
-		rec = &kgo.Record{Key: k, Value: val, Headers: hdrs, Offset: v.Offset}
+		rec = &kgo.Record{Key: v.Key, Value: v.Value, Headers: v.Headers, Offset: v.Offset}
 	} else {
 		r, err := f.readOne(ctx, set.Schedules, p, v.Offset)
 		if err != nil || r == nil || !bytes.Equal(r.Key, key) {

@@ -35,9 +35,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,11 +45,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
-	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
-	"github.com/scheduler-dev/scheduler/internal/record"
-	"github.com/scheduler-dev/scheduler/tracker"
 )
 
 // TopicSet is a schedules topic and where its reports and audit records go.
@@ -226,14 +221,12 @@ type Engine struct {
 	joined   bool
 	started  time.Time
 
-	readNow   time.Time            // the clock of the records being read, for validate
-	warmed    map[string]time.Time // target topics warmed lately, by validate
+	warmed    map[string]time.Time // target topics warmed lately (ready.go)
 	snap      atomic.Pointer[Status]
 	snapAt    time.Time
 	snapDue   bool // take a snapshot now: a partition changed state
 	snapStale bool // take one within snapEvery: counts changed
 	snaps     int  // snapshots taken, for tests
-	scratch   []tracker.Item
 	flushCtx  context.Context
 
 	// write writes a batch: the dispatcher's Flush. Tests of the loop's
@@ -317,48 +310,6 @@ func (e *Engine) spawn(f func()) {
 		defer e.bg.Done()
 		f()
 	}()
-}
-
-// warmAhead is how far ahead of its due time a schedule's target topic
-// metadata is fetched.
-const warmAhead = 5 * time.Minute
-
-// maxWarmed bounds the topics validate remembers warming.
-const maxWarmed = 1024
-
-// validate is the tracker's check of a parsed schedule: the allow-list of
-// SPEC 5. The service's own topics and internal topics are never targets,
-// whatever the patterns say, so a schedule cannot feed the scheduler.
-func (e *Engine) validate(env envelope.Envelope) *envelope.Error {
-	t := env.TargetTopic
-	if e.own[t] {
-		return record.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is one of the scheduler's own topics", t)
-	}
-	if strings.HasPrefix(t, "__") {
-		return record.Errorf(envelope.CodeTargetNotAllowed, "target topic %q is an internal topic", t)
-	}
-	for _, p := range e.cfg.AllowTarget {
-		if p == "*" || matchTopic(p, t) {
-			if env.DueMs < e.readNow.Add(warmAhead).UnixMilli() {
-				// Due soon: have its target's metadata ready then. At
-				// most once a second per topic: this runs per record.
-				if at, ok := e.warmed[t]; !ok || e.readNow.Sub(at) > time.Second {
-					e.deps.Targets.Warm(t, e.readNow)
-					if len(e.warmed) >= maxWarmed {
-						clear(e.warmed) // schedules for endless topic names
-					}
-					e.warmed[t] = e.readNow
-				}
-			}
-			return nil
-		}
-	}
-	return record.Errorf(envelope.CodeTargetNotAllowed, "target topic %q does not match --allow-target %s", t, strings.Join(e.cfg.AllowTarget, ","))
-}
-
-func matchTopic(pattern, topic string) bool {
-	ok, _ := path.Match(pattern, topic)
-	return ok
 }
 
 // Run consumes until ctx ends, then shuts down: it finishes or aborts the
@@ -483,7 +434,7 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 			case <-e.deps.Targets.Updated():
 				now := e.cfg.Now()
 				for _, p := range e.order {
-					p.tr.RetryParked(now)
+					p.tr.Unpark(now)
 				}
 			case <-timer.C:
 			case <-e.kill:
@@ -566,14 +517,17 @@ func (e *Engine) wake(now time.Time) time.Time {
 	}
 	for _, p := range e.order {
 		w = minTime(w, p.lastReport.Add(e.cfg.StateInterval))
-		if !p.tr.Loaded() {
+		// The last input may have changed the tracker's wake-up (a
+		// parked item put back): ask it now.
+		rd := e.ready(p, now, 0)
+		if !rd.Loaded {
 			w = minTime(w, p.progressAt.Add(progressEvery))
 			continue
 		}
-		w = minTime(w, p.tr.Window())
+		w = minTime(w, rd.Window)
 		if e.inflight == nil && !e.stopping {
 			// With a batch in flight, its end wakes the loop.
-			w = minTime(w, maxTime(p.tr.Wake(), e.retryAt))
+			w = minTime(w, maxTime(rd.Wake, e.retryAt))
 		}
 	}
 	return w

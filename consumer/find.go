@@ -47,7 +47,7 @@ func (e *Engine) Find(ctx context.Context, topic string, partition int32, key []
 func (e *Engine) onFind(ev evFind) {
 	var h Held
 	if p := e.parts[ev.tp]; p != nil {
-		h.Owned, h.Loaded = true, p.tr.Loaded()
+		h.Owned, h.Loaded = true, p.tr.Status().Loaded
 		h.Version, h.Found = p.tr.Find(ev.key)
 	}
 	ev.reply <- h // buffered: never blocks the loop

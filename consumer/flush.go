@@ -92,14 +92,16 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 		if len(p.waiters) > 0 {
 			continue // being given up: it waits only for its batch to end
 		}
-		e.scratch = p.tr.Due(now, e.cfg.BatchSize-size, e.scratch[:0])
-		for j := range e.scratch {
+		// The tracker reuses the slice of its items: they are copied
+		// into the slab.
+		due := e.ready(p, now, e.cfg.BatchSize-size).Items
+		for j := range due {
 			if slab == nil {
 				slab = make([]dispatcher.Item, 0, e.cfg.BatchSize-size)
 			}
 			slab = append(slab, dispatcher.Item{
-				Item:      e.scratch[j],
-				Source:    record.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: e.scratch[j].Offset},
+				Item:      due[j],
+				Source:    record.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: due[j].Offset},
 				LogsTopic: p.set.Logs,
 			})
 			it := &slab[len(slab)-1]
@@ -116,9 +118,6 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 			in.parts[p] = append(in.parts[p], it)
 			size++
 		}
-		// The items point into the tracker's memory: keep none of it
-		// alive after the batch is done with it.
-		clear(e.scratch)
 	}
 	return in
 }
@@ -133,21 +132,21 @@ func (e *Engine) recheck(in *inflight, now time.Time) *inflight {
 		return nil
 	}
 	out := &inflight{batch: &dispatcher.Batch{}, parts: map[*partition][]*dispatcher.Item{}}
-	ended := map[*partition][]tracker.Item{}
+	ended := map[*partition][]tracker.Result{}
 	for _, it := range in.batch.Items {
 		p := e.parts[tp{it.Source.Topic, it.Source.Partition}]
 		if p == nil || in.parts[p] == nil {
 			continue // released since, perhaps assigned again: another tracker
 		}
-		if p.tr.Ended(&it.Item) {
-			ended[p] = append(ended[p], it.Item)
+		if it.Ended() {
+			ended[p] = append(ended[p], tracker.Result{Item: it.Item, Outcome: tracker.OutcomeUnwritten})
 			continue
 		}
 		out.batch.Items = append(out.batch.Items, it)
 		out.parts[p] = append(out.parts[p], it)
 	}
-	for p, items := range ended {
-		p.tr.Return(items, now)
+	for p, rs := range ended {
+		p.tr.Advance(rs, now)
 	}
 	if len(out.batch.Items) == 0 {
 		return nil
@@ -164,7 +163,7 @@ func (e *Engine) stamp(in *inflight, now time.Time) {
 		if offsets[p.tp.topic] == nil {
 			offsets[p.tp.topic] = map[int32]int64{}
 		}
-		offsets[p.tp.topic][p.tp.partition] = p.tr.Position()
+		offsets[p.tp.topic][p.tp.partition] = p.tr.Status().Position
 	}
 	in.batch.Offsets, in.batch.At = offsets, now
 }
@@ -212,11 +211,11 @@ func (e *Engine) dropNext(now time.Time) {
 		if e.parts[p.tp] != p {
 			continue
 		}
-		back := make([]tracker.Item, len(items))
+		back := make([]tracker.Result, len(items))
 		for i, it := range items {
-			back[i] = it.Item
+			back[i] = tracker.Result{Item: it.Item, Outcome: tracker.OutcomeUnwritten}
 		}
-		p.tr.Return(back, now)
+		p.tr.Advance(back, now)
 	}
 	e.next = nil
 }
@@ -260,7 +259,7 @@ func (e *Engine) flush(ctx context.Context, in *inflight) {
 // turns it into a rejection when it can never be delivered.
 func (e *Engine) resolve(p *partition, it *dispatcher.Item, now time.Time) bool {
 	if err := it.Prepare(now); err != nil {
-		it.Op, it.Err = tracker.OpReject, err
+		it.Reject = err
 		return true
 	}
 	topic := it.Env.TargetTopic
@@ -269,20 +268,20 @@ func (e *Engine) resolve(p *partition, it *dispatcher.Item, now time.Time) bool 
 	case dispatcher.TargetReady:
 		part, err := dispatcher.TargetPartition(&it.Env, n, e.cfg.Partitioner)
 		if err != nil {
-			it.Op, it.Err = tracker.OpReject, err
+			it.Reject = err
 		} else {
 			it.TargetPartition = part
 		}
 		return true
 	case dispatcher.TargetUnauthorized:
-		it.Op, it.Err = tracker.OpReject, record.Errorf(envelope.CodeUnauthorized, "not authorized for target topic %q", topic)
+		it.Reject = record.Errorf(envelope.CodeUnauthorized, "not authorized for target topic %q", topic)
 		return true
 	}
-	if since, parked := p.tr.ParkedSince(&it.Item); parked && now.Sub(since) >= e.cfg.TargetWait {
-		it.Op, it.Err = tracker.OpReject, record.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist (waited %v)", topic, e.cfg.TargetWait)
+	if since := it.ParkedSince; !since.IsZero() && now.Sub(since) >= e.cfg.TargetWait {
+		it.Reject = record.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist (waited %v)", topic, e.cfg.TargetWait)
 		return true
 	}
-	p.tr.Park(&it.Item, now, now.Add(parkRetry))
+	p.tr.Advance([]tracker.Result{{Item: it.Item, Outcome: tracker.OutcomeParked, Retry: now.Add(parkRetry)}}, now)
 	return false
 }
 
@@ -304,20 +303,25 @@ func (e *Engine) onFlushed(f flushed) {
 	for p, items := range f.in.parts {
 		p.inBatch = f.next != nil && f.next.parts[p] != nil
 		live := e.parts[p.tp] == p
-		var done, failed []tracker.Item
+		// The committed items first, then the failed ones.
+		results := make([]tracker.Result, 0, len(items))
+		failed := 0
 		for _, it := range items {
 			if it.Done {
-				done = append(done, it.Item)
+				results = append(results, it.Result())
 				committed = append(committed, it)
 				e.account(p, it, f.at)
-			} else {
-				failed = append(failed, it.Item)
+			}
+		}
+		for _, it := range items {
+			if !it.Done {
+				results = append(results, it.Result())
+				failed++
 			}
 		}
 		if live {
-			p.tr.Ack(done)
-			if len(failed) > 0 {
-				p.tr.Nack(failed, now)
+			p.tr.Advance(results, now)
+			if failed > 0 {
 				e.beginSync(p)
 				p.lastErr = dispatcher.Describe(res.Err)
 			} else {
@@ -362,16 +366,16 @@ func (e *Engine) onFlushed(f flushed) {
 // account records a written item in logs and metrics.
 func (e *Engine) account(p *partition, it *dispatcher.Item, at time.Time) {
 	m := e.cfg.Metrics
-	switch it.Op {
+	switch it.WriteOp() {
 	case tracker.OpDispatch:
 		ms := float64(at.Sub(time.UnixMilli(it.DueMs)).Microseconds()) / 1000
 		p.lat.add(ms)
 		m.Lateness.Observe(ms / 1000)
 	case tracker.OpReject:
 		// Logged once: here, when the rejection is committed.
-		m.rejected(p, it.Err.Code)
-		key, _ := it.Key()
-		p.log.Warn().Int64("offset", it.Offset).Str("key", key).Str("code", string(it.Err.Code)).Str("error", it.Err.Msg).Msg("schedule rejected")
+		err := it.RejectErr()
+		m.rejected(p, err.Code)
+		p.log.Warn().Int64("offset", it.Offset).Str("key", string(it.Key)).Str("code", string(err.Code)).Str("error", err.Msg).Msg("schedule rejected")
 	case tracker.OpReappend:
 		m.Reappended.Inc()
 	}

@@ -102,7 +102,7 @@ func TestLoopDrainsAMillionInFullBatches(t *testing.T) {
 		p.tr.Observe(r, now)
 	}
 	e.afterRead(p, now)
-	require.True(t, p.tr.Loaded())
+	require.True(t, p.tr.Status().Loaded)
 	e.snapshot(now)
 	require.Equal(t, n, e.Status().Partitions[0].Held)
 	snapsBefore, sortsBefore := e.snaps, p.lat.sorts
@@ -139,7 +139,7 @@ func TestLoopDrainsAMillionInFullBatches(t *testing.T) {
 	for i, b := range batches[:len(batches)-1] {
 		require.Equal(t, batchSize, b, "batch %d of %d is not full", i, len(batches))
 	}
-	st := p.tr.Stats()
+	st := p.tr.Status()
 	require.Zero(t, st.Held)
 	require.EqualValues(t, n, st.Dispatched)
 

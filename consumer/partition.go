@@ -37,7 +37,6 @@ type partition struct {
 	inBatch    bool
 	waiters    []*revokeWait // revocations waiting for the batch in flight to end
 	releaseWhy string        // why it is released once that batch ends
-	scanning   bool          // the day rollover re-reads it (startAdmit)
 	scanAt     time.Time
 	admitted   int
 	rb         readBack // its reader of versions the tracker wants back
@@ -70,7 +69,7 @@ func (e *Engine) onAssign(ev evAssign, now time.Time) {
 		p := &partition{
 			tp: a.tp, set: set, ctx: ctx, cancel: cancel,
 			log:   e.log.With().Str("topic", a.tp.topic).Int32("partition", a.tp.partition).Logger(),
-			tr:    tracker.New(tracker.Config{Lead: e.cfg.Lead, Validate: e.validate}, a.start, a.end, now),
+			tr:    tracker.New(e.trackerConfig(), a.start, a.end, now),
 			start: a.start, end: a.end, assignedAt: now, syncTo: -1,
 			progressAt: now, progressPos: a.start,
 		}
@@ -88,7 +87,6 @@ func (e *Engine) onAssign(ev evAssign, now time.Time) {
 }
 
 func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
-	e.readNow = now
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := e.parts[tp{fp.Topic, fp.Partition}]
 		if p == nil || len(fp.Records) == 0 {
@@ -103,7 +101,8 @@ func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
 
 // afterRead acts on what reading a partition changed.
 func (e *Engine) afterRead(p *partition, now time.Time) {
-	if reason, at := p.tr.Blocked(); reason != "" && !p.paused {
+	st := p.tr.Status()
+	if reason, at := st.Blocked, st.BlockedAt; reason != "" && !p.paused {
 		// SPEC 5: stop this partition until the service is upgraded;
 		// the others go on. Nothing is lost: the record's position is
 		// not passed, so the upgraded service reads it again.
@@ -116,10 +115,9 @@ func (e *Engine) afterRead(p *partition, now time.Time) {
 		e.snapDue = true
 		return
 	}
-	if p.sm.State() == state.Loading && p.tr.Loaded() {
+	if p.sm.State() == state.Loading && st.Loaded {
 		if _, err := p.sm.To(state.Loaded); err == nil {
 			p.loadedAt = now
-			st := p.tr.Stats()
 			took := now.Sub(p.assignedAt)
 			ev := p.log.Info().Int64("records", p.end-p.start).Int("held", st.Held).Int("future", st.Future).Dur("took", took)
 			if s := took.Seconds(); s > 0 {
@@ -131,7 +129,7 @@ func (e *Engine) afterRead(p *partition, now time.Time) {
 		}
 	}
 	e.checkSync(p, now)
-	e.wantBack(p, p.tr.Wanted())
+	e.ready(p, now, 0)
 }
 
 // stop moves a partition to stopped: revoked, shut down, or blocked.
@@ -207,10 +205,11 @@ func (e *Engine) release(p *partition, now time.Time, why string) {
 }
 
 // housekeep does what time asks of a partition: log a long load's
-// progress, move the day window, publish a periodic report.
+// progress, do what the tracker asks (move the day window), publish a
+// periodic report.
 func (e *Engine) housekeep(p *partition, now time.Time) {
-	if !p.tr.Loaded() && now.Sub(p.progressAt) >= progressEvery {
-		pos := p.tr.Position()
+	if st := p.tr.Status(); !st.Loaded && now.Sub(p.progressAt) >= progressEvery {
+		pos := st.Position
 		pct := 100.0
 		if p.end > p.start {
 			pct = 100 * float64(pos-p.start) / float64(p.end-p.start)
@@ -219,25 +218,17 @@ func (e *Engine) housekeep(p *partition, now time.Time) {
 			Float64("records_per_second", float64(pos-p.progressPos)/now.Sub(p.progressAt).Seconds()).Msg("loading")
 		p.progressAt, p.progressPos = now, pos
 	}
-	if p.tr.Loaded() && !p.scanning && !now.Before(p.tr.Window()) && p.tr.Extend(now) {
-		// The next day's schedules come into memory now, well before
-		// midnight, by reading the partition again up to here; records
-		// read from now on are held if they are due before the new end.
-		p.reloads++
-		p.scanning, p.scanAt, p.admitted = true, now, 0
-		p.log.Info().Time("window_end", p.tr.WindowEnd()).Msg("loading the next day")
-		e.startAdmit(p, p.start, p.tr.Position())
-	}
+	e.ready(p, now, 0)
 	if now.Sub(p.lastReport) >= e.cfg.StateInterval {
 		e.report(p, now)
 	}
 }
 
-// beginSync settles a partition after a failed batch: no more batches for
-// it until it has read everything written before the failure, so the log
-// says which of the batch's records exist.
+// beginSync settles a partition after a failed batch: its tracker hands
+// out nothing until it has read everything written before the failure (up
+// to the high watermark read here), so the log says which of the batch's
+// records exist.
 func (e *Engine) beginSync(p *partition) {
-	p.tr.BeginSync()
 	p.syncTo = -1
 	e.spawn(func() {
 		backoff := 100 * time.Millisecond
@@ -279,11 +270,11 @@ func (e *Engine) onHWM(ev evHWM, now time.Time) {
 }
 
 func (e *Engine) checkSync(p *partition, now time.Time) {
-	if p.tr.Syncing() && p.syncTo >= 0 && p.tr.Position() >= p.syncTo {
+	if st := p.tr.Status(); st.Syncing && p.syncTo >= 0 && st.Position >= p.syncTo {
 		p.tr.EndSync(now)
 		p.syncTo = -1
 		p.log.Debug().Msg("settled after a failed batch")
-		if p.tr.Wake().After(now) {
+		if e.ready(p, now, 0).Wake.After(now) {
 			// The log showed the failed batch's items written (its
 			// commit's outcome was only unknown): nothing is left to
 			// retry, and no next batch would clear the error.

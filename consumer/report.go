@@ -56,11 +56,12 @@ func (l *lateness) summary() *state.Lateness {
 // reporter client delivers it, and a failure is only logged, since the
 // next report supersedes it.
 func (e *Engine) report(p *partition, now time.Time) {
-	st := p.tr.Stats()
+	st := p.tr.Status()
+	daily, _ := p.tr.Daily(now)
 	r := state.Report{
 		State:      p.sm.State(),
-		Offsets:    state.Offsets{Low: p.start, High: p.tr.Position()},
-		Daily:      p.tr.Daily(),
+		Offsets:    state.Offsets{Low: p.start, High: st.Position},
+		Daily:      daily,
 		Reloads:    p.reloads,
 		Pending:    int64(st.Held + st.Future),
 		Dispatched: st.Dispatched,
@@ -167,15 +168,16 @@ func (e *Engine) snapshot(now time.Time) {
 	}
 	ready := e.joined
 	for _, p := range e.order {
-		st := p.tr.Stats()
+		st := p.tr.Status()
+		daily, today := p.tr.Daily(now)
 		ps := PartitionStatus{
 			Topic: p.tp.topic, Partition: p.tp.partition, State: p.sm.State(), Reason: p.reason,
 			Offsets:      StatusOffsets{Low: p.start, Position: st.Position, End: p.end, Loading: loadFraction(p)},
-			PendingToday: p.tr.PendingThrough(now), Pending: int64(st.Held + st.Future), Held: st.Held, BufferBytes: st.Bytes,
+			PendingToday: today, Pending: int64(st.Held + st.Future), Held: st.Held, BufferBytes: st.Bytes,
 			Dispatched: st.Dispatched, Rejected: st.Rejected, Reappended: st.Reappended, Reloads: p.reloads,
-			LastError: p.lastErr, Lateness: p.lat.summary(), Daily: p.tr.Daily(),
+			LastError: p.lastErr, Lateness: p.lat.summary(), Daily: daily,
 		}
-		if ps.LastError == "" && p.tr.Syncing() {
+		if ps.LastError == "" && st.Syncing {
 			ps.LastError = "settling after a failed batch"
 		}
 		if ps.State != state.Loaded {
@@ -198,8 +200,9 @@ func (e *Engine) snapshot(now time.Time) {
 }
 
 func loadFraction(p *partition) float64 {
-	if p.tr.Loaded() || p.end <= p.start {
+	st := p.tr.Status()
+	if st.Loaded || p.end <= p.start {
 		return 1
 	}
-	return float64(p.tr.Position()-p.start) / float64(p.end-p.start)
+	return float64(st.Position-p.start) / float64(p.end-p.start)
 }

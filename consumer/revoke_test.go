@@ -76,7 +76,7 @@ func TestLostPartitionWaitsForItsBatch(t *testing.T) {
 		p.tr.Observe(r, now)
 	}
 	e.afterRead(p, now)
-	require.True(t, p.tr.Loaded())
+	require.True(t, p.tr.Status().Loaded)
 
 	// A batch of the partition goes out; the partition is lost meanwhile.
 	e.maybeFlush(now)

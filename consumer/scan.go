@@ -17,11 +17,11 @@ import (
 // exponential backoff and jitter, and ended when the partition is released
 // (its context):
 //
-//   - the day rollover re-reads the partition up to the position at Extend
-//     and passes every record to Admit (startAdmit; p.scanning makes it one
-//     at a time);
+//   - the day rollover re-reads the range the tracker's Ready.ReadDay names
+//     and passes every record to Admit (startAdmit; the tracker moves its
+//     window again only after EndAdmit, so it is one at a time);
 //   - the tracker asks for single offsets it cannot re-append from memory
-//     (Wanted). They can come by the thousand, one per tombstone an earlier
+//     (Ready.ReadBack). They can come by the thousand, one per tombstone an earlier
 //     owner wrote, so they are queued on the partition's one reader
 //     (readBack), which answers them in offset order with one client,
 //     reading on where they are close and jumping where they are not.
@@ -146,13 +146,12 @@ func (e *Engine) onScan(ev evScan, now time.Time) {
 	if !ev.done {
 		return
 	}
-	p.scanning = false
 	if ev.err != nil {
 		// Only the partition's release ends a read with an error.
 		return
 	}
 	l := p.log.Info().Int("admitted", p.admitted).Dur("took", now.Sub(p.scanAt))
-	if n := p.tr.Unadmitted(); n > 0 {
+	if n := p.tr.EndAdmit(); n > 0 {
 		// Only a record compacted away because of a newer one not
 		// read yet can be missing; the newer one replaces it.
 		l = l.Int64("not_found", n)

@@ -102,7 +102,9 @@ func ProducerOpts(exactlyOnce bool, transactionalID string, txnTimeout time.Dura
 	return opts
 }
 
-// Item is one schedule's work in a batch.
+// Item is one schedule's work in a batch: what the tracker handed out, and
+// what became of it. The tracker's part is read only; the outcome goes
+// back to the tracker as a value (Result).
 type Item struct {
 	tracker.Item
 
@@ -113,13 +115,16 @@ type Item struct {
 	Env             envelope.Envelope
 	TargetPartition int32
 
+	// Reject turns an OpDispatch into a rejection with this error: the
+	// caller sets it for a target it cannot resolve, Flush for a message
+	// the broker refuses for good.
+	Reject *envelope.Error
+
 	// Done is set for an item whose records are written; with exactly-once
 	// it is set for all items of a committed batch and none otherwise.
 	Done bool
 
-	key, value []byte
-	headers    []kgo.RecordHeader
-	omitLog    bool // the audit record is too large with the payload
+	omitLog bool // the audit record is too large with the payload
 
 	// target and tomb are built ahead by Build, for the first attempt to
 	// write the item; later attempts build their own.
@@ -132,12 +137,39 @@ type Item struct {
 // being written. The audit record, which says when the batch went out, is
 // built when it does.
 func (it *Item) Build() {
-	if it.Op != tracker.OpDispatch || it.unpack() != nil {
+	if it.WriteOp() != tracker.OpDispatch {
 		return
 	}
-	it.target = record.Target(&it.Env, it.headers, it.Source)
+	it.target = record.Target(&it.Env, it.Headers, it.Source)
 	it.target.Partition = it.TargetPartition
-	it.tomb = record.Tombstone(it.key, it.headers, it.Source)
+	it.tomb = record.Tombstone(it.Key, it.Headers, it.Source)
+}
+
+// WriteOp is what the item's records do: the tracker's Op, or OpReject
+// once Reject is set.
+func (it *Item) WriteOp() tracker.Op {
+	if it.Reject != nil {
+		return tracker.OpReject
+	}
+	return it.Op
+}
+
+// RejectErr is why an item written as a rejection is rejected.
+func (it *Item) RejectErr() *envelope.Error {
+	if it.Reject != nil {
+		return it.Reject
+	}
+	return it.Err
+}
+
+// Result is the item's outcome for the tracker: written once Done, failed
+// (or unknown) otherwise.
+func (it *Item) Result() tracker.Result {
+	o := tracker.OutcomeFailed
+	if it.Done {
+		o = tracker.OutcomeWritten
+	}
+	return tracker.Result{Item: it.Item, Outcome: o, Reject: it.Reject}
 }
 
 // Batch is what Flush writes.
@@ -326,17 +358,10 @@ func (d *Dispatcher) report(err error) {
 
 // Flush writes a batch and returns once it is committed, or once it has
 // failed and its transaction has been ended. Items the broker refuses for
-// good become rejections (their Op and Err change) and are written as such.
+// good become rejections (their Reject is set) and are written as such.
 func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
 	start := time.Now()
 	res := Result{}
-	for _, it := range b.Items {
-		if err := it.unpack(); err != nil {
-			// A packed record the tracker wrote cannot be corrupt; if it
-			// is, rejecting it is better than blocking the partition.
-			it.Op, it.Item.Err = tracker.OpReject, record.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
-		}
-	}
 	for {
 		res.Attempts++
 		var refused int
@@ -373,15 +398,6 @@ func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
 	return res
 }
 
-func (it *Item) unpack() error {
-	if it.key != nil || it.value != nil || it.headers != nil {
-		return nil
-	}
-	var err error
-	it.key, it.value, it.headers, err = envelope.Unpack(it.Data)
-	return err
-}
-
 // role is what a record is for, which decides how its failure is read.
 type role uint8
 
@@ -403,37 +419,37 @@ type produced struct {
 // always means the target was written).
 func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record, roles []role) {
 	src := it.Source
-	switch it.Op {
+	switch it.WriteOp() {
 	case tracker.OpDispatch:
 		target, tomb := it.target, it.tomb
 		it.target, it.tomb = nil, nil // a record is produced once
 		if target == nil || tomb == nil {
-			target = record.Target(&it.Env, it.headers, src)
+			target = record.Target(&it.Env, it.Headers, src)
 			target.Partition = it.TargetPartition
-			tomb = record.Tombstone(it.key, it.headers, src)
+			tomb = record.Tombstone(it.Key, it.Headers, src)
 		}
 		first = append(first, target)
 		roles = append(roles, roleTarget)
 		if d.cfg.Logs {
 			lateness := at.Sub(time.UnixMilli(it.DueMs)).Milliseconds()
-			log := record.Dispatched(target, it.LogsTopic, src.Partition, it.key, at, lateness, d.cfg.LogPayload && !it.omitLog)
+			log := record.Dispatched(target, it.LogsTopic, src.Partition, it.Key, at, lateness, d.cfg.LogPayload && !it.omitLog)
 			first = append(first, log)
 			roles = append(roles, roleLog)
 		}
 		last = append(last, tomb)
 	case tracker.OpReject:
 		if d.cfg.Logs {
-			first = append(first, record.Rejected(it.key, it.value, it.headers, it.LogsTopic, src.Partition, it.Item.Err, d.cfg.LogPayload && !it.omitLog))
+			first = append(first, record.Rejected(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.RejectErr(), d.cfg.LogPayload && !it.omitLog))
 			roles = append(roles, roleLog)
 		}
-		if it.key != nil {
-			last = append(last, record.Tombstone(it.key, it.headers, src))
+		if it.Key != nil {
+			last = append(last, record.Tombstone(it.Key, it.Headers, src))
 		}
 	case tracker.OpReappend:
-		first = append(first, record.Copy(it.key, it.value, it.headers, src))
+		first = append(first, record.Copy(it.Key, it.Value, it.Headers, src))
 		roles = append(roles, roleCopy)
 	case tracker.OpTombstone:
-		last = append(last, record.Tombstone(it.key, it.headers, src))
+		last = append(last, record.Tombstone(it.Key, it.Headers, src))
 	}
 	for range last {
 		roles = append(roles, roleTombstone)
@@ -531,9 +547,8 @@ func (p *production) wait(ctx context.Context) (refused int, failed []bool, err 
 					refused++
 					continue
 				}
-			} else if w.it.Op == tracker.OpDispatch {
-				w.it.Op = tracker.OpReject
-				w.it.Item.Err = record.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
+			} else if w.it.WriteOp() == tracker.OpDispatch {
+				w.it.Reject = record.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
 				refused++
 				continue
 			}
@@ -951,14 +966,10 @@ func Describe(err error) string {
 	return err.Error()
 }
 
-// Prepare reads the packed record of an OpDispatch item and parses its
-// envelope, so the caller can resolve the target before the batch is
-// formed.
+// Prepare parses the envelope of an OpDispatch item, so the caller can
+// resolve the target before the batch is formed.
 func (it *Item) Prepare(now time.Time) *envelope.Error {
-	if err := it.unpack(); err != nil {
-		return record.Errorf(envelope.CodeMissingHeader, "internal: %v", err)
-	}
-	env, err := envelope.Parse(&kgo.Record{Key: it.key, Value: it.value, Headers: it.headers}, now)
+	env, err := envelope.Parse(&kgo.Record{Key: it.Key, Value: it.Value, Headers: it.Headers}, now)
 	if err != nil {
 		var ee *envelope.Error
 		if errors.As(err, &ee) {

@@ -37,18 +37,6 @@ func BenchmarkSchedule(b *testing.B) {
 	}
 }
 
-func BenchmarkPackUnpack(b *testing.B) {
-	r := benchRecord(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		p := Pack(r.Key, r.Value, r.Headers)
-		if _, _, _, err := Unpack(p); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(len(Pack(r.Key, r.Value, r.Headers))), "packed_bytes")
-}
-
 // BenchmarkParseRecurring: what a record with schedule_cron costs to parse
 // (the expression and zone are validated on every read).
 func BenchmarkParseRecurring(b *testing.B) {

@@ -261,49 +261,6 @@ func TestCancel(t *testing.T) {
 	require.Equal(t, "s", rec.Topic)
 }
 
-func TestPackRoundTrip(t *testing.T) {
-	for _, tc := range []struct {
-		key, value []byte
-		headers    []kgo.RecordHeader
-	}{
-		{nil, nil, nil},
-		{[]byte{}, []byte{}, []kgo.RecordHeader{}},
-		{[]byte("k"), []byte(strings.Repeat("v", 300)), karafka("x", "")},
-		{[]byte("k"), nil, []kgo.RecordHeader{{Key: "n", Value: nil}, {Key: "", Value: []byte{}}}},
-	} {
-		p := Pack(tc.key, tc.value, tc.headers)
-		k, v, h, err := Unpack(p)
-		require.NoError(t, err)
-		require.Equal(t, tc.key, k)
-		require.Equal(t, tc.value, v)
-		if len(tc.headers) == 0 {
-			require.Empty(t, h)
-		} else {
-			require.Equal(t, tc.headers, h)
-		}
-		pk, ok := PackedKey(p)
-		require.Equal(t, tc.key != nil, ok)
-		require.Equal(t, string(tc.key), pk)
-	}
-	_, _, _, err := Unpack("\x05ab")
-	require.ErrorIs(t, err, ErrCorruptPacked)
-	_, _, _, err = Unpack(Pack([]byte("k"), nil, nil) + "x")
-	require.ErrorIs(t, err, ErrCorruptPacked)
-}
-
-// TestPackNameCodes: the codes Pack writes for known header names are the
-// indexes Unpack reads them back by.
-func TestPackNameCodes(t *testing.T) {
-	for i, name := range knownNames {
-		tag, literal := nameTag(name)
-		require.False(t, literal, name)
-		require.Equal(t, uint64(2*i), tag, name)
-	}
-	tag, literal := nameTag("trace-id")
-	require.True(t, literal)
-	require.Equal(t, uint64(2*len("trace-id")+1), tag)
-}
-
 // TestParseDecimal agrees with strconv.ParseInt, base 10, on every shape
 // an epoch header can take.
 func TestParseDecimal(t *testing.T) {

@@ -4,8 +4,6 @@ import (
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/scheduler-dev/scheduler/envelope"
 )
 
 // Entries live in chunks: large byte slices that hold many entries, each
@@ -24,7 +22,7 @@ import (
 // mostly empty by themselves. When they do not, and less than half of the
 // chunks' bytes is live, tidy empties sparse chunks one at a time: it
 // copies their live entries to the newest chunk and updates the tracker's
-// references to them. Items handed out by Due point into chunks too, and
+// references to them. Items handed out by Ready point into chunks too, and
 // stay valid whatever happens: an entry in flight is never moved (its chunk
 // waits for it to come back or end), and one that ended keeps its bytes for
 // as long as an item refers to them.
@@ -146,10 +144,10 @@ func (a *arena) untidy() bool {
 // newEntry returns an entry for the version r, due at due and next
 // eligible at at.
 func (t *Tracker) newEntry(r *kgo.Record, due, at int64, flags uint16) *entry {
-	n := envelope.PackSize(r.Key, r.Value, r.Headers)
+	n := packSize(r.Key, r.Value, r.Headers)
 	sz := entryBytes(n)
 	c, buf := t.arena.alloc(sz)
-	envelope.PackTo(buf[entrySize:entrySize+n], r.Key, r.Value, r.Headers)
+	packTo(buf[entrySize:entrySize+n], r.Key, r.Value, r.Headers)
 	e := (*entry)(unsafe.Pointer(unsafe.SliceData(buf)))
 	*e = entry{offset: r.Offset, due: due, at: at, idx: -1, n: uint32(n), chunk: c.id, flags: flags}
 	return e

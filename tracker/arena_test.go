@@ -94,7 +94,7 @@ func TestArenaTidies(t *testing.T) {
 
 	// Hand out a batch and keep it in flight, then cancel nine keys of
 	// every ten, the in-flight ones included.
-	items := tr.Due(now.Add(time.Hour), 200, nil)
+	items := take(tr, now.Add(time.Hour), 200, nil)
 	require.Len(t, items, 200)
 	for i := range n {
 		if i%10 != 0 {
@@ -105,37 +105,30 @@ func TestArenaTidies(t *testing.T) {
 	require.Less(t, tr.arena.bytes, full/3, "memory of cancelled schedules comes back")
 	for _, it := range items {
 		// In flight, never moved: each item still reads its record.
-		require.Equal(t, payload, string(packedValue(t, it.Data)))
+		require.Equal(t, payload, string(it.Value))
 	}
 
 	// The batch fails: its live items go back to the heap, and their
 	// chunk, left for them, is tidied at the next read.
-	tr.Nack(items, now)
+	nack(tr, items, now)
 	observe(tr, now, f.cancel("none"))
 	checkArena(t, tr)
 	for _, it := range items {
-		require.Equal(t, payload, string(packedValue(t, it.Data)), "bytes stay for as long as an item refers to them")
+		require.Equal(t, payload, string(it.Value), "bytes stay for as long as an item refers to them")
 	}
 
 	// Everything is sent: no chunk is left but the current one.
 	tr.EndSync(now)
 	for {
-		items := tr.Due(now.Add(time.Hour), 1000, nil)
+		items := take(tr, now.Add(time.Hour), 1000, nil)
 		if len(items) == 0 {
 			break
 		}
-		tr.Ack(items)
+		ack(tr, items)
 	}
 	checkArena(t, tr)
-	require.Zero(t, tr.Stats().Held)
+	require.Zero(t, tr.Status().Held)
 	require.LessOrEqual(t, tr.arena.bytes, 16<<10, "one chunk at most remains")
-}
-
-func packedValue(tb testing.TB, data string) []byte {
-	tb.Helper()
-	_, v, _, err := envelope.Unpack(data)
-	require.NoError(tb, err)
-	return v
 }
 
 // TestArenaMovesEveryReference moves a parked entry, a rejected one and a
@@ -151,13 +144,13 @@ func TestArenaMovesEveryReference(t *testing.T) {
 	observe(tr, t0, f.sched("parked", t0, "p"))
 	observe(tr, t0, &kgo.Record{Key: []byte("bad"), Value: []byte("plain"), Offset: f.next()})
 	observe(tr, t0, f.sched("plain", t0.Add(2*time.Hour), "x"))
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	require.Len(t, items, 2) // parked and bad; plain is not due
 	for i := range items {
 		if items[i].Op == OpDispatch {
-			tr.Park(&items[i], t0, t0.Add(time.Minute))
+			park(tr, &items[i], t0, t0.Add(time.Minute))
 		} else {
-			tr.Return(items[i:i+1], t0)
+			giveBack(tr, items[i:i+1], t0)
 		}
 	}
 	// More entries, so that the first chunks are not the current one, then
@@ -172,19 +165,18 @@ func TestArenaMovesEveryReference(t *testing.T) {
 	require.Greater(t, tr.arena.moved, before, "entries were moved")
 	checkArena(t, tr)
 
-	items = tr.Due(t0.Add(time.Minute), 10, nil)
+	items = take(tr, t0.Add(time.Minute), 10, nil)
 	require.ElementsMatch(t, []string{"dispatch:p", "reject:plain"}, payloads(items))
 	for i := range items {
 		if items[i].Op == OpDispatch {
-			since, parked := tr.ParkedSince(&items[i])
+			since, parked := parkedSince(&items[i])
 			require.True(t, parked, "still parked after the move")
 			require.Equal(t, t0, since.UTC())
 		} else {
 			require.Equal(t, envelope.CodeMissingHeader, items[i].Err.Code, "still rejected, for the same reason")
-			key, _ := items[i].Key()
-			require.Equal(t, "bad", key)
+			require.Equal(t, "bad", string(items[i].Key))
 		}
 	}
-	tr.Ack(items)
+	ack(tr, items)
 	checkArena(t, tr)
 }

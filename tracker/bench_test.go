@@ -105,14 +105,14 @@ func BenchmarkDueAck(b *testing.B) {
 			b.ReportAllocs()
 			popped := 0
 			for b.Loop() {
-				buf = tr.Due(late, 1000, buf[:0])
+				buf = take(tr, late, 1000, buf[:0])
 				if len(buf) == 0 {
 					b.StopTimer()
 					reload()
 					b.StartTimer()
 					continue
 				}
-				tr.Ack(buf)
+				ack(tr, buf)
 				popped += len(buf)
 			}
 			b.ReportMetric(float64(popped)/b.Elapsed().Seconds(), "schedules/s")
@@ -165,7 +165,7 @@ func BenchmarkLoad(b *testing.B) {
 				for _, r := range recs {
 					tr.Observe(r, t0)
 				}
-				if !tr.Loaded() {
+				if !tr.Status().Loaded {
 					b.Fatal("not loaded")
 				}
 			}

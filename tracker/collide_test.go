@@ -40,14 +40,14 @@ func TestCollidingCancelKeepsTheOther(t *testing.T) {
 	}
 	tr := collidingTracker(0, int64(len(recs)), t0)
 	observe(tr, t0, recs...)
-	st := tr.Stats()
+	st := tr.Status()
 	require.Equal(t, 2, st.Future, "b and d2 indexed")
-	require.Equal(t, map[string]int64{"2026-11-22": 1, "2026-11-23": 2}, tr.Daily(), "c's rejection today, b and d2 tomorrow")
-	require.Equal(t, []string{"reject:c"}, payloads(tr.Due(t0, 10, nil)))
+	require.Equal(t, map[string]int64{"2026-11-22": 1, "2026-11-23": 2}, daily(tr), "c's rejection today, b and d2 tomorrow")
+	require.Equal(t, []string{"reject:c"}, payloads(take(tr, t0, 10, nil)))
 
 	// The next day comes into memory: b and d2, nothing of a, c or d1.
 	now := tomorrow.Add(-time.Hour)
-	require.True(t, tr.Extend(now))
+	require.True(t, extend(tr, now))
 	admitted := 0
 	for _, r := range recs {
 		if tr.Admit(r, now) {
@@ -55,8 +55,8 @@ func TestCollidingCancelKeepsTheOther(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, admitted)
-	require.Zero(t, tr.Unadmitted())
-	require.Equal(t, []string{"dispatch:b", "dispatch:d2"}, payloads(tr.Due(tomorrow.Add(time.Hour), 10, nil)))
+	require.Zero(t, tr.EndAdmit())
+	require.Equal(t, []string{"dispatch:b", "dispatch:d2"}, payloads(take(tr, tomorrow.Add(time.Hour), 10, nil)))
 }
 
 // TestCollidingTombstoneNamesOnlyItsKey: a tombstone of one key naming an
@@ -71,18 +71,18 @@ func TestCollidingTombstoneNamesOnlyItsKey(t *testing.T) {
 	recs := []*kgo.Record{a, b, f.tomb("a", a.Offset)}
 	tr := collidingTracker(0, int64(len(recs)), t0)
 	observe(tr, t0, recs...)
-	require.Equal(t, 1, tr.Stats().Future, "a's own tombstone ended a, not b")
-	require.Empty(t, tr.Wanted(), "nothing shadowed")
+	require.Equal(t, 1, tr.Status().Future, "a's own tombstone ended a, not b")
+	require.Empty(t, wanted(tr), "nothing shadowed")
 
 	// An earlier owner's tombstone of c, a key with no live version:
 	// b's version is not its business.
 	observe(tr, t0, f.tomb("c", 1234))
-	require.Empty(t, tr.Wanted(), "b's version is not asked back for c's tombstone")
-	require.Equal(t, 1, tr.Stats().Future)
+	require.Empty(t, wanted(tr), "b's version is not asked back for c's tombstone")
+	require.Equal(t, 1, tr.Status().Future)
 
 	// A tombstone of b naming an older version shadows b: it is read back.
 	observe(tr, t0, f.tomb("b", 1234))
-	require.Equal(t, []int64{b.Offset}, tr.Wanted())
+	require.Equal(t, []int64{b.Offset}, wanted(tr))
 }
 
 // TestCollidingRestoreTakesOnlyTheWantedKey: a record read back for an
@@ -95,21 +95,21 @@ func TestCollidingRestoreTakesOnlyTheWantedKey(t *testing.T) {
 	recs := []*kgo.Record{a, b, f.tomb("a", 999)}
 	tr := collidingTracker(0, int64(len(recs)), t0)
 	observe(tr, t0, recs...)
-	want := tr.Wanted()
+	want := wanted(tr)
 	require.Equal(t, []int64{a.Offset}, want)
 
 	// Compaction removed a's version; the first record after it is b's.
 	tr.Restore(a.Offset, b, t0)
-	require.Equal(t, int64(1), tr.Stats().ShadowMisses)
-	require.Zero(t, tr.Stats().Held, "b is not taken for a")
-	require.Equal(t, 2, tr.Stats().Future)
+	require.Equal(t, int64(1), tr.Status().ShadowMisses)
+	require.Zero(t, tr.Status().Held, "b is not taken for a")
+	require.Equal(t, 2, tr.Status().Future)
 
 	// Read back as it is, a is held and re-appended; b stays indexed.
 	tr = collidingTracker(0, int64(len(recs)), t0)
 	observe(tr, t0, recs...)
-	tr.Restore(tr.Wanted()[0], a, t0)
-	require.Equal(t, []string{"reappend:a"}, payloads(tr.Due(t0, 10, nil)))
-	require.Equal(t, 1, tr.Stats().Future, "b still indexed")
+	tr.Restore(wanted(tr)[0], a, t0)
+	require.Equal(t, []string{"reappend:a"}, payloads(take(tr, t0, 10, nil)))
+	require.Equal(t, 1, tr.Status().Future, "b still indexed")
 }
 
 // TestCollidingCopyIsJudgedByItsOwnKey: a copy of one key's version is
@@ -132,6 +132,6 @@ func TestCollidingCopyIsJudgedByItsOwnKey(t *testing.T) {
 	cp := record.Copy(a.Key, a.Value, a.Headers, record.Source{Topic: "s", Offset: a.Offset})
 	cp.Offset = f.next()
 	observe(tr, t0, cp)
-	require.Empty(t, payloads(tr.Due(t0, 10, nil)), "the copy takes over: no tombstone for it")
-	require.Equal(t, 2, tr.Stats().Future, "a's copy and c indexed")
+	require.Empty(t, payloads(take(tr, t0, 10, nil)), "the copy takes over: no tombstone for it")
+	require.Equal(t, 2, tr.Status().Future, "a's copy and c indexed")
 }

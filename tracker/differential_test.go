@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,9 +33,13 @@ type sim struct {
 	ours    map[int64]bool
 	verAt   map[int64]int // offset of a schedule -> producer version (copies keep it)
 
-	tr       *Tracker
-	read     int64 // next offset the tracker reads
-	syncTo   int64 // -1 when not syncing
+	tr     *Tracker
+	read   int64 // next offset the tracker reads
+	syncTo int64 // -1 when not syncing
+	// quiet: the last Ready left nothing due; until an input, nothing is
+	// due before its wake.
+	quiet    bool
+	wake     time.Time
 	admitAt  int64 // next offset of an Admit pass, -1 when none
 	admitEnd int64
 
@@ -59,7 +64,7 @@ type sim struct {
 // races it exists for really happened.
 type coverage struct {
 	dispatches, reappends, staleCopies, restores, syncs, restarts, admits, parks int
-	returned, endedAhead                                                         int
+	returned, endedAhead, warms                                                  int
 	moves                                                                        int64
 }
 
@@ -104,6 +109,7 @@ func (s *sim) restart() {
 	}
 	s.tr = New(s.cfg(), 0, int64(len(s.log)), s.now)
 	s.read, s.syncTo, s.admitAt = 0, -1, -1
+	s.quiet = false
 	s.ahead = nil
 }
 
@@ -136,11 +142,7 @@ func (s *sim) produce() {
 	s.dueOf[s.ver] = due.UnixMilli()
 }
 
-func verOf(data string) int {
-	_, v, _, err := envelope.Unpack(data)
-	if err != nil {
-		panic(err)
-	}
+func verOf(v []byte) int {
 	n, _ := strconv.Atoi(strings.TrimPrefix(string(v), "v"))
 	return n
 }
@@ -149,6 +151,7 @@ func (s *sim) readOne() bool {
 	if s.syncTo >= 0 && s.read >= s.syncTo {
 		// Already past the sync target when the batch failed.
 		s.tr.EndSync(s.now)
+		s.quiet = false
 		s.syncTo = -1
 	}
 	if s.read >= int64(len(s.log)) {
@@ -156,23 +159,53 @@ func (s *sim) readOne() bool {
 	}
 	if r := s.log[s.read]; r != nil {
 		s.tr.Observe(r, s.now)
+		s.quiet = false
 	}
-	for _, off := range s.tr.Wanted() {
-		s.cov.restores++
-		s.tr.Restore(off, s.at(off), s.now)
-	}
+	s.ready(0)
 	s.read++
 	if s.syncTo >= 0 && s.read >= s.syncTo {
 		s.tr.EndSync(s.now)
+		s.quiet = false
 		s.syncTo = -1
 	}
 	return true
 }
 
-func (s *sim) admitStep() {
-	if s.tr.Extend(s.now) {
-		s.admitAt, s.admitEnd = 0, s.read
+// ready takes a Ready and acts on all of it, as the service does, and
+// returns its items. It checks what the Ready says against the model: a
+// day to read in comes only once the previous one is read, up to the
+// position; nothing is due before the Wake of a Ready that left nothing
+// due, unless an input came since; the targets to warm are the target of
+// schedules read lately.
+func (s *sim) ready(max int) []Item {
+	rd := s.tr.Ready(s.now, max)
+	items := slices.Clone(rd.Items)
+	if s.quiet && s.now.Before(s.wake) {
+		require.Empty(s.t, items, "items due before the Wake of a Ready that left nothing due (%v < %v)", s.now, s.wake)
 	}
+	s.quiet, s.wake = len(items) < max, rd.Wake
+	require.False(s.t, rd.Wake.After(rd.Window), "Wake after the window's move")
+	require.Equal(s.t, s.tr.loaded, rd.Loaded)
+	for _, topic := range rd.Warm {
+		require.Equal(s.t, "target", topic)
+		s.cov.warms++
+	}
+	if rd.ReadDay != nil {
+		require.Negative(s.t, s.admitAt, "the window moved again before the day was read in")
+		require.Equal(s.t, s.tr.pos, rd.ReadDay.To)
+		require.Equal(s.t, s.tr.windowEnd, rd.ReadDay.WindowEnd.UnixMilli())
+		s.admitAt, s.admitEnd = rd.ReadDay.From, rd.ReadDay.To
+	}
+	for _, off := range rd.ReadBack {
+		s.cov.restores++
+		s.tr.Restore(off, s.at(off), s.now)
+		s.quiet = false
+	}
+	return items
+}
+
+func (s *sim) admitStep() {
+	s.ready(0)
 	for n := 0; n < 4 && s.admitAt >= 0; n++ {
 		if s.admitAt >= s.admitEnd {
 			s.admitAt = -1
@@ -181,6 +214,7 @@ func (s *sim) admitStep() {
 		}
 		if r := s.log[s.admitAt]; r != nil && s.tr.Admit(r, s.now) {
 			s.cov.admits++
+			s.quiet = false
 		}
 		s.admitAt++
 	}
@@ -200,7 +234,7 @@ func (s *sim) at(off int64) *kgo.Record {
 // can only be missing from memory if compaction removed it because a newer
 // record of its key exists that the tracker has not read yet.
 func (s *sim) checkAdmitted() {
-	if s.tr.Unadmitted() == 0 {
+	if s.tr.EndAdmit() == 0 {
 		return
 	}
 	last := dayOf(s.tr.windowEnd - 1)
@@ -243,20 +277,22 @@ func (s *sim) takeAhead(mode int) []Item {
 	items := s.ahead
 	s.ahead = nil
 	if mode >= 0 && s.rng.IntN(5) == 0 {
-		s.tr.Return(items, s.now)
+		giveBack(s.tr, items, s.now)
+		s.quiet = false
 		s.cov.returned++
 		return nil
 	}
 	var kept, ended []Item
 	for _, it := range items {
-		if s.tr.Ended(&it) {
+		if it.Ended() {
 			ended = append(ended, it)
 		} else {
 			kept = append(kept, it)
 		}
 	}
 	if len(ended) > 0 {
-		s.tr.Return(ended, s.now)
+		giveBack(s.tr, ended, s.now)
+		s.quiet = false
 		s.cov.endedAhead++
 	}
 	return kept
@@ -268,7 +304,7 @@ func (s *sim) step(mode int) {
 		items = s.takeAhead(mode)
 	}
 	if len(items) == 0 {
-		items = s.tr.Due(s.now, 1+s.rng.IntN(4), nil)
+		items = s.ready(1 + s.rng.IntN(4))
 		if len(items) == 0 {
 			return
 		}
@@ -283,10 +319,10 @@ func (s *sim) step(mode int) {
 		it := items[i]
 		if it.Op == OpDispatch {
 			require.LessOrEqual(s.t, it.DueMs, s.now.UnixMilli(), "dispatched before its due time")
-			k, _ := it.Key()
+			k := string(it.Key)
 			want, _ := s.latestProducer(k)
-			if want != verOf(it.Data) && s.trace != nil {
-				fmt.Printf("BAD dispatch off=%d ver=%d read=%d len=%d loaded=%v\n", it.Offset, verOf(it.Data), s.read, len(s.log), s.tr.loaded)
+			if want != verOf(it.Value) && s.trace != nil {
+				fmt.Printf("BAD dispatch off=%d ver=%d read=%d len=%d loaded=%v\n", it.Offset, verOf(it.Value), s.read, len(s.log), s.tr.loaded)
 				for off := int64(0); off < s.read; off++ {
 					if r := s.log[off]; r != nil && string(r.Key) == k {
 						n, _ := envelope.Header(r.Headers, envelope.HeaderSourceOffset)
@@ -294,9 +330,10 @@ func (s *sim) step(mode int) {
 					}
 				}
 			}
-			require.Equal(s.t, want, verOf(it.Data), "dispatched a version the tracker had seen replaced or cancelled")
+			require.Equal(s.t, want, verOf(it.Value), "dispatched a version the tracker had seen replaced or cancelled")
 			if mode >= 0 && s.rng.IntN(10) == 0 {
-				s.tr.Park(&items[i], s.now, s.now.Add(100*time.Millisecond))
+				park(s.tr, &items[i], s.now, s.now.Add(100*time.Millisecond))
+				s.quiet = false
 				s.cov.parks++
 				continue
 			}
@@ -310,12 +347,11 @@ func (s *sim) step(mode int) {
 	write := outcome < 92 // committed, or committed but the service was not told
 	if write {
 		for _, it := range batch {
-			k, v, h, err := envelope.Unpack(it.Data)
-			require.NoError(s.t, err)
+			k, v, h := it.Key, it.Value, it.Headers
 			switch it.Op {
 			case OpDispatch:
 				s.cov.dispatches++
-				ver := verOf(it.Data)
+				ver := verOf(it.Value)
 				s.dispatched[ver]++
 				require.Equal(s.t, 1, s.dispatched[ver], "version %d delivered twice", ver)
 				s.append(record.Tombstone(k, h, record.Source{Offset: it.Offset}), true)
@@ -327,17 +363,18 @@ func (s *sim) step(mode int) {
 			case OpReappend:
 				s.cov.reappends++
 				s.append(record.Copy(k, v, h, record.Source{Offset: it.Offset}), true)
-				s.verAt[int64(len(s.log)-1)] = verOf(it.Data)
+				s.verAt[int64(len(s.log)-1)] = verOf(it.Value)
 			}
 		}
 	}
 	if outcome < 85 {
-		s.tr.Ack(batch)
+		ack(s.tr, batch)
+		s.quiet = false
 		return
 	}
 	s.cov.syncs++
-	s.tr.Nack(batch, s.now)
-	s.tr.BeginSync()
+	nack(s.tr, batch, s.now)
+	s.quiet = false
 	s.syncTo = int64(len(s.log))
 }
 
@@ -452,7 +489,7 @@ func (s *sim) check() {
 			require.Equal(s.t, 1, s.dispatched[ver], "key %s: its latest version %d (due %v) was not delivered", key, ver, time.UnixMilli(s.dueOf[ver]).UTC())
 		}
 	}
-	st := s.tr.Stats()
+	st := s.tr.Status()
 	require.Zero(s.t, st.Held, "held after draining")
 	require.Zero(s.t, st.Future, "indexed after draining")
 	require.Zero(s.t, st.Wanted)
@@ -468,7 +505,7 @@ func (s *sim) check() {
 	// Only a redundant tombstone may come back: when the cleaner removed
 	// the evidence that an old copy was stale, a new reader tombstones it
 	// once more, which changes nothing.
-	for _, it := range s.tr.Due(s.now, 1<<20, nil) {
+	for _, it := range s.ready(1 << 20) {
 		require.Equal(s.t, OpTombstone, it.Op, "a restart would write %v for the record at %d", it.Op, it.Offset)
 	}
 }
@@ -500,7 +537,7 @@ func TestDifferentialAgainstLog(t *testing.T) {
 			for name, n := range map[string]int{
 				"dispatch": cov.dispatches, "re-append": cov.reappends, "stale copy": cov.staleCopies,
 				"read back": cov.restores, "sync": cov.syncs, "restart": cov.restarts,
-				"admit": cov.admits, "park": cov.parks,
+				"admit": cov.admits, "park": cov.parks, "target warmed": cov.warms,
 				"batch formed ahead returned": cov.returned, "ended while formed ahead": cov.endedAhead,
 				"entries moved by tidy": int(cov.moves),
 			} {

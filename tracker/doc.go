@@ -1,25 +1,43 @@
 // Package tracker owns one partition's pure state: the buffer of pending
 // schedules keyed by key (latest offset wins) and ordered by (due, offset),
 // the day window, loading progress and counts. It has no goroutines, no
-// clock and no I/O: records arrive as calls with the caller's now, and due
-// work leaves as Items the caller writes to Kafka and then reports back.
+// clock and no I/O, and calls nothing of its caller's: records arrive as
+// calls with the caller's now, and everything the caller must do leaves as
+// one value, Ready, in the manner of etcd's raft (Step, Ready, Advance).
 //
 // # The caller's protocol
 //
-//  1. New, with the offsets the partition is to be loaded from and to.
+//  1. New, with the offsets the partition is to be loaded from and to, and
+//     the rule for target topics (Config).
 //  2. Observe every record of the partition in offset order, control
-//     records included (they advance the position). Loaded turns true once
-//     the position reaches the end offset; nothing is due before.
-//  3. Arm one timer for Wake. When it fires, or after any call, call Due
-//     for the items to write; write them in one batch.
-//  4. Report the batch with Ack (it committed) or Nack (it did not, or the
-//     outcome is unknown). After a Nack, call BeginSync, read the partition
-//     up to its high watermark, then EndSync: the log, not the caller's
-//     guess, settles what the failed batch wrote.
-//  5. When Window says a new day is near, call Extend and feed every record
-//     of the partition up to the position at that moment to Admit.
-//  6. After Observe, read back each offset Wanted returns and pass the
-//     record found there to Restore.
+//     records included (they advance the position).
+//  3. After any input, and when the timer armed for Ready.Wake fires,
+//     take a Ready and act on all of it:
+//     - Items (none before Loaded): write them in one batch;
+//     - ReadBack: read back each offset and pass the record to Restore;
+//     - ReadDay: read that range again, pass each record to Admit, then
+//     call EndAdmit;
+//     - Warm: fetch the metadata of these target topics;
+//     - Wake: arm one timer for it (Window alone while a batch is in
+//     flight and no items can be taken).
+//  4. Report every item back to Advance, in a Result: OutcomeWritten (its
+//     batch committed, perhaps as a rejection the caller made: Reject),
+//     OutcomeFailed (it did not, or the outcome is unknown),
+//     OutcomeUnwritten (never written: Item.Ended says its version ended,
+//     or the caller dropped a batch formed ahead), OutcomeParked (its
+//     target is not known yet). Unpark when targets become known.
+//  5. After an OutcomeFailed, read the partition up to its high watermark,
+//     then call EndSync: the log, not the caller's guess, settles what the
+//     failed batch wrote. No items are handed out meanwhile.
+//
+// Status, Daily and Find describe the state for reports and lookups and
+// change nothing.
+//
+// The files follow these concerns: tracker.go (New, Observe), index.go
+// (versions by key, held and indexed), echoes.go (the service's own writes
+// read back, below), ready.go and flight.go (items out, outcomes back),
+// window.go (the day window), stats.go (counts), arena.go and pack.go (how
+// versions are held in memory).
 //
 // # Why the echoes
 //
@@ -30,14 +48,14 @@
 // between the dispatched one and its tombstone would be erased by compaction
 // although it was never sent. Consider key k:
 //
-//	offset 10  k v1 (due now)     -> Due hands v1 out, echo: tombstone(10)
+//	offset 10  k v1 (due now)     -> Ready hands v1 out, echo: tombstone(10)
 //	offset 11  k v2 (due later)   <- written by a producer while v1 is in flight
 //	offset 12  k tombstone(10)    <- our write; now the newest record of k
 //
 // Reading 11 while the echo of 10 is pending marks v2 at risk and keeps it
 // whole in memory, even if it is due another day. Reading 12 finds v2 newer
-// than what the tombstone names: v2 is shadowed, and Due hands it out for
-// re-append. Until the copy (offset 13) is read back, v2 is frozen: it
+// than what the tombstone names: v2 is shadowed, and Ready hands it out
+// for re-append. Until the copy (offset 13) is read back, v2 is frozen: it
 // cannot be dispatched, because the copy would then be a second delivery.
 //
 // A copy carries the offset it copies (envelope.HeaderCopyOf). Read back, it
@@ -50,5 +68,5 @@
 // The echoes of writes made before this owner took the partition, or before
 // a restart, are unknown. When such a tombstone or copy shadows a version
 // that is only indexed (due another day), the tracker asks the caller to
-// read that one record back (Wanted, Restore) and re-appends it.
+// read that one record back (ReadBack, Restore) and re-appends it.
 package tracker

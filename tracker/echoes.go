@@ -3,8 +3,9 @@ package tracker
 import (
 	"time"
 
-	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
 )
 
 // atRisk reports whether a new version of key may be shadowed by a write of
@@ -193,7 +194,7 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 func (t *Tracker) shadow(e *entry, nowMs int64) {
 	switch e.state {
 	case stateInflight:
-		e.flags |= flagShadowed // Nack turns it into a re-append; Ack ends it
+		e.flags |= flagShadowed // a failure turns it into a re-append; a commit ends it
 	case stateFrozen:
 		// A copy is on its way and will take over.
 	case statePending:
@@ -224,19 +225,11 @@ func (t *Tracker) maybeDemote(e *entry) {
 	t.futureDaily[day]++
 }
 
-// Wanted returns the offsets of versions to read back and pass to Restore,
-// each once.
-func (t *Tracker) Wanted() []int64 {
-	w := t.want
-	t.want = nil
-	return w
-}
-
-// Restore takes the record read back for an offset Wanted returned: r is
+// Restore takes the record read back for an offset Ready.ReadBack listed: r is
 // the first record at or after that offset, nil if there is none. If it is
 // still the indexed version of its key, it is held whole and re-appended.
 // If compaction removed it, a newer record of the key exists; the version is
-// then either superseded by it or lost, which Unadmitted shows when its day
+// then either superseded by it or lost, which EndAdmit counts when its day
 // comes.
 func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
 	id, ok := t.wanted[offset]

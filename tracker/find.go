@@ -4,6 +4,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/scheduler-dev/scheduler/envelope"
 )
 
@@ -12,15 +14,17 @@ import (
 // tracker moves on.
 type Version struct {
 	Offset int64
-	// Held: the version is in memory whole, and DueMs and Data are set.
+	// Held: the version is in memory whole, and DueMs and its record are set.
 	// Otherwise it is indexed for a later day: only its offset and Day
 	// are known, and its key was matched by two hashes (see ident), so a
 	// caller that needs certainty reads the record at Offset.
-	Held     bool
-	DueMs    int64
-	Day      string // UTC day it is due, "YYYY-MM-DD"
-	Data     string // its record as envelope.Pack encodes it; "" unless Held
-	InFlight bool   // handed out in a batch whose outcome is not known yet
+	Held  bool
+	DueMs int64
+	Day   string // UTC day it is due, "YYYY-MM-DD"
+	// Its record, a copy, unless only indexed.
+	Key, Value []byte
+	Headers    []kgo.RecordHeader
+	InFlight   bool // handed out in a batch whose outcome is not known yet
 	// Err is set for a version that is to be rejected (written to the
 	// logs topic as rejected at its turn).
 	Err *envelope.Error
@@ -34,9 +38,11 @@ func (t *Tracker) Find(key []byte) (Version, bool) {
 		v := Version{
 			Offset: e.offset, Held: true, DueMs: e.due,
 			Day:      time.UnixMilli(e.due).UTC().Format(time.DateOnly),
-			Data:     strings.Clone(e.data()), // the arena may reuse the bytes
 			InFlight: e.state == stateInflight,
 		}
+		// A copy: the arena may move the entry (its bytes stay, but
+		// nothing should hold a chunk for an operator's lookup).
+		v.Key, v.Value, v.Headers, _ = unpack(strings.Clone(e.data()))
 		if e.flags&flagInvalid != 0 {
 			v.Err = t.rejects[e]
 		}

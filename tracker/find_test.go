@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/scheduler-dev/scheduler/envelope"
 )
 
 func TestFind(t *testing.T) {
@@ -22,7 +20,7 @@ func TestFind(t *testing.T) {
 		f.sched("other", today, "p4"),
 		f.sched("held", today.Add(time.Minute), "p5"), // replaces the first
 	)
-	require.True(t, tr.Loaded())
+	require.True(t, tr.Status().Loaded)
 
 	v, ok := tr.Find([]byte("held"))
 	require.True(t, ok)
@@ -30,17 +28,16 @@ func TestFind(t *testing.T) {
 	require.Equal(t, int64(5), v.Offset)
 	require.Equal(t, today.Add(time.Minute).UnixMilli(), v.DueMs)
 	require.Equal(t, "2026-11-22", v.Day)
-	k, val, _, err := envelope.Unpack(v.Data)
-	require.NoError(t, err)
-	require.Equal(t, "held", string(k))
-	require.Equal(t, "p5", string(val))
+	require.Equal(t, "held", string(v.Key))
+	require.Equal(t, "p5", string(v.Value))
 
 	v, ok = tr.Find([]byte("indexed"))
 	require.True(t, ok)
 	require.False(t, v.Held)
 	require.Equal(t, int64(1), v.Offset)
 	require.Equal(t, "2026-11-25", v.Day)
-	require.Empty(t, v.Data)
+	require.Nil(t, v.Key)
+	require.Nil(t, v.Value)
 
 	_, ok = tr.Find([]byte("cancelled"))
 	require.False(t, ok)
@@ -48,12 +45,12 @@ func TestFind(t *testing.T) {
 	require.False(t, ok)
 
 	// Handed out in a batch: still found, and said to be in flight.
-	items := tr.Due(today.Add(time.Minute), 10, nil)
+	items := take(tr, today.Add(time.Minute), 10, nil)
 	require.NotEmpty(t, items)
 	v, ok = tr.Find([]byte("held"))
 	require.True(t, ok)
 	require.True(t, v.InFlight)
-	tr.Ack(items)
+	ack(tr, items)
 	_, ok = tr.Find([]byte("held"))
 	require.False(t, ok, "gone once its batch committed")
 }

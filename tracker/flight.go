@@ -1,18 +1,21 @@
 package tracker
 
-import "time"
+import (
+	"time"
 
-// Due hands out, in (due, offset) order, up to max items whose time has
-// come, appended to out. It hands out nothing before the partition is
-// loaded, while it syncs after a failed batch, or once it is blocked.
-func (t *Tracker) Due(now time.Time, max int, out []Item) []Item {
+	"github.com/scheduler-dev/scheduler/envelope"
+)
+
+// due hands out, in (due, offset) order, up to max items whose time has
+// come, appended to out (Ready.Items).
+func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 	if !t.loaded || t.syncing || t.blocked != "" {
 		return out
 	}
 	nowMs := now.UnixMilli()
 	for len(out) < max && len(t.heap) > 0 && t.heap[0].at <= nowMs {
 		e := t.heap[0]
-		it := Item{Offset: e.offset, Data: e.data(), DueMs: e.due, e: e}
+		it := Item{Offset: e.offset, DueMs: e.due, e: e}
 		switch {
 		case e.flags&flagTombOp != 0:
 			it.Op = OpTombstone
@@ -30,6 +33,11 @@ func (t *Tracker) Due(now time.Time, max int, out []Item) []Item {
 		}
 		t.heapRemove(e)
 		e.state = stateInflight
+		// The entry's own record cannot be corrupt: pack wrote it.
+		it.Key, it.Value, it.Headers, _ = unpack(e.data())
+		if first, ok := t.parked[e]; ok {
+			it.ParkedSince = time.UnixMilli(first)
+		}
 		if k, ok := e.key(); ok {
 			if it.Op == OpReappend {
 				t.copies[k] = append(t.copies[k], e.offset)
@@ -42,12 +50,12 @@ func (t *Tracker) Due(now time.Time, max int, out []Item) []Item {
 	return out
 }
 
-// unecho forgets the echo Due registered for an item that was not written.
+// unecho forgets the echo due registered for an item that was not written.
 func (t *Tracker) unecho(it *Item) {
-	k, ok := it.Key()
-	if !ok {
+	if it.Key == nil {
 		return
 	}
+	k := string(it.Key)
 	if it.Op == OpReappend {
 		t.popCopy(k, it.Offset)
 		return
@@ -66,15 +74,68 @@ func (t *Tracker) unecho(it *Item) {
 	}
 }
 
-// ParkedSince returns when an item was first parked, and whether it was.
-func (t *Tracker) ParkedSince(it *Item) (time.Time, bool) {
-	first, ok := t.parked[it.e]
-	return time.UnixMilli(first), ok
+// Outcome is what became of an item Ready handed out.
+type Outcome uint8
+
+const (
+	// OutcomeWritten: the batch holding the item committed.
+	OutcomeWritten Outcome = iota + 1
+	// OutcomeFailed: the batch did not commit, or its outcome is unknown.
+	// The item stays tracked and the echoes it registered stay until
+	// EndSync: the caller must not guess what was written. No item is
+	// handed out until then.
+	OutcomeFailed
+	// OutcomeUnwritten: the item was never written: the caller formed a
+	// batch ahead of time and dropped it, or dropped the item because its
+	// version ended meanwhile (Item.Ended). Unlike after a failure,
+	// nothing of it can be in the log, so its echoes are forgotten at once
+	// and no sync is needed.
+	OutcomeUnwritten
+	// OutcomeParked: the caller cannot write the item yet (its target
+	// topic is not known); it is due again at Result.Retry, and hands out
+	// with ParkedSince set to when it was first parked.
+	OutcomeParked
+)
+
+// Result reports an item back to the tracker.
+type Result struct {
+	Item    Item
+	Outcome Outcome
+	// Reject is set when the caller wrote an OpDispatch as a rejection
+	// instead, with this error: a target refusing the message, or one
+	// that never appeared. It counts as rejected, not dispatched.
+	Reject *envelope.Error
+	// Retry is when a parked item is due again.
+	Retry time.Time
 }
 
-// RetryParked makes every parked item due for another look now: what it
-// waited for may have arrived.
-func (t *Tracker) RetryParked(now time.Time) {
+// Advance takes back the outcomes of items Ready handed out. A result with
+// OutcomeFailed starts a sync: nothing is handed out until EndSync.
+func (t *Tracker) Advance(results []Result, now time.Time) {
+	written := false
+	for i := range results {
+		r := &results[i]
+		switch r.Outcome {
+		case OutcomeWritten:
+			t.ack(r)
+			written = true
+		case OutcomeFailed:
+			t.nack(r, now)
+			t.syncing = true
+		case OutcomeUnwritten:
+			t.giveBack(&r.Item, now)
+		case OutcomeParked:
+			t.park(&r.Item, now, r.Retry)
+		}
+	}
+	if written && t.arena.untidy() {
+		t.tidy()
+	}
+}
+
+// Unpark makes every parked item due for another look now: what it waited
+// for (its target's metadata) may have arrived.
+func (t *Tracker) Unpark(now time.Time) {
 	nowMs := now.UnixMilli()
 	for e := range t.parked {
 		if e.state == statePending && e.idx >= 0 && e.at > nowMs {
@@ -84,10 +145,13 @@ func (t *Tracker) RetryParked(now time.Time) {
 	}
 }
 
-// Park puts back an item the caller could not write yet (its target is not
-// known), to be due again at retry, and returns when it was first parked so
-// the caller can bound the wait.
-func (t *Tracker) Park(it *Item, now, retry time.Time) time.Time {
+// rejected reports whether a result is a rejection: the tracker's own, or
+// the caller's of a dispatch.
+func (r *Result) rejected() bool { return r.Item.Op == OpReject || r.Reject != nil }
+
+// park puts back an item the caller could not write yet, to be due again
+// at retry, remembering when it was first parked.
+func (t *Tracker) park(it *Item, now, retry time.Time) {
 	e := it.e
 	t.unecho(it)
 	if t.parked == nil {
@@ -98,45 +162,39 @@ func (t *Tracker) Park(it *Item, now, retry time.Time) time.Time {
 		first = now.UnixMilli()
 	}
 	if e.flags&flagGone != 0 {
-		return time.UnixMilli(first)
+		return
 	}
 	t.parked[e] = first
 	e.state = statePending
 	e.at = retry.UnixMilli()
 	t.push(e)
-	return time.UnixMilli(first)
 }
 
-// Ack reports that the batch holding items committed.
-func (t *Tracker) Ack(items []Item) {
-	for i := range items {
-		it := &items[i]
-		e := it.e
-		switch it.Op {
-		case OpReject, OpDispatch:
-			if it.Op == OpReject {
-				e.flags |= flagInvalid // the caller may have turned a dispatch into a rejection
-			}
-			t.count(e)
-		case OpReappend:
-			t.reappended++
+// ack settles an item whose batch committed.
+func (t *Tracker) ack(r *Result) {
+	it := &r.Item
+	e := it.e
+	switch it.Op {
+	case OpReject, OpDispatch:
+		if r.rejected() {
+			e.flags |= flagInvalid
 		}
-		if e.flags&flagGone != 0 {
-			continue
-		}
-		if it.Op == OpReappend {
-			e.state = stateFrozen
-			e.flags &^= flagReappend | flagShadowed
-			continue
-		}
-		if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
-			t.noteGone(t.identString(k), t.pos)
-		}
-		t.forget(e)
+		t.count(e)
+	case OpReappend:
+		t.reappended++
 	}
-	if t.arena.untidy() {
-		t.tidy()
+	if e.flags&flagGone != 0 {
+		return
 	}
+	if it.Op == OpReappend {
+		e.state = stateFrozen
+		e.flags &^= flagReappend | flagShadowed
+		return
+	}
+	if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
+		t.noteGone(t.identString(k), t.pos)
+	}
+	t.forget(e)
 }
 
 // count counts a version dispatched or rejected, once: its ack and its
@@ -154,71 +212,58 @@ func (t *Tracker) count(e *entry) {
 	}
 }
 
-// Nack reports that the batch holding items did not commit, or that its
-// outcome is unknown. The items stay tracked and the echoes they registered
-// stay until EndSync: the caller must not guess what was written.
-func (t *Tracker) Nack(items []Item, now time.Time) {
+// nack puts back an item whose batch did not commit, or whose outcome is
+// unknown.
+func (t *Tracker) nack(r *Result, now time.Time) {
 	nowMs := now.UnixMilli()
-	for i := range items {
-		e := items[i].e
-		if e.flags&flagEchoed != 0 {
-			// Its tombstone was read: the batch committed after all.
-			if items[i].Op == OpReject {
-				e.flags |= flagInvalid
-			}
-			t.count(e)
+	e := r.Item.e
+	if e.flags&flagEchoed != 0 {
+		// Its tombstone was read: the batch committed after all.
+		if r.rejected() {
+			e.flags |= flagInvalid
 		}
-		if e.flags&flagGone != 0 || e.state != stateInflight {
-			continue
-		}
-		e.state = statePending
-		if e.flags&flagShadowed != 0 {
-			e.flags |= flagReappend
-		}
-		e.at = min(e.due, nowMs)
-		if e.flags&(flagReappend|flagInvalid|flagTombOp) != 0 {
-			e.at = nowMs
-		}
-		t.push(e)
+		t.count(e)
 	}
+	if !t.land(e) {
+		return
+	}
+	e.at = min(e.due, nowMs)
+	if e.flags&(flagReappend|flagInvalid|flagTombOp) != 0 {
+		e.at = nowMs
+	}
+	t.push(e)
 }
 
-// Return takes back items Due handed out that were never written: the
-// caller formed a batch ahead of time and dropped it, or dropped the items
-// whose version ended meanwhile (Ended). Unlike after Nack, nothing of
-// theirs can be in the log, so the echoes they registered are forgotten at
-// once and no sync is needed.
-func (t *Tracker) Return(items []Item, now time.Time) {
-	nowMs := now.UnixMilli()
-	for i := range items {
-		it := &items[i]
-		e := it.e
-		t.unecho(it)
-		if e.flags&flagGone != 0 || e.state != stateInflight {
-			continue
-		}
-		e.state = statePending
-		if e.flags&flagShadowed != 0 {
-			e.flags |= flagReappend
-			e.at = nowMs
-		}
-		t.push(e)
+// giveBack takes back an item that was never written.
+func (t *Tracker) giveBack(it *Item, now time.Time) {
+	e := it.e
+	t.unecho(it)
+	if !t.land(e) {
+		return
 	}
+	if e.flags&flagShadowed != 0 {
+		e.at = now.UnixMilli()
+	}
+	t.push(e)
 }
 
-// Ended reports whether the version of an item handed out by Due has ended
-// since (cancelled, replaced, or tombstoned by another writer): an item not
-// yet written must then not be, and goes back with Return.
-func (t *Tracker) Ended(it *Item) bool { return it.e.flags&flagGone != 0 }
-
-// BeginSync stops handing out items until EndSync.
-func (t *Tracker) BeginSync() { t.syncing = true }
-
-// Syncing reports whether the tracker waits for EndSync.
-func (t *Tracker) Syncing() bool { return t.syncing }
+// land ends the flight of an item's entry that did not commit: pending
+// again, to be re-appended if a newer record shadowed it meanwhile. It
+// reports false if the version ended meanwhile, or is not in flight.
+func (t *Tracker) land(e *entry) bool {
+	if e.flags&flagGone != 0 || e.state != stateInflight {
+		return false
+	}
+	e.state = statePending
+	if e.flags&flagShadowed != 0 {
+		e.flags |= flagReappend
+	}
+	return true
+}
 
 // EndSync is called once the partition has been read past everything
-// written before a failed batch: every echo still expected was never
+// written before a failed batch (up to the high watermark read after the
+// failure): every echo still expected was never
 // written, so it is forgotten, and a version frozen for a copy that never
 // came is re-appended again.
 func (t *Tracker) EndSync(now time.Time) {

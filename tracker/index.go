@@ -4,8 +4,9 @@ import (
 	"hash/maphash"
 	"time"
 
-	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
 )
 
 func (t *Tracker) hash(key []byte) uint64 {

@@ -1,7 +1,10 @@
 package tracker
 
 import (
+	"time"
 	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 )
@@ -38,23 +41,35 @@ func (o Op) String() string {
 	return "unknown"
 }
 
-// Item is one piece of due work.
+// Item is one piece of due work, handed out by Ready. Its record comes
+// decoded: Key, Value and the header values are views of the tracker's
+// memory, which stays valid for as long as the item is held, and must not
+// be modified. The item goes back to the tracker in a Result.
 type Item struct {
 	Op     Op
 	Offset int64           // offset of the version acted upon
-	Data   string          // its key, value and headers, as envelope.Pack encodes them
 	DueMs  int64           // its due time, Unix milliseconds
-	Err    *envelope.Error // OpReject: why. The caller turns an OpDispatch it cannot deliver into an OpReject with Err.
+	Err    *envelope.Error // OpReject: why
+
+	Key, Value []byte // of the version's record; Key is nil for a record without one
+	Headers    []kgo.RecordHeader
+
+	// ParkedSince is when the item was first parked (OutcomeParked): the
+	// caller bounds how long a version waits for its target. Zero if it
+	// never was.
+	ParkedSince time.Time
 
 	e *entry
 }
 
-// Key returns the item's record key and whether it has one.
-func (it *Item) Key() (string, bool) { return envelope.PackedKey(it.Data) }
+// Ended reports whether the item's version has ended since Ready handed it
+// out (cancelled, replaced, or tombstoned by another writer): an item not
+// yet written must then not be, and goes back as OutcomeUnwritten.
+func (it *Item) Ended() bool { return it.e.flags&flagGone != 0 }
 
 const (
 	statePending  uint8 = iota // in the heap
-	stateInflight              // handed out by Due, not yet acked
+	stateInflight              // handed out by Ready, its outcome not known yet
 	stateFrozen                // a copy was written; waiting to read it back
 )
 
@@ -71,13 +86,13 @@ const (
 )
 
 // entry is one version held in memory: these fields, followed by the
-// version's record as envelope.Pack encodes it, in a chunk of the tracker's
+// version's record as pack encodes it, in a chunk of the tracker's
 // arena (arena.go), which holds no pointers: the garbage collector marks a
 // chunk without scanning it.
 type entry struct {
 	offset int64
 	due    int64
-	at     int64  // when it is next eligible for Due: its due time, or sooner to re-append
+	at     int64  // when it is next eligible to hand out: its due time, or sooner to re-append
 	idx    int32  // heap index
 	n      uint32 // bytes of the packed record
 	chunk  uint32 // id of the chunk holding it (arena.go)
@@ -93,4 +108,4 @@ func (e *entry) data() string {
 	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(e), entrySize)), int(e.n))
 }
 
-func (e *entry) key() (string, bool) { return envelope.PackedKey(e.data()) }
+func (e *entry) key() (string, bool) { return packedKey(e.data()) }

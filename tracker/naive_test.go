@@ -47,15 +47,15 @@ func TestBufferAgainstNaiveMap(t *testing.T) {
 				delete(naive, key)
 			case x < 9:
 				now = now.Add(time.Duration(rng.Int64N(int64(20 * time.Minute))))
-				if tr.Extend(now) {
+				if extend(tr, now) {
 					for _, r := range log {
 						tr.Admit(r, now)
 					}
-					require.Zero(t, tr.Unadmitted())
+					require.Zero(t, tr.EndAdmit())
 				}
 			default:
 				max := 1 + rng.IntN(20)
-				items := tr.Due(now, max, nil)
+				items := take(tr, now, max, nil)
 				var want []version
 				for _, v := range naive {
 					if v.due <= now.UnixMilli() {
@@ -72,7 +72,7 @@ func TestBufferAgainstNaiveMap(t *testing.T) {
 				// map holds them, so compare only what is inside it.
 				var inWindow []version
 				for _, v := range want {
-					if v.due < tr.WindowEnd().UnixMilli() {
+					if v.due < tr.Status().WindowEnd.UnixMilli() {
 						inWindow = append(inWindow, v)
 					}
 				}
@@ -80,16 +80,16 @@ func TestBufferAgainstNaiveMap(t *testing.T) {
 				require.Len(t, items, len(want), "seed %d step %d", seed, step)
 				for i, it := range items {
 					require.Equal(t, want[i].offset, it.Offset, "seed %d step %d item %d", seed, step, i)
-					k, _ := it.Key()
+					k := string(it.Key)
 					delete(naive, k)
 				}
-				tr.Ack(items)
+				ack(tr, items)
 			}
-			daily := map[string]int64{}
+			perDay := map[string]int64{}
 			for _, v := range naive {
-				daily[time.UnixMilli(v.due).UTC().Format(time.DateOnly)]++
+				perDay[time.UnixMilli(v.due).UTC().Format(time.DateOnly)]++
 			}
-			require.Equal(t, daily, tr.Daily(), "seed %d step %d", seed, step)
+			require.Equal(t, perDay, daily(tr), "seed %d step %d", seed, step)
 		}
 	}
 }

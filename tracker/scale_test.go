@@ -35,28 +35,28 @@ func TestDrainingAMillionKeepsBatchesFullAndBookkeepingFlat(t *testing.T) {
 		r.Offset = int64(i)
 		tr.Observe(r, now)
 	}
-	require.True(t, tr.Loaded())
-	require.Equal(t, n, tr.Stats().Held)
+	require.True(t, tr.Status().Loaded)
+	require.Equal(t, n, tr.Status().Held)
 
 	off := int64(n)
 	var out []Item
 	var sent, batches int
 	var moved int64
 	for sent < n {
-		out = tr.Due(now, batch, out[:0])
+		out = take(tr, now, batch, out[:0])
 		require.NotEmpty(t, out, "batch %d: nothing due with %d held", batches, n-sent)
 		if sent+len(out) < n {
 			require.Len(t, out, batch, "batch %d is not full with %d held", batches, n-sent)
 		}
-		tr.Ack(out)
+		ack(tr, out)
 		for _, it := range out {
-			k, _ := it.Key()
+			k := string(it.Key)
 			r := record.Tombstone([]byte(k), nil, record.Source{Offset: it.Offset})
 			r.Offset = off
 			off++
 			tr.Observe(r, now)
 		}
-		tr.Pass(off) // the transaction's commit marker
+		tr.pass(off) // the transaction's commit marker
 		off++
 		sent += len(out)
 		batches++
@@ -71,7 +71,7 @@ func TestDrainingAMillionKeepsBatchesFullAndBookkeepingFlat(t *testing.T) {
 	}
 	require.Equal(t, n, sent)
 	require.Equal(t, (n+batch-1)/batch, batches)
-	st := tr.Stats()
+	st := tr.Status()
 	require.Zero(t, st.Held)
 	require.EqualValues(t, n, st.Dispatched)
 	// Keys ended more than the window ago are forgotten, and the queue

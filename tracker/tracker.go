@@ -39,12 +39,19 @@ type Config struct {
 	// are held in memory. Default DefaultLead.
 	Lead time.Duration
 
-	// Validate checks a parsed schedule beyond the envelope's own rules,
-	// such as the allow-list of target topics; a non-nil error rejects it.
-	// Default nil: accept every well-formed schedule. It takes the envelope
-	// by value: a pointer passed to a function value escapes, and would
-	// cost an allocation for every record read.
-	Validate func(envelope.Envelope) *envelope.Error
+	// AllowTarget are the glob patterns (path.Match) of the target topics
+	// a schedule may name (SPEC 5); a schedule naming another is
+	// rejected. Default: every topic.
+	AllowTarget []string
+
+	// OwnTopics are the service's own topics: never targets, whatever
+	// AllowTarget says, and neither is an internal topic ("__" prefix).
+	// Default none.
+	OwnTopics []string
+
+	// WarmAhead: a schedule read due sooner than this after now has its
+	// target topic listed in Ready.Warm. Default DefaultWarmAhead.
+	WarmAhead time.Duration
 
 	// Tests make chunks small and tidying eager, to move entries often,
 	// and replace the key hash to make keys collide. The check half of an
@@ -104,6 +111,12 @@ type Tracker struct {
 	want   []int64
 
 	windowEnd int64 // versions due before it are held in memory
+	admitting bool  // Ready.ReadDay was handed out; EndAdmit not called yet
+
+	own       map[string]bool     // Config.OwnTopics
+	warmAhead int64               // Config.WarmAhead, milliseconds
+	warm      map[string]struct{} // targets to warm, for the next Ready
+	out       []Item              // Ready.Items, reused
 
 	start, end, pos int64
 	loaded          bool
@@ -142,6 +155,12 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		pos:         start,
 		arena:       arena{max: cmp.Or(cfg.chunkMax, maxChunk), eager: cfg.eagerTidy},
 		goneWin:     cmp.Or(cfg.goneWindow, goneWindow),
+		own:         make(map[string]bool, len(cfg.OwnTopics)),
+		warmAhead:   cmp.Or(cfg.WarmAhead, DefaultWarmAhead).Milliseconds(),
+		warm:        make(map[string]struct{}),
+	}
+	for _, topic := range cfg.OwnTopics {
+		t.own[topic] = true
 	}
 	t.windowEnd = (floorDiv(now.UnixMilli()+t.lead, msPerDay) + 1) * msPerDay
 	if end <= start {
@@ -150,7 +169,8 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 	return t
 }
 
-// Observe applies the next record of the partition.
+// Observe applies the next record of the partition, control records
+// included: they advance the position.
 func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 	if t.blocked != "" || r.Offset < t.pos {
 		return
@@ -163,11 +183,9 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 		case nil:
 			switch env.Kind {
 			case envelope.KindSchedule:
-				if t.cfg.Validate != nil {
-					if ee := t.cfg.Validate(env); ee != nil {
-						t.invalid(r, ee, now)
-						break
-					}
+				if ee := t.checkTarget(&env, now.UnixMilli()); ee != nil {
+					t.invalid(r, ee, now)
+					break
 				}
 				t.schedule(r, &env, now)
 			case envelope.KindCancel:
@@ -192,12 +210,11 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			t.tidy()
 		}
 	}
-	t.Pass(r.Offset)
+	t.pass(r.Offset)
 }
 
-// Pass advances the position past a record that carries no schedule, such
-// as a transaction marker. Observe does it for the records it is given.
-func (t *Tracker) Pass(offset int64) {
+// pass advances the position past a record.
+func (t *Tracker) pass(offset int64) {
 	if t.blocked != "" || offset < t.pos {
 		return
 	}

@@ -44,11 +44,7 @@ func (f *fixture) tomb(key string, names int64) *kgo.Record {
 
 // copyOf writes the record of an item again, as the service re-appends it.
 func (f *fixture) copyOf(it Item) *kgo.Record {
-	k, v, h, err := envelope.Unpack(it.Data)
-	if err != nil {
-		panic(err)
-	}
-	r := record.Copy(k, v, h, record.Source{Offset: it.Offset})
+	r := record.Copy(it.Key, it.Value, it.Headers, record.Source{Offset: it.Offset})
 	r.Offset = f.next()
 	return r
 }
@@ -62,8 +58,7 @@ func observe(t *Tracker, now time.Time, rs ...*kgo.Record) {
 func payloads(items []Item) []string {
 	var out []string
 	for _, it := range items {
-		_, v, _, _ := envelope.Unpack(it.Data)
-		out = append(out, it.Op.String()+":"+string(v))
+		out = append(out, it.Op.String()+":"+string(it.Value))
 	}
 	return out
 }
@@ -80,17 +75,17 @@ func TestLoadThenDueInOrder(t *testing.T) {
 	}
 	tr := New(Config{}, 0, int64(len(recs)), t0)
 	observe(tr, t0, recs[:5]...)
-	require.False(t, tr.Loaded())
-	require.Empty(t, tr.Due(t0.Add(time.Hour), 10, nil), "nothing is due before the partition is loaded")
+	require.False(t, tr.Status().Loaded)
+	require.Empty(t, take(tr, t0.Add(time.Hour), 10, nil), "nothing is due before the partition is loaded")
 	observe(tr, t0, recs[5])
-	require.True(t, tr.Loaded())
+	require.True(t, tr.Status().Loaded)
 
-	require.Equal(t, []string{"dispatch:c1"}, payloads(tr.Due(t0, 10, nil)), "overdue right after loading")
-	require.Equal(t, t0.Add(time.Second), tr.Wake())
-	items := tr.Due(t0.Add(3*time.Second), 10, nil)
+	require.Equal(t, []string{"dispatch:c1"}, payloads(take(tr, t0, 10, nil)), "overdue right after loading")
+	require.Equal(t, t0.Add(time.Second), peek(tr).Wake)
+	items := take(tr, t0.Add(3*time.Second), 10, nil)
 	require.Equal(t, []string{"dispatch:d1", "dispatch:a2"}, payloads(items))
-	tr.Ack(items)
-	require.Equal(t, 1, tr.Stats().Held, "c1 is still in flight")
+	ack(tr, items)
+	require.Equal(t, 1, tr.Status().Held, "c1 is still in flight")
 }
 
 func TestSameDueGoesInOffsetOrder(t *testing.T) {
@@ -105,29 +100,29 @@ func TestSameDueGoesInOffsetOrder(t *testing.T) {
 	}
 	var got []string
 	for {
-		items := tr.Due(due, 7, nil)
+		items := take(tr, due, 7, nil)
 		if len(items) == 0 {
 			break
 		}
 		got = append(got, payloads(items)...)
-		tr.Ack(items)
+		ack(tr, items)
 	}
 	require.Equal(t, want, got)
 }
 
 func TestEmptyPartitionIsLoaded(t *testing.T) {
 	tr := New(Config{}, 7, 7, t0)
-	require.True(t, tr.Loaded())
-	require.Equal(t, int64(7), tr.Position())
+	require.True(t, tr.Status().Loaded)
+	require.Equal(t, int64(7), tr.Status().Position)
 }
 
 func TestControlRecordsAdvanceLoading(t *testing.T) {
 	var f fixture
 	tr := New(Config{}, 0, 3, t0)
 	observe(tr, t0, f.sched("a", t0, "a"), f.sched("b", t0, "b"))
-	require.False(t, tr.Loaded())
-	tr.Pass(f.next()) // a commit marker
-	require.True(t, tr.Loaded())
+	require.False(t, tr.Status().Loaded)
+	tr.pass(f.next()) // a commit marker
+	require.True(t, tr.Status().Loaded)
 }
 
 func TestTombstoneRemovesOnlyTheVersionItNames(t *testing.T) {
@@ -135,28 +130,28 @@ func TestTombstoneRemovesOnlyTheVersionItNames(t *testing.T) {
 	tr := New(Config{}, 0, 0, t0)
 	v1 := f.sched("k", t0, "v1")
 	observe(tr, t0, v1)
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	require.Equal(t, []string{"dispatch:v1"}, payloads(items))
 
 	// A producer updates k while v1 is in flight, for later today.
 	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
-	tr.Ack(items)
-	require.Equal(t, 1, tr.Stats().Held, "the ack of v1 must not remove v2")
+	ack(tr, items)
+	require.Equal(t, 1, tr.Status().Held, "the ack of v1 must not remove v2")
 
 	// Our tombstone for v1 comes back after v2: it shadows v2, which must
 	// be re-appended before compaction erases it.
 	observe(tr, t0, f.tomb("k", v1.Offset))
-	items = tr.Due(t0, 10, nil)
+	items = take(tr, t0, 10, nil)
 	require.Equal(t, []string{"reappend:v2"}, payloads(items))
-	tr.Ack(items)
-	require.Empty(t, tr.Due(t0.Add(2*time.Hour), 10, nil), "frozen until its copy is read back")
+	ack(tr, items)
+	require.Empty(t, take(tr, t0.Add(2*time.Hour), 10, nil), "frozen until its copy is read back")
 
 	observe(tr, t0, f.copyOf(items[0]))
-	items = tr.Due(t0.Add(time.Hour), 10, nil)
+	items = take(tr, t0.Add(time.Hour), 10, nil)
 	require.Equal(t, []string{"dispatch:v2"}, payloads(items))
 	require.Equal(t, int64(3), items[0].Offset, "the copy is what is dispatched")
-	tr.Ack(items)
-	require.Equal(t, 0, tr.Stats().Held)
+	ack(tr, items)
+	require.Equal(t, 0, tr.Status().Held)
 }
 
 func TestUpdateForAnotherDayRacingDispatchIsKept(t *testing.T) {
@@ -164,17 +159,17 @@ func TestUpdateForAnotherDayRacingDispatchIsKept(t *testing.T) {
 	tr := New(Config{}, 0, 0, t0)
 	v1 := f.sched("k", t0, "v1")
 	observe(tr, t0, v1)
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	tomorrow := t0.Add(30 * time.Hour)
 	observe(tr, t0, f.sched("k", tomorrow, "v2"))
-	require.Equal(t, 1, tr.Stats().Held, "at risk: held whole although due tomorrow")
-	tr.Ack(items)
+	require.Equal(t, 1, tr.Status().Held, "at risk: held whole although due tomorrow")
+	ack(tr, items)
 	observe(tr, t0, f.tomb("k", v1.Offset))
-	items = tr.Due(t0, 10, nil)
+	items = take(tr, t0, 10, nil)
 	require.Equal(t, []string{"reappend:v2"}, payloads(items))
-	tr.Ack(items)
+	ack(tr, items)
 	observe(tr, t0, f.copyOf(items[0]))
-	st := tr.Stats()
+	st := tr.Status()
 	require.Equal(t, 0, st.Held, "the copy belongs to tomorrow: only indexed")
 	require.Equal(t, 1, st.Future)
 	require.Zero(t, st.Wanted)
@@ -184,15 +179,14 @@ func TestUpdateRacingWithoutShadowIsDemoted(t *testing.T) {
 	var f fixture
 	tr := New(Config{}, 0, 0, t0)
 	observe(tr, t0, f.sched("k", t0, "v1"))
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	// A version for tomorrow arrives while v1 is in flight, but the batch
 	// aborts: no tombstone ever comes, so after the sync it is indexed.
 	observe(tr, t0, f.sched("k", t0.Add(30*time.Hour), "v2"))
-	tr.Nack(items, t0)
-	tr.BeginSync()
-	require.Empty(t, tr.Due(t0, 10, nil), "nothing while syncing")
+	nack(tr, items, t0)
+	require.Empty(t, take(tr, t0, 10, nil), "nothing while syncing")
 	tr.EndSync(t0)
-	st := tr.Stats()
+	st := tr.Status()
 	require.Equal(t, 0, st.Held)
 	require.Equal(t, 1, st.Future)
 }
@@ -202,23 +196,23 @@ func TestCopyOvertakenByCancelIsTombstoned(t *testing.T) {
 	tr := New(Config{}, 0, 0, t0)
 	v1 := f.sched("k", t0, "v1")
 	observe(tr, t0, v1)
-	d := tr.Due(t0, 10, nil)
+	d := take(tr, t0, 10, nil)
 	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
-	tr.Ack(d)
+	ack(tr, d)
 	observe(tr, t0, f.tomb("k", v1.Offset))
-	re := tr.Due(t0, 10, nil)
-	tr.Ack(re)
+	re := take(tr, t0, 10, nil)
+	ack(tr, re)
 	observe(tr, t0, f.cancel("k")) // the producer cancels before our copy lands
 	cp := f.copyOf(re[0])
 	observe(tr, t0, cp)
-	items := tr.Due(t0.Add(2*time.Hour), 10, nil)
+	items := take(tr, t0.Add(2*time.Hour), 10, nil)
 	require.Len(t, items, 1)
 	require.Equal(t, OpTombstone, items[0].Op, "the copy must not bring the cancelled schedule back")
 	require.Equal(t, cp.Offset, items[0].Offset)
-	tr.Ack(items)
+	ack(tr, items)
 	observe(tr, t0, f.tomb("k", cp.Offset))
-	require.Empty(t, tr.Due(t0.Add(2*time.Hour), 10, nil))
-	require.Equal(t, 0, tr.Stats().Held)
+	require.Empty(t, take(tr, t0.Add(2*time.Hour), 10, nil))
+	require.Equal(t, 0, tr.Status().Held)
 }
 
 func TestCopyOvertakenByUpdateShadowsIt(t *testing.T) {
@@ -226,23 +220,23 @@ func TestCopyOvertakenByUpdateShadowsIt(t *testing.T) {
 	tr := New(Config{}, 0, 0, t0)
 	v1 := f.sched("k", t0, "v1")
 	observe(tr, t0, v1)
-	d := tr.Due(t0, 10, nil)
+	d := take(tr, t0, 10, nil)
 	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
-	tr.Ack(d)
+	ack(tr, d)
 	observe(tr, t0, f.tomb("k", v1.Offset))
-	re := tr.Due(t0, 10, nil)
-	tr.Ack(re)
+	re := take(tr, t0, 10, nil)
+	ack(tr, re)
 	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v3")) // update before the copy of v2 lands
 	stale := f.copyOf(re[0])
 	observe(tr, t0, stale)
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	require.Equal(t, []string{"tombstone:v2", "reappend:v3"}, payloads(items),
 		"the stale copy of v2 is tombstoned first, then v3, which it shadows, is re-appended")
 	require.Equal(t, stale.Offset, items[0].Offset)
-	tr.Ack(items)
+	ack(tr, items)
 	observe(tr, t0, f.tomb("k", stale.Offset))
 	observe(tr, t0, f.copyOf(items[1]))
-	require.Equal(t, []string{"dispatch:v3"}, payloads(tr.Due(t0.Add(time.Hour), 10, nil)))
+	require.Equal(t, []string{"dispatch:v3"}, payloads(take(tr, t0.Add(time.Hour), 10, nil)))
 }
 
 func TestLoadingReadsBackShadowedIndexedVersions(t *testing.T) {
@@ -254,19 +248,19 @@ func TestLoadingReadsBackShadowedIndexedVersions(t *testing.T) {
 	recs := []*kgo.Record{v2, f.tomb("k", v1.Offset)}
 	tr := New(Config{}, 1, 3, t0)
 	observe(tr, t0, recs...)
-	require.True(t, tr.Loaded())
-	require.Equal(t, 1, tr.Stats().Future, "v2 is only indexed: nothing said it was at risk")
-	want := tr.Wanted()
+	require.True(t, tr.Status().Loaded)
+	require.Equal(t, 1, tr.Status().Future, "v2 is only indexed: nothing said it was at risk")
+	want := wanted(tr)
 	require.Equal(t, []int64{v2.Offset}, want)
-	require.Empty(t, tr.Wanted(), "each offset is wanted once")
+	require.Empty(t, wanted(tr), "each offset is wanted once")
 	tr.Restore(want[0], v2, t0)
-	require.Equal(t, []string{"reappend:v2"}, payloads(tr.Due(t0, 10, nil)))
+	require.Equal(t, []string{"reappend:v2"}, payloads(take(tr, t0, 10, nil)))
 
 	// Read back but gone: compaction was faster.
 	tr = New(Config{}, 1, 3, t0)
 	observe(tr, t0, recs...)
-	tr.Restore(tr.Wanted()[0], recs[1], t0)
-	st := tr.Stats()
+	tr.Restore(wanted(tr)[0], recs[1], t0)
+	st := tr.Status()
 	require.Equal(t, int64(1), st.ShadowMisses)
 	require.Zero(t, st.Wanted)
 }
@@ -276,15 +270,14 @@ func TestNackAndSync(t *testing.T) {
 	tr := New(Config{}, 0, 0, t0)
 	a := f.sched("a", t0, "a")
 	observe(tr, t0, a, f.sched("b", t0, "b"))
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	require.Len(t, items, 2)
-	tr.Nack(items, t0)
-	tr.BeginSync()
+	nack(tr, items, t0)
 	// The outcome was unknown: a's tombstone did make it.
 	observe(tr, t0, f.tomb("a", a.Offset))
 	tr.EndSync(t0)
-	require.Equal(t, []string{"dispatch:b"}, payloads(tr.Due(t0, 10, nil)))
-	st := tr.Stats()
+	require.Equal(t, []string{"dispatch:b"}, payloads(take(tr, t0, 10, nil)))
+	st := tr.Status()
 	require.Equal(t, int64(1), st.Dispatched, "a's batch did commit: counted once its tombstone is read")
 }
 
@@ -293,38 +286,31 @@ func TestFrozenWithoutCopyIsReappendedAfterSync(t *testing.T) {
 	tr := New(Config{}, 0, 0, t0)
 	v1 := f.sched("k", t0, "v1")
 	observe(tr, t0, v1)
-	d := tr.Due(t0, 10, nil)
+	d := take(tr, t0, 10, nil)
 	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
-	tr.Ack(d)
+	ack(tr, d)
 	observe(tr, t0, f.tomb("k", v1.Offset))
-	re := tr.Due(t0, 10, nil)
-	tr.Nack(re, t0)
-	tr.BeginSync()
+	re := take(tr, t0, 10, nil)
+	nack(tr, re, t0)
 	tr.EndSync(t0)
-	require.Equal(t, []string{"reappend:v2"}, payloads(tr.Due(t0, 10, nil)))
+	require.Equal(t, []string{"reappend:v2"}, payloads(take(tr, t0, 10, nil)))
 }
 
 func TestRejections(t *testing.T) {
 	var f fixture
-	tr := New(Config{Validate: func(e envelope.Envelope) *envelope.Error {
-		if e.TargetTopic == "target" {
-			return record.Errorf(envelope.CodeTargetNotAllowed, "no")
-		}
-		return nil
-	}}, 0, 0, t0)
+	tr := New(Config{AllowTarget: []string{"orders-*"}}, 0, 0, t0)
 	bad := &kgo.Record{Key: []byte("k"), Value: []byte("plain"), Offset: f.next()}
 	keyless := &kgo.Record{Value: []byte("x"), Offset: f.next()}
 	observe(tr, t0, bad, keyless, f.sched("n", t0.Add(time.Hour), "not allowed"))
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	require.Len(t, items, 3)
 	for i, code := range []envelope.Code{envelope.CodeMissingHeader, envelope.CodeMissingKey, envelope.CodeTargetNotAllowed} {
 		require.Equal(t, OpReject, items[i].Op)
 		require.Equal(t, code, items[i].Err.Code)
 	}
-	_, hasKey := items[1].Key()
-	require.False(t, hasKey)
-	tr.Ack(items)
-	st := tr.Stats()
+	require.Nil(t, items[1].Key)
+	ack(tr, items)
+	st := tr.Status()
 	require.Equal(t, int64(3), st.Rejected)
 	require.Equal(t, 0, st.Held)
 }
@@ -333,7 +319,7 @@ func TestInvalidVersionReplacesTheValidOne(t *testing.T) {
 	var f fixture
 	tr := New(Config{}, 0, 0, t0)
 	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v1"), &kgo.Record{Key: []byte("k"), Value: []byte("junk"), Offset: f.next()})
-	items := tr.Due(t0.Add(2*time.Hour), 10, nil)
+	items := take(tr, t0.Add(2*time.Hour), 10, nil)
 	require.Len(t, items, 1)
 	require.Equal(t, OpReject, items[0].Op)
 }
@@ -342,34 +328,34 @@ func TestNewerMajorBlocks(t *testing.T) {
 	var f fixture
 	tr := New(Config{}, 0, 0, t0)
 	observe(tr, t0, f.sched("a", t0, "a"))
-	pos := tr.Position()
+	pos := tr.Status().Position
 	newer := &kgo.Record{Key: []byte("k"), Value: []byte("v"), Offset: f.next(), Headers: []kgo.RecordHeader{{Key: envelope.HeaderSchemaVersion, Value: []byte("2.0.0")}}}
 	observe(tr, t0, newer, f.sched("b", t0, "b"))
-	reason, at := tr.Blocked()
+	reason, at := tr.Status().Blocked, tr.Status().BlockedAt
 	require.Contains(t, reason, "2.0.0")
 	require.Equal(t, newer.Offset, at)
-	require.Equal(t, pos, tr.Position(), "the blocking record is not passed")
-	require.Empty(t, tr.Due(t0, 10, nil))
+	require.Equal(t, pos, tr.Status().Position, "the blocking record is not passed")
+	require.Empty(t, take(tr, t0, 10, nil))
 }
 
 func TestPark(t *testing.T) {
 	var f fixture
 	tr := New(Config{}, 0, 0, t0)
 	observe(tr, t0, f.sched("a", t0, "a"), f.sched("b", t0, "b"))
-	items := tr.Due(t0, 10, nil)
-	_, parked := tr.ParkedSince(&items[0])
+	items := take(tr, t0, 10, nil)
+	_, parked := parkedSince(&items[0])
 	require.False(t, parked)
-	tr.Park(&items[0], t0, t0.Add(time.Second))
-	tr.Ack(items[1:])
-	require.Empty(t, tr.Due(t0.Add(999*time.Millisecond), 10, nil))
-	items = tr.Due(t0.Add(time.Second), 10, nil)
+	park(tr, &items[0], t0, t0.Add(time.Second))
+	ack(tr, items[1:])
+	require.Empty(t, take(tr, t0.Add(999*time.Millisecond), 10, nil))
+	items = take(tr, t0.Add(time.Second), 10, nil)
 	require.Equal(t, []string{"dispatch:a"}, payloads(items))
-	since, parked := tr.ParkedSince(&items[0])
+	since, parked := parkedSince(&items[0])
 	require.True(t, parked)
 	require.Equal(t, t0, since.UTC())
-	tr.Park(&items[0], t0.Add(time.Second), t0.Add(2*time.Second))
-	items = tr.Due(t0.Add(2*time.Second), 10, nil)
-	since, _ = tr.ParkedSince(&items[0])
+	park(tr, &items[0], t0.Add(time.Second), t0.Add(2*time.Second))
+	items = take(tr, t0.Add(2*time.Second), 10, nil)
+	since, _ = parkedSince(&items[0])
 	require.Equal(t, t0, since.UTC(), "the first park time is kept")
 }
 
@@ -389,15 +375,15 @@ func TestWindowAndRollover(t *testing.T) {
 	}
 	tr := New(Config{Lead: time.Hour}, 0, int64(len(recs)), now)
 	observe(tr, now, recs...)
-	st := tr.Stats()
+	st := tr.Status()
 	require.Equal(t, 1, st.Held, "only today is held")
 	require.Equal(t, 4, st.Future)
-	require.Equal(t, map[string]int64{"2026-11-22": 1, "2026-11-23": 3, "2026-11-25": 1}, tr.Daily())
-	require.Equal(t, midnight.Add(-time.Hour), tr.Window())
-	require.Equal(t, midnight.Add(-time.Hour), tr.Wake().UTC(), "the timer must wake for the window too")
+	require.Equal(t, map[string]int64{"2026-11-22": 1, "2026-11-23": 3, "2026-11-25": 1}, daily(tr))
+	require.Equal(t, midnight.Add(-time.Hour), peek(tr).Window)
+	require.Equal(t, midnight.Add(-time.Hour), peek(tr).Wake.UTC(), "the timer must wake for the window too")
 
-	require.False(t, tr.Extend(midnight.Add(-time.Hour-time.Millisecond)))
-	require.True(t, tr.Extend(midnight.Add(-time.Hour)))
+	require.False(t, extend(tr, midnight.Add(-time.Hour-time.Millisecond)))
+	require.True(t, extend(tr, midnight.Add(-time.Hour)))
 	// A live record after the move goes straight into memory.
 	live := f.sched("live", midnight.Add(time.Minute), "live")
 	observe(tr, midnight.Add(-time.Hour), live)
@@ -408,23 +394,23 @@ func TestWindowAndRollover(t *testing.T) {
 		}
 	}
 	require.Equal(t, 3, admitted, "edge, next and moved-2")
-	require.Zero(t, tr.Unadmitted())
-	require.Equal(t, 1, tr.Stats().Future, "far stays indexed")
+	require.Zero(t, tr.EndAdmit())
+	require.Equal(t, 1, tr.Status().Future, "far stays indexed")
 
 	var got []string
 	for _, at := range []time.Time{midnight.Add(-100 * time.Millisecond), midnight, midnight.Add(3 * time.Hour)} {
-		items := tr.Due(at, 10, nil)
+		items := take(tr, at, 10, nil)
 		got = append(got, payloads(items)...)
-		tr.Ack(items)
+		ack(tr, items)
 	}
 	require.Equal(t, []string{"dispatch:23:59:59.9", "dispatch:00:00:00.0", "dispatch:live", "dispatch:01:00", "dispatch:moved-2"}, got)
 }
 
 func TestExtendCatchesUpSeveralDays(t *testing.T) {
 	tr := New(Config{Lead: time.Hour}, 0, 0, t0)
-	end := tr.WindowEnd()
-	require.True(t, tr.Extend(t0.Add(72*time.Hour)))
-	require.Equal(t, end.Add(72*time.Hour), tr.WindowEnd())
+	end := tr.Status().WindowEnd
+	require.True(t, extend(tr, t0.Add(72*time.Hour)))
+	require.Equal(t, end.Add(72*time.Hour), tr.Status().WindowEnd)
 }
 
 func TestCountedOnceByAckOrTombstone(t *testing.T) {
@@ -433,21 +419,21 @@ func TestCountedOnceByAckOrTombstone(t *testing.T) {
 	a := f.sched("a", t0, "a")
 	b := f.sched("b", t0, "b")
 	observe(tr, t0, a, b)
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	// a's tombstone comes back before the ack; b's after.
 	observe(tr, t0, f.tomb("a", a.Offset))
-	tr.Ack(items)
+	ack(tr, items)
 	observe(tr, t0, f.tomb("b", b.Offset))
-	require.Equal(t, int64(2), tr.Stats().Dispatched)
+	require.Equal(t, int64(2), tr.Status().Dispatched)
 
 	// A batch reported failed whose tombstone arrives while in flight.
 	c := f.sched("c", t0, "c")
 	observe(tr, t0, c)
-	items = tr.Due(t0, 10, nil)
+	items = take(tr, t0, 10, nil)
 	observe(tr, t0, f.tomb("c", c.Offset))
-	tr.Nack(items, t0)
-	require.Equal(t, int64(3), tr.Stats().Dispatched)
-	require.Zero(t, tr.Stats().Held)
+	nack(tr, items, t0)
+	require.Equal(t, int64(3), tr.Status().Dispatched)
+	require.Zero(t, tr.Status().Held)
 }
 
 // TestRefusedDispatchCountedAsRejected: the dispatcher turns a dispatch
@@ -459,12 +445,15 @@ func TestRefusedDispatchCountedAsRejected(t *testing.T) {
 	a := f.sched("a", t0, "a")
 	b := f.sched("b", t0, "b")
 	observe(tr, t0, a, b)
-	items := tr.Due(t0, 10, nil)
+	items := take(tr, t0, 10, nil)
 	require.Len(t, items, 2)
-	items[0].Op, items[0].Err = OpReject, record.Errorf(envelope.CodeTooLarge, "refused")
+	refused := record.Errorf(envelope.CodeTooLarge, "refused")
 	observe(tr, t0, f.tomb("a", a.Offset), f.tomb("b", b.Offset))
-	tr.Ack(items)
-	st := tr.Stats()
+	tr.Advance([]Result{
+		{Item: items[0], Outcome: OutcomeWritten, Reject: refused},
+		{Item: items[1], Outcome: OutcomeWritten},
+	}, t0)
+	st := tr.Status()
 	require.Equal(t, int64(1), st.Rejected)
 	require.Equal(t, int64(1), st.Dispatched)
 
@@ -472,11 +461,10 @@ func TestRefusedDispatchCountedAsRejected(t *testing.T) {
 	// committed: its tombstone, read in flight, tells.
 	c := f.sched("c", t0, "c")
 	observe(tr, t0, c)
-	items = tr.Due(t0, 10, nil)
-	items[0].Op, items[0].Err = OpReject, record.Errorf(envelope.CodeTooLarge, "refused")
+	items = take(tr, t0, 10, nil)
 	observe(tr, t0, f.tomb("c", c.Offset))
-	tr.Nack(items, t0)
-	st = tr.Stats()
+	tr.Advance([]Result{{Item: items[0], Outcome: OutcomeFailed, Reject: refused}}, t0)
+	st = tr.Status()
 	require.Equal(t, int64(2), st.Rejected)
 	require.Equal(t, int64(1), st.Dispatched)
 	require.Zero(t, st.Held)

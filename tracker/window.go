@@ -3,24 +3,17 @@ package tracker
 import (
 	"time"
 
-	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
 )
 
-// Window returns when Extend is next due: Lead before the end of the last
-// UTC day held in memory.
-func (t *Tracker) Window() time.Time { return time.UnixMilli(t.windowEnd - t.lead).UTC() }
-
-// WindowEnd returns the end of the window: versions due before it are held
-// in memory.
-func (t *Tracker) WindowEnd() time.Time { return time.UnixMilli(t.windowEnd).UTC() }
-
-// Extend moves the window to hold the next day once now has reached Window,
-// returning true if it moved. From then on the caller must read the
-// partition again from its start up to the position at this call, passing
-// every record to Admit, so that versions indexed for the new day come into
-// memory before they are due.
-func (t *Tracker) Extend(now time.Time) bool {
+// extend moves the window to hold the next day once now has reached Lead
+// before its end, returning true if it moved (Ready.ReadDay). From then on
+// the caller reads the partition again from its start up to the position
+// at this call, passing every record to Admit, so that versions indexed
+// for the new day come into memory before they are due.
+func (t *Tracker) extend(now time.Time) bool {
 	moved := false
 	for now.UnixMilli() >= t.windowEnd-t.lead {
 		t.windowEnd += msPerDay
@@ -29,8 +22,9 @@ func (t *Tracker) Extend(now time.Time) bool {
 	return moved
 }
 
-// Admit brings into memory the version r if it is the indexed latest
-// version of its key and falls inside the window. It reports whether it did.
+// Admit takes a record of the range Ready.ReadDay names: it brings into
+// memory the version r if it is the indexed latest version of its key and
+// falls inside the window. It reports whether it did.
 func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 	if r.Value == nil || r.Attrs.IsControl() {
 		return false
@@ -53,9 +47,17 @@ func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 	return true
 }
 
-// Unadmitted counts indexed versions due inside the window: after a full
-// Admit pass it must be zero, or versions were not brought into memory.
-func (t *Tracker) Unadmitted() int64 {
+// EndAdmit ends the read of Ready.ReadDay, after which the window can move
+// again. It returns how many indexed versions due inside the window were
+// not found: a version compacted away because of a newer record not read
+// yet, which replaces it. Anything else means versions were lost.
+func (t *Tracker) EndAdmit() (missed int64) {
+	t.admitting = false
+	return t.unadmitted()
+}
+
+// unadmitted counts indexed versions due inside the window.
+func (t *Tracker) unadmitted() int64 {
 	var n int64
 	last := dayOf(t.windowEnd - 1)
 	for day, c := range t.futureDaily {
@@ -66,9 +68,9 @@ func (t *Tracker) Unadmitted() int64 {
 	return n
 }
 
-// Wake returns when the tracker next has work: the earliest item's time or
-// the next window move, whichever comes first.
-func (t *Tracker) Wake() time.Time {
+// wake returns when the tracker next has work: the earliest item's time or
+// the next window move, whichever comes first (Ready.Wake).
+func (t *Tracker) wake() time.Time {
 	w := t.windowEnd - t.lead
 	if t.loaded && !t.syncing && t.blocked == "" && len(t.heap) > 0 && t.heap[0].at < w {
 		w = t.heap[0].at

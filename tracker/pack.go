@@ -1,4 +1,4 @@
-package envelope
+package tracker
 
 import (
 	"encoding/binary"
@@ -6,48 +6,54 @@ import (
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
 )
 
-// knownNames are header names Pack stores as a one-byte code: an envelope
+// The packed codec is the tracker's own: its entries hold their record this
+// way (arena.go), and items leave the tracker decoded (Item.Key, Value,
+// Headers), so no other package reads the encoding.
+
+// knownNames are header names pack stores as a one-byte code: an envelope
 // carries some 130 bytes of them, half of what it holds in memory.
 var knownNames = []string{
-	HeaderSchemaVersion, HeaderSourceType, HeaderTargetEpoch, HeaderTargetEpochMs,
-	HeaderTargetTopic, HeaderTargetPartition, HeaderTargetKey, HeaderTargetPartitionKey,
-	HeaderSourceTopic, HeaderSourcePartition, HeaderSourceOffset, HeaderSourceKey,
-	HeaderCopyOf,
+	envelope.HeaderSchemaVersion, envelope.HeaderSourceType, envelope.HeaderTargetEpoch, envelope.HeaderTargetEpochMs,
+	envelope.HeaderTargetTopic, envelope.HeaderTargetPartition, envelope.HeaderTargetKey, envelope.HeaderTargetPartitionKey,
+	envelope.HeaderSourceTopic, envelope.HeaderSourcePartition, envelope.HeaderSourceOffset, envelope.HeaderSourceKey,
+	envelope.HeaderCopyOf,
 }
 
-// nameTag is how Pack writes a header name: 2*code for a known name, or
+// nameTag is how pack writes a header name: 2*code for a known name, or
 // 2*len+1 followed by the name. A switch, not a map: the compiler turns it
-// into comparisons by length, and Pack asks twice per header.
+// into comparisons by length, and pack asks twice per header.
 func nameTag(name string) (tag uint64, literal bool) {
 	var c uint64
 	switch name {
-	case HeaderSchemaVersion:
+	case envelope.HeaderSchemaVersion:
 		c = 0
-	case HeaderSourceType:
+	case envelope.HeaderSourceType:
 		c = 1
-	case HeaderTargetEpoch:
+	case envelope.HeaderTargetEpoch:
 		c = 2
-	case HeaderTargetEpochMs:
+	case envelope.HeaderTargetEpochMs:
 		c = 3
-	case HeaderTargetTopic:
+	case envelope.HeaderTargetTopic:
 		c = 4
-	case HeaderTargetPartition:
+	case envelope.HeaderTargetPartition:
 		c = 5
-	case HeaderTargetKey:
+	case envelope.HeaderTargetKey:
 		c = 6
-	case HeaderTargetPartitionKey:
+	case envelope.HeaderTargetPartitionKey:
 		c = 7
-	case HeaderSourceTopic:
+	case envelope.HeaderSourceTopic:
 		c = 8
-	case HeaderSourcePartition:
+	case envelope.HeaderSourcePartition:
 		c = 9
-	case HeaderSourceOffset:
+	case envelope.HeaderSourceOffset:
 		c = 10
-	case HeaderSourceKey:
+	case envelope.HeaderSourceKey:
 		c = 11
-	case HeaderCopyOf:
+	case envelope.HeaderCopyOf:
 		c = 12
 	default:
 		return 2*uint64(len(name)) + 1, true
@@ -55,23 +61,23 @@ func nameTag(name string) (tag uint64, literal bool) {
 	return 2 * c, false
 }
 
-// Pack encodes a record's key, value and headers into one immutable string:
+// pack encodes a record's key, value and headers into one immutable string:
 // one allocation holding less than the record's own bytes, which is how the
 // tracker keeps today's schedules in memory. A nil key, value or header
-// value stays nil through Unpack.
+// value stays nil through unpack.
 //
 // Layout: uvarint(len(key)+1) key, uvarint(len(value)+1) value,
 // uvarint(#headers), then per header its name (a tag, see nameTag) and
 // uvarint(len(value)+1) value; a length of 0 means nil.
-func Pack(key, value []byte, headers []kgo.RecordHeader) string {
-	buf := make([]byte, PackSize(key, value, headers))
-	PackTo(buf, key, value, headers)
+func pack(key, value []byte, headers []kgo.RecordHeader) string {
+	buf := make([]byte, packSize(key, value, headers))
+	packTo(buf, key, value, headers)
 	// buf is never written again: the string may share it.
 	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
-// PackSize returns the length of Pack's encoding of a record.
-func PackSize(key, value []byte, headers []kgo.RecordHeader) int {
+// packSize returns the length of pack's encoding of a record.
+func packSize(key, value []byte, headers []kgo.RecordHeader) int {
 	n := nullableLen(key) + nullableLen(value) + uvarintLen(uint64(len(headers)))
 	for _, h := range headers {
 		tag, literal := nameTag(h.Key)
@@ -83,10 +89,10 @@ func PackSize(key, value []byte, headers []kgo.RecordHeader) int {
 	return n
 }
 
-// PackTo writes Pack's encoding of a record into buf, which must be
-// PackSize long, so that a caller can place it inside a larger allocation
-// of its own. Unpack and PackedKey read it back once it is a string.
-func PackTo(buf []byte, key, value []byte, headers []kgo.RecordHeader) {
+// packTo writes pack's encoding of a record into buf, which must be
+// packSize long, so that a caller can place it inside a larger allocation
+// of its own. unpack and packedKey read it back once it is a string.
+func packTo(buf []byte, key, value []byte, headers []kgo.RecordHeader) {
 	i := 0
 	putNullable := func(v []byte) {
 		l := uint64(0)
@@ -125,12 +131,12 @@ func nullableLen(v []byte) int {
 	return uvarintLen(uint64(len(v))+1) + len(v)
 }
 
-// ErrCorruptPacked is returned by Unpack for a string Pack did not produce.
-var ErrCorruptPacked = errors.New("corrupt packed record")
+// errCorruptPacked is returned by unpack for a string pack did not produce.
+var errCorruptPacked = errors.New("corrupt packed record")
 
-// PackedKey returns the key of a packed record without copying, and whether
+// packedKey returns the key of a packed record without copying, and whether
 // the key is non-nil.
-func PackedKey(p string) (string, bool) {
+func packedKey(p string) (string, bool) {
 	r := reader{s: p}
 	k, ok := r.nullable()
 	if r.err != nil {
@@ -139,17 +145,17 @@ func PackedKey(p string) (string, bool) {
 	return k, ok
 }
 
-// Unpack decodes a packed record. The key, value and header values it
+// unpack decodes a packed record. The key, value and header values it
 // returns are views of the packed string, not copies: they must not be
 // modified (franz-go only reads the bytes of records it produces). Only
 // the header slice is allocated.
-func Unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
+func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
 	r := reader{s: p}
 	key = r.bytes()
 	value = r.bytes()
 	n := r.uvarint()
 	if r.err == nil && n > uint64(len(r.s)) {
-		r.err = ErrCorruptPacked
+		r.err = errCorruptPacked
 	}
 	if r.err == nil && n > 0 {
 		headers = make([]kgo.RecordHeader, 0, int(n))
@@ -162,13 +168,13 @@ func Unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error)
 			case tag/2 < uint64(len(knownNames)):
 				name = knownNames[tag/2]
 			default:
-				r.err = ErrCorruptPacked
+				r.err = errCorruptPacked
 			}
 			headers = append(headers, kgo.RecordHeader{Key: name, Value: r.bytes()})
 		}
 	}
 	if r.err == nil && len(r.s) != 0 {
-		r.err = ErrCorruptPacked
+		r.err = errCorruptPacked
 	}
 	if r.err != nil {
 		return nil, nil, nil, r.err
@@ -196,7 +202,7 @@ func (r *reader) uvarint() uint64 {
 		}
 		shift += 7
 	}
-	r.err = ErrCorruptPacked
+	r.err = errCorruptPacked
 	return 0
 }
 
@@ -205,7 +211,7 @@ func (r *reader) str(n uint64) string {
 		return ""
 	}
 	if n > uint64(len(r.s)) {
-		r.err = ErrCorruptPacked
+		r.err = errCorruptPacked
 		return ""
 	}
 	s := r.s[:n]

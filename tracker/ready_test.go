@@ -1,0 +1,82 @@
+package tracker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+)
+
+func schedTo(f *fixture, topic, key string, due time.Time) *kgo.Record {
+	r, err := envelope.Schedule(topic, due, []byte("p"), envelope.WithKey(key))
+	if err != nil {
+		panic(err)
+	}
+	r.Offset = f.next()
+	return r
+}
+
+// TestTargetRule: the allow-list of SPEC 5 is the tracker's, and the
+// service's own and internal topics are never targets whatever it says.
+func TestTargetRule(t *testing.T) {
+	var f fixture
+	tr := New(Config{AllowTarget: []string{"orders-*", "audit"}, OwnTopics: []string{"orders-schedules"}}, 0, 0, t0)
+	for _, topic := range []string{"orders-eu", "audit", "orders-schedules", "__consumer_offsets", "billing"} {
+		observe(tr, t0, schedTo(&f, topic, topic, t0))
+	}
+	items := take(tr, t0, 10, nil)
+	require.Len(t, items, 5)
+	var got []string
+	for _, it := range items {
+		msg := ""
+		if it.Err != nil {
+			require.Equal(t, envelope.CodeTargetNotAllowed, it.Err.Code)
+			msg = it.Err.Msg
+		}
+		got = append(got, it.Op.String()+":"+msg)
+	}
+	require.Equal(t, []string{
+		"dispatch:", "dispatch:",
+		`reject:target topic "orders-schedules" is one of the scheduler's own topics`,
+		`reject:target topic "__consumer_offsets" is an internal topic`,
+		`reject:target topic "billing" does not match --allow-target orders-*,audit`,
+	}, got)
+}
+
+// TestReadyWarmsTargetsDueSoon: Ready lists, once each, the targets of
+// allowed schedules read due within WarmAhead, so that their metadata is
+// fetched before they are due; the caller does that I/O.
+func TestReadyWarmsTargetsDueSoon(t *testing.T) {
+	var f fixture
+	tr := New(Config{AllowTarget: []string{"a", "b", "c"}, WarmAhead: time.Minute}, 0, 0, t0)
+	observe(tr, t0,
+		schedTo(&f, "a", "1", t0.Add(30*time.Second)),
+		schedTo(&f, "a", "2", t0.Add(-time.Hour)), // overdue: due soon too
+		schedTo(&f, "b", "3", t0.Add(2*time.Minute)),
+		schedTo(&f, "c", "4", t0.Add(59*time.Second)),
+		schedTo(&f, "denied", "5", t0),
+	)
+	rd := tr.Ready(t0, 0)
+	require.ElementsMatch(t, []string{"a", "c"}, rd.Warm)
+	require.Empty(t, tr.Ready(t0, 0).Warm, "each topic once")
+}
+
+// TestReadyDayOncePerRead: the window moves once per Ready.ReadDay, and not
+// again until the day has been read in (EndAdmit), however late it is.
+func TestReadyDayOncePerRead(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.sched("k", t0.Add(36*time.Hour), "later"))
+	midnight := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	rd := tr.Ready(midnight.Add(-time.Hour), 0)
+	require.NotNil(t, rd.ReadDay)
+	require.Equal(t, ReadDay{From: 0, To: 1, WindowEnd: midnight.Add(24 * time.Hour)}, *rd.ReadDay)
+	require.Nil(t, tr.Ready(midnight.Add(24*time.Hour), 0).ReadDay, "still reading the day in")
+	require.Zero(t, tr.EndAdmit())
+	rd = tr.Ready(midnight.Add(24*time.Hour), 0)
+	require.NotNil(t, rd.ReadDay)
+	require.Equal(t, midnight.Add(48*time.Hour), rd.ReadDay.WindowEnd, "a late move catches up at once")
+}
