@@ -1,0 +1,292 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/record"
+	"github.com/scheduler-dev/scheduler/tracker"
+)
+
+// role is what a record is for, which decides how its failure is read.
+type role uint8
+
+const (
+	roleTarget role = iota
+	roleTombstone
+	roleLog
+	roleCopy
+)
+
+type produced struct {
+	it   *Item
+	role role
+}
+
+// records returns the records of an item in write order, split into what
+// may be written at once and what must wait until those are acknowledged
+// (at-least-once: the tombstone goes last, so that a tombstone in the log
+// always means the target was written).
+func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record, roles []role) {
+	src := it.Source
+	switch it.WriteOp() {
+	case tracker.OpDispatch:
+		target, tomb := it.target, it.tomb
+		it.target, it.tomb = nil, nil // a record is produced once
+		if target == nil || tomb == nil {
+			target = record.Target(&it.Env, it.Headers, src)
+			target.Partition = it.TargetPartition
+			tomb = record.Tombstone(it.Key, it.Headers, src)
+		}
+		first = append(first, target)
+		roles = append(roles, roleTarget)
+		if d.cfg.Logs {
+			lateness := at.Sub(time.UnixMilli(it.DueMs)).Milliseconds()
+			log := record.Dispatched(target, it.LogsTopic, src.Partition, it.Key, at, lateness, d.cfg.LogPayload && !it.omitLog)
+			first = append(first, log)
+			roles = append(roles, roleLog)
+		}
+		last = append(last, tomb)
+	case tracker.OpReject:
+		if d.cfg.Logs {
+			first = append(first, record.Rejected(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.RejectErr(), d.cfg.LogPayload && !it.omitLog))
+			roles = append(roles, roleLog)
+		}
+		if it.Key != nil {
+			last = append(last, record.Tombstone(it.Key, it.Headers, src))
+		}
+	case tracker.OpReappend:
+		first = append(first, record.Copy(it.Key, it.Value, it.Headers, src))
+		roles = append(roles, roleCopy)
+	case tracker.OpTombstone:
+		last = append(last, record.Tombstone(it.Key, it.Headers, src))
+	}
+	for range last {
+		roles = append(roles, roleTombstone)
+	}
+	return first, last, roles
+}
+
+// production is a set of records being produced: add starts each one,
+// wait waits for them all and reads their failures.
+type production struct {
+	cl   *kgo.Client
+	mu   sync.Mutex
+	errs []error
+	who  []produced
+	recs []*kgo.Record
+}
+
+// produce starts a production of about n records.
+func (d *Dispatcher) produce(n int) *production {
+	return &production{cl: d.client(), errs: make([]error, 0, n), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n)}
+}
+
+// add produces r at once: building the next records overlaps writing this
+// one.
+func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
+	i := len(p.recs)
+	p.recs = append(p.recs, r)
+	p.who = append(p.who, w)
+	p.mu.Lock()
+	p.errs = append(p.errs, nil)
+	p.mu.Unlock()
+	p.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
+		if perr != nil {
+			p.mu.Lock()
+			p.errs[i] = perr
+			p.mu.Unlock()
+		}
+	})
+}
+
+// produceAll produces recs and waits for them. It returns the refusals,
+// turned into rejections, the first other error, and which records failed.
+func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []produced) (refused int, failed []bool, err error) {
+	p := d.produce(len(recs))
+	for i, r := range recs {
+		p.add(ctx, r, who[i])
+	}
+	return p.wait(ctx)
+}
+
+// grant names the ACL a refused produce lacked: writing to the topic, or
+// the producer's own grants, which a broker reports on the records too.
+func (p *production) grant(err error, topic string) error {
+	switch {
+	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return health.NeedGrant(err, "Write", "TransactionalId", txnID(p.cl))
+	case errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return health.NeedGrant(err, "IdempotentWrite", "Cluster", "kafka-cluster")
+	}
+	return health.NeedGrant(err, "Write", "Topic", topic)
+}
+
+// txnGrant names the ACL a transaction request lacked.
+func (d *Dispatcher) txnGrant(err error, cl *kgo.Client, topics ...string) error {
+	switch {
+	case errors.Is(err, kerr.TransactionalIDAuthorizationFailed):
+		return health.NeedGrant(err, "Write", "TransactionalId", txnID(cl))
+	case errors.Is(err, kerr.GroupAuthorizationFailed):
+		return health.NeedGrant(err, "Read", "Group", d.cfg.Group)
+	case errors.Is(err, kerr.TopicAuthorizationFailed) && len(topics) > 0:
+		return health.NeedGrant(err, "Read", "Topic", strings.Join(topics, ","))
+	case errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return health.NeedGrant(err, "IdempotentWrite", "Cluster", "kafka-cluster")
+	}
+	return err
+}
+
+// wait flushes the client and reads the outcome of every record added.
+func (p *production) wait(ctx context.Context) (refused int, failed []bool, err error) {
+	flushErr := p.cl.Flush(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	failed = make([]bool, len(p.recs))
+	var other error
+	for i, perr := range p.errs {
+		if perr == nil {
+			continue
+		}
+		failed[i] = true
+		w := p.who[i]
+		if code, ok := refusal(w.role, perr); ok {
+			if w.role == roleLog {
+				if !w.it.omitLog {
+					w.it.omitLog = true
+					refused++
+					continue
+				}
+			} else if w.it.WriteOp() == tracker.OpDispatch {
+				w.it.Reject = record.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
+				refused++
+				continue
+			}
+		}
+		if other == nil {
+			other = fmt.Errorf("writing to %s[%d]: %w", p.recs[i].Topic, p.recs[i].Partition, p.grant(perr, p.recs[i].Topic))
+		}
+	}
+	if other == nil && refused == 0 && flushErr != nil {
+		other = flushErr
+	}
+	if other == nil && refused > 0 {
+		other = errRefused
+	}
+	return refused, failed, other
+}
+
+var errRefused = errors.New("the broker refused records; writing the batch again without them")
+
+// refusal reads a produce error of a record the broker will never take.
+func refusal(r role, err error) (envelope.Code, bool) {
+	switch r {
+	case roleTarget:
+		switch {
+		case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+			return envelope.CodeTooLarge, true
+		case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+			return envelope.CodeUnauthorized, true
+		case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.InvalidTopicException), errors.Is(err, kerr.UnknownTopicID):
+			return envelope.CodeTargetUnavailable, true
+		case errors.Is(err, kerr.InvalidRecord), errors.Is(err, kerr.PolicyViolation):
+			return envelope.CodeTargetNotAllowed, true
+		}
+	case roleLog:
+		// The audit record holds the payload and headers plus ours: it
+		// can be too large where the target was not. Written again
+		// without the payload.
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			return envelope.CodeTooLarge, true
+		}
+	}
+	return "", false
+}
+
+// maxFirstWritten bounds Dispatcher.firstWritten, whose versions may also
+// end elsewhere (a partition moving to another instance).
+const maxFirstWritten = 100_000
+
+// atLeastOnce writes targets, audit records and copies, then the
+// tombstones of the items whose first records were all written. An item is
+// Done once all its records are; the others are written again by the next
+// attempt or batch, which may duplicate their targets: that is what
+// at-least-once allows.
+func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
+	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	defer cancel()
+	var recs []*kgo.Record
+	var who []produced
+	lasts := map[*Item][]*kgo.Record{}
+	for _, it := range b.Items {
+		if it.Done {
+			continue
+		}
+		first, last, roles := d.records(it, b.At)
+		if _, ok := d.firstWritten[it.Source]; ok {
+			first = nil
+		}
+		for i, r := range first {
+			recs = append(recs, r)
+			who = append(who, produced{it, roles[i]})
+		}
+		lasts[it] = last
+	}
+	refused, failed, err1 := d.produceAll(fctx, recs, who)
+	if errors.Is(err1, context.DeadlineExceeded) || errors.Is(fctx.Err(), context.DeadlineExceeded) {
+		// Records stuck in the client would go out whenever the broker
+		// recovers, mixed into later batches: drop them with the client.
+		defer func() {
+			if err := d.reset(ctx); err != nil {
+				d.cfg.Logger.Warn().Err(err).Msg("replacing the producer client")
+			}
+		}()
+	}
+	for i, f := range failed {
+		if f {
+			delete(lasts, who[i].it) // not written: no tombstone yet
+		}
+	}
+	recs, who = recs[:0], who[:0]
+	for it, last := range lasts {
+		if len(last) == 0 {
+			it.Done = true
+		}
+		if len(last) > 0 {
+			if len(d.firstWritten) >= maxFirstWritten {
+				clear(d.firstWritten) // at worst, duplicates again
+			}
+			d.firstWritten[it.Source] = struct{}{}
+		}
+		for _, r := range last {
+			recs = append(recs, r)
+			who = append(who, produced{it, roleTombstone})
+		}
+	}
+	_, failed, err2 := d.produceAll(fctx, recs, who)
+	bad := map[*Item]bool{}
+	for i, f := range failed {
+		if f {
+			bad[who[i].it] = true
+		}
+	}
+	for _, w := range who {
+		if !bad[w.it] {
+			w.it.Done = true
+			delete(d.firstWritten, w.it.Source)
+		}
+	}
+	if err1 != nil {
+		return refused, err1
+	}
+	return 0, err2
+}

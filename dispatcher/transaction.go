@@ -1,0 +1,245 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scheduler-dev/scheduler/internal/kclient"
+)
+
+// transact writes the batch as one transaction with the group offsets.
+func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
+	if err := d.begin(ctx); err != nil {
+		return 0, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	defer cancel()
+	// The group offsets go into the transaction before any record: a
+	// transaction holding records then always holds offsets of the
+	// group too, so the next owner of a partition, whose offset fetch
+	// waits for pending transactional offsets, cannot start reading
+	// while a transaction of this instance is open. Added after the
+	// records, an instance dying in between left an open transaction
+	// the next owner did not wait for: it pinned the partition's last
+	// stable offset below the tombstones written after it, and an owner
+	// loading meanwhile dispatched those schedules again.
+	if err := d.commitOffsets(fctx, b.Offsets); err != nil {
+		d.report(err)
+		if aerr := d.abort(ctx); aerr != nil {
+			return 0, fmt.Errorf("%w (after: %v)", aerr, err)
+		}
+		return 0, err
+	}
+	d.hook(HookBeforeProduce)
+	prod := d.produce(3 * len(b.Items))
+	for _, it := range b.Items {
+		first, last, roles := d.records(it, b.At)
+		for i, r := range first {
+			prod.add(fctx, r, produced{it, roles[i]})
+		}
+		for i, r := range last {
+			prod.add(fctx, r, produced{it, roles[len(first)+i]})
+		}
+	}
+	refused, _, err := prod.wait(fctx)
+	if err == nil {
+		d.hook(HookAfterProduce)
+		err = d.client().EndTransaction(fctx, kgo.TryCommit)
+		if err == nil {
+			d.hook(HookAfterCommit)
+			return 0, nil
+		}
+		err = fmt.Errorf("committing the transaction (outcome unknown): %w", d.txnGrant(err, d.client()))
+	}
+	d.report(err)
+	if aerr := d.abort(ctx); aerr != nil {
+		return 0, fmt.Errorf("%w (after: %v)", aerr, err)
+	}
+	return refused, err
+}
+
+// begin starts a transaction, first ending one a failed attempt left open.
+func (d *Dispatcher) begin(ctx context.Context) error {
+	err := d.client().BeginTransaction()
+	if err == nil {
+		return nil
+	}
+	if aerr := d.abort(ctx); aerr != nil {
+		return aerr
+	}
+	err = d.client().BeginTransaction()
+	if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		// The grant was revoked while running. franz-go keeps the error
+		// of its producer id for the client's life, so only a new client
+		// can see the grant come back.
+		if err = d.renew(ctx); err == nil {
+			err = d.client().BeginTransaction()
+		}
+	}
+	if err != nil {
+		err = d.txnGrant(err, d.client())
+		if errors.Is(err, kerr.ProducerFenced) {
+			return fmt.Errorf("%w: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+		}
+		return fmt.Errorf("beginning a transaction: %w", err)
+	}
+	return nil
+}
+
+// abort ends the open transaction before returning: the caller must not
+// read the log to settle the batch while the transaction could still
+// commit. If the client cannot end it within the flush timeout, the client
+// is replaced, which ends it on the broker (see reset).
+func (d *Dispatcher) abort(ctx context.Context) error {
+	cl := d.client()
+	actx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	err := cl.AbortBufferedRecords(actx)
+	if err == nil {
+		err = cl.EndTransaction(actx, kgo.TryAbort)
+	}
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, kerr.ProducerFenced) {
+		return fmt.Errorf("%w: aborting: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+	}
+	if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		// The grant was revoked while running: the transaction stays
+		// open on the broker until it can be aborted (the grant is
+		// back) or times out, and nothing in it commits. Replacing the
+		// client would not help: initialising the id needs the grant too.
+		// The batch fails and is retried; its schedules stay pending.
+		return fmt.Errorf("aborting the transaction: %w", d.txnGrant(err, cl))
+	}
+	d.cfg.Logger.Warn().Err(err).Msg("aborting the transaction failed")
+	d.report(fmt.Errorf("aborting a failed batch: %w", err))
+	if rerr := d.reset(ctx); rerr != nil {
+		return fmt.Errorf("aborting the transaction: %w", errors.Join(err, rerr))
+	}
+	return nil
+}
+
+// commitOffsets adds the group's offsets to the open transaction. The
+// member id and generation make the group coordinator refuse the commit,
+// and so abort the batch, once this instance has lost its partitions.
+func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[int32]int64) error {
+	if len(offsets) == 0 {
+		return nil
+	}
+	cl := d.client()
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("producer id: %w", err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID = txnID(cl)
+	add.ProducerID, add.ProducerEpoch = id, epoch
+	add.Group = d.cfg.Group
+	if err := retryCode(ctx, func() (int16, error) {
+		resp, err := add.RequestWith(ctx, cl)
+		if err != nil {
+			return 0, err
+		}
+		return resp.ErrorCode, nil
+	}); err != nil {
+		return fmt.Errorf("adding the group offsets to the transaction: %w", d.txnGrant(err, cl))
+	}
+
+	member, gen := d.cfg.GroupMeta()
+	if member == "" || gen < 0 {
+		// The broker does not fence a commit without a member and
+		// generation: it would let an instance that is not (or no
+		// longer) a member dispatch what another owns. Abort instead;
+		// the batch is retried once the instance has rejoined.
+		return fmt.Errorf("adding the group offsets to the transaction: %w", ErrNotMember)
+	}
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID = add.TransactionalID
+	req.Group = d.cfg.Group
+	req.ProducerID, req.ProducerEpoch = id, epoch
+	req.MemberID, req.Generation = member, gen
+	if d.cfg.InstanceID != "" {
+		req.InstanceID = kmsg.StringPtr(d.cfg.InstanceID)
+	}
+	for topic, parts := range offsets {
+		t := kmsg.NewTxnOffsetCommitRequestTopic()
+		t.Topic = topic
+		tid, err := d.topicID(ctx, topic)
+		if err != nil {
+			return err
+		}
+		t.TopicID = tid
+		for p, off := range parts {
+			tp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			tp.Partition, tp.Offset, tp.LeaderEpoch = p, off, -1
+			t.Partitions = append(t.Partitions, tp)
+		}
+		req.Topics = append(req.Topics, t)
+	}
+	topics := make([]string, 0, len(offsets))
+	for t := range offsets {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	err = retryCode(ctx, func() (int16, error) {
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return 0, err
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					if p.ErrorCode == kerr.UnknownTopicID.Code {
+						d.forgetTopicID(t.Topic)
+					}
+					return p.ErrorCode, nil
+				}
+			}
+		}
+		return 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("committing the group offsets: %w", d.txnGrant(err, cl, topics...))
+	}
+	return nil
+}
+
+func (d *Dispatcher) topicID(ctx context.Context, topic string) ([16]byte, error) {
+	d.idsMu.Lock()
+	id, ok := d.topicIDs[topic]
+	d.idsMu.Unlock()
+	if ok {
+		return id, nil
+	}
+	md, err := kclient.FetchTopics(ctx, d.client(), topic)
+	if err != nil {
+		return id, fmt.Errorf("reading the id of topic %s: %w", topic, err)
+	}
+	if tm := md[topic]; tm.Err != nil {
+		return id, fmt.Errorf("reading the id of topic %s: %w", topic, tm.Err)
+	}
+	d.idsMu.Lock()
+	d.topicIDs[topic] = md[topic].ID
+	d.idsMu.Unlock()
+	return md[topic].ID, nil
+}
+
+func (d *Dispatcher) forgetTopicID(topic string) {
+	d.idsMu.Lock()
+	delete(d.topicIDs, topic)
+	d.idsMu.Unlock()
+}
+
+func txnID(cl *kgo.Client) string {
+	if v, ok := cl.OptValue(kgo.TransactionalID).(string); ok {
+		return v
+	}
+	return ""
+}
