@@ -3,6 +3,17 @@
 // of them, batches handed to the dispatcher, the day rollover and the
 // state reports.
 //
+// The loop is the tracker's caller (tracker/doc.go): it feeds each
+// partition's records to Observe, and takes every Ready through one
+// function (ready.go) that does what it asks (reads back offsets, reads in
+// the next day, warms targets) and hands its items to the batch being
+// formed (flush.go). The dispatcher writes the batch; each item's outcome
+// goes back to its tracker as a tracker.Result (Advance). Files: engine.go
+// (the Engine's life), config.go, loop.go (events and the timer),
+// partition.go (assignment, revocation, syncing after a failed batch),
+// flush.go (batches), scan.go (re-reading partitions), report.go and
+// metrics.go (state reports, status, metrics), find.go (lookups).
+//
 // # Goroutines and who owns what
 //
 // One goroutine, the loop, owns every tracker and every partition's state;
@@ -46,141 +57,6 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
-	"github.com/scheduler-dev/scheduler/internal/partitioner"
-)
-
-// TopicSet is a schedules topic and where its reports and audit records go.
-type TopicSet struct {
-	Schedules, States, Logs string
-}
-
-// Config configures an Engine.
-type Config struct {
-	Sets        []TopicSet
-	Group       string
-	InstanceID  string
-	ExactlyOnce bool
-
-	BatchSize     int           // schedules per batch; default DefaultBatchSize
-	StateInterval time.Duration // between periodic state reports; default DefaultStateInterval
-	TargetWait    time.Duration // a missing target topic is waited for this long; default DefaultTargetWait
-	Partitioner   string        // partitioner.Partitioner; default partitioner.Default
-	AllowTarget   []string      // glob patterns; default [DefaultAllowTarget]
-	Lead          time.Duration // tracker.Config.Lead; default tracker.DefaultLead
-
-	SessionTimeout   time.Duration // default DefaultSessionTimeout
-	RebalanceTimeout time.Duration // default DefaultRebalanceTimeout
-	FlushGrace       time.Duration // how long shutdown waits for the batch in flight; default DefaultFlushGrace
-
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
-
-	Logger  zerolog.Logger
-	Metrics *Metrics // default: unregistered metrics
-
-	// Hooks are for tests and the benchmark only (Hooks.OnCommitted).
-	// Default none.
-	Hooks dispatcher.Hooks
-
-	// OnProblem, when set, is told the outcome of work the engine retries
-	// in the background (publishing state reports, fetching): an error
-	// while it fails, nil once it works, per component ("states",
-	// "fetch"). It may be called from any goroutine. The service records
-	// and logs problems once; the engine then logs them only at debug.
-	OnProblem func(component string, err error)
-}
-
-// Defaults of Config; the service's flags show and use the same.
-const (
-	DefaultBatchSize        = 1000
-	DefaultStateInterval    = 5 * time.Second
-	DefaultTargetWait       = 30 * time.Second
-	DefaultAllowTarget      = "*"
-	DefaultSessionTimeout   = 45 * time.Second
-	DefaultRebalanceTimeout = 60 * time.Second
-	DefaultFlushGrace       = 8 * time.Second
-)
-
-func (c *Config) defaults() {
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.StateInterval <= 0 {
-		c.StateInterval = DefaultStateInterval
-	}
-	if c.TargetWait <= 0 {
-		c.TargetWait = DefaultTargetWait
-	}
-	if c.Partitioner == "" {
-		c.Partitioner = partitioner.Default
-	}
-	if len(c.AllowTarget) == 0 {
-		c.AllowTarget = []string{DefaultAllowTarget}
-	}
-	if c.SessionTimeout <= 0 {
-		c.SessionTimeout = DefaultSessionTimeout
-	}
-	if c.RebalanceTimeout <= 0 {
-		c.RebalanceTimeout = DefaultRebalanceTimeout
-	}
-	if c.FlushGrace <= 0 {
-		c.FlushGrace = DefaultFlushGrace
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics(nil)
-	}
-	if c.OnProblem == nil {
-		c.OnProblem = func(string, error) {}
-	}
-}
-
-// Deps are the clients an Engine works with; the service builds them.
-type Deps struct {
-	// Base connects a new client to the cluster (brokers, TLS, SASL,
-	// logger). The engine adds its own options for the group consumer
-	// and the readers it starts.
-	Base []kgo.Opt
-	// ConsumerOpts are added to the group consumer only (metrics hooks).
-	ConsumerOpts []kgo.Opt
-	// Reporter writes state reports and serves metadata requests. It
-	// must use a manual partitioner and must not be transactional.
-	Reporter   *kgo.Client
-	Dispatcher *dispatcher.Dispatcher
-	Targets    *dispatcher.Targets
-	// Member is the group membership the dispatcher stamps on its offset
-	// commits (dispatcher.Config.GroupMeta). The service builds it before
-	// the dispatcher, so the dispatcher never reaches an engine that does
-	// not exist yet. Default: a membership of the engine's own.
-	Member *Member
-	// Health receives the engine's problems: the group's (component
-	// "group"), and it reads the dispatcher's ("dispatcher") for Status.
-	// Default: a registry of the engine's own.
-	Health *health.Registry
-}
-
-// Member is the identity of the group consumer while it exists: its
-// member id and generation. It is safe for concurrent use and answers
-// ("", -1) before the consumer runs.
-type Member struct {
-	cl atomic.Pointer[kgo.Client]
-}
-
-// Metadata returns the member id and generation (dispatcher.Config.GroupMeta).
-func (m *Member) Metadata() (string, int32) {
-	cl := m.cl.Load()
-	if cl == nil {
-		return "", -1
-	}
-	return cl.GroupMetadata()
-}
-
-// Health components the engine reports and reads.
-const (
-	ComponentGroup      = "group"
-	ComponentDispatcher = "dispatcher"
 )
 
 type tp struct {
@@ -392,12 +268,6 @@ func (e *Engine) cancelPartitions() {
 	}
 }
 
-// Components the engine tells Config.OnProblem about.
-const (
-	ComponentStates = "states" // publishing state reports
-	ComponentFetch  = "fetch"  // fetching records and staying in the group
-)
-
 // ErrKilled is returned by Run after Kill.
 var ErrKilled = errors.New("killed")
 
@@ -410,141 +280,6 @@ func (e *Engine) Kill() {
 	default:
 		close(e.kill)
 	}
-}
-
-// loop is the event loop. It returns when ctx ends (after the batch in
-// flight) or on a fatal error.
-func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var graceTimer <-chan time.Time
-	done := ctx.Done()
-	for {
-		// A batch that ended comes first: the loop hands the flusher
-		// the batch after next only once it has heard of it.
-		select {
-		case f := <-e.flushed:
-			e.onFlushed(f)
-		default:
-			select {
-			case ev := <-e.in:
-				e.handle(ev)
-			case f := <-e.flushed:
-				e.onFlushed(f)
-			case <-e.deps.Targets.Updated():
-				now := e.cfg.Now()
-				for _, p := range e.order {
-					p.tr.Unpark(now)
-				}
-			case <-timer.C:
-			case <-e.kill:
-				return ErrKilled
-			case err := <-e.fail:
-				e.fatal = err
-			case <-done:
-				done = nil
-				e.stopping = true
-				e.dropNext(e.cfg.Now())
-				if e.inflight != nil {
-					e.log.Info().Int("items", len(e.inflight.batch.Items)).Msg("shutting down: waiting for the batch in flight")
-					graceTimer = time.After(e.cfg.FlushGrace)
-				}
-			case <-graceTimer:
-				e.log.Warn().Msg("shutting down: the batch in flight did not end in time; aborting it")
-				cancelFlush()
-				graceTimer = nil
-			}
-		}
-		if e.fatal != nil {
-			return e.fatal
-		}
-		if e.stopping && e.inflight == nil {
-			return nil
-		}
-		now := e.cfg.Now()
-		e.tick(now)
-		wake := e.wake(now)
-		timer.Reset(max(wake.Sub(now), 0))
-	}
-}
-
-// handle applies one event.
-func (e *Engine) handle(ev any) {
-	now := e.cfg.Now()
-	switch ev := ev.(type) {
-	case evRecords:
-		e.onRecords(ev.fetches, now)
-	case evAssign:
-		e.onAssign(ev, now)
-	case evRevoke:
-		e.onRevoke(ev, now)
-	case evHWM:
-		e.onHWM(ev, now)
-	case evScan:
-		e.onScan(ev, now)
-	case evReadBack:
-		e.onReadBack(ev, now)
-	case evFind:
-		e.onFind(ev)
-	case evFatal:
-		e.fatal = ev.err
-	}
-}
-
-// tick does what is due now: window moves, reports, progress logs, a new
-// batch.
-func (e *Engine) tick(now time.Time) {
-	for _, p := range e.order {
-		e.housekeep(p, now)
-	}
-	if !e.stopping {
-		e.maybeFlush(now)
-	}
-	if e.snapDue || now.Sub(e.snapAt) >= snapEvery {
-		e.snapshot(now)
-	}
-}
-
-// snapEvery is how often, at most, the status snapshot is taken for
-// changed counts alone.
-const snapEvery = 250 * time.Millisecond
-
-// wake returns when the loop must next wake up by itself.
-func (e *Engine) wake(now time.Time) time.Time {
-	w := now.Add(time.Minute)
-	if e.snapStale {
-		w = minTime(w, e.snapAt.Add(snapEvery))
-	}
-	for _, p := range e.order {
-		w = minTime(w, p.lastReport.Add(e.cfg.StateInterval))
-		// The last input may have changed the tracker's wake-up (a
-		// parked item put back): ask it now.
-		rd := e.ready(p, now, 0)
-		if !rd.Loaded {
-			w = minTime(w, p.progressAt.Add(progressEvery))
-			continue
-		}
-		w = minTime(w, rd.Window)
-		if e.inflight == nil && !e.stopping {
-			// With a batch in flight, its end wakes the loop.
-			w = minTime(w, maxTime(rd.Wake, e.retryAt))
-		}
-	}
-	return w
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // shutdown publishes stopped reports, closes the consumer and leaves the

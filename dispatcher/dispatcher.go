@@ -2,6 +2,12 @@
 // leaves: target messages, tombstones, audit log records and re-appended
 // copies. It writes one batch at a time, synchronously.
 //
+// An Item is what a tracker handed out (its record decoded) plus what the
+// dispatcher and its caller make of it: the parsed envelope and target
+// partition, a rejection in place of a dispatch (Reject), and whether it
+// was written (Done). The tracker's part is never changed here; the
+// outcome goes back to the tracker as Item.Result.
+//
 // With exactly-once on, a batch is one transaction that also commits the
 // consumer group offsets of every schedules partition it touches, stamped
 // with the group generation: an instance that lost a partition to another
