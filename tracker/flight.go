@@ -3,6 +3,8 @@ package tracker
 import (
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/scheduler-dev/scheduler/envelope"
 )
 
@@ -13,6 +15,7 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 		return out
 	}
 	nowMs := now.UnixMilli()
+	first := len(out)
 	for len(out) < max && len(t.heap) > 0 && t.heap[0].at <= nowMs {
 		e := t.heap[0]
 		it := Item{Offset: e.offset, DueMs: e.due, e: e}
@@ -33,8 +36,6 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 		}
 		t.heapRemove(e)
 		e.state = stateInflight
-		// The entry's own record cannot be corrupt: pack wrote it.
-		it.Key, it.Value, it.Headers, _ = unpack(e.data())
 		if first, ok := t.parked[e]; ok {
 			it.ParkedSince = time.UnixMilli(first)
 		}
@@ -47,7 +48,26 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 		}
 		out = append(out, it)
 	}
+	t.decode(out[first:])
 	return out
+}
+
+// decode decodes the records of items handed out, their headers in one
+// allocation for all. The entries' own records cannot be corrupt: pack
+// wrote them.
+func (t *Tracker) decode(items []Item) {
+	if len(items) == 0 {
+		return
+	}
+	n := 0
+	for i := range items {
+		n += packedHeaders(items[i].e.data())
+	}
+	slab := make([]kgo.RecordHeader, 0, n)
+	for i := range items {
+		it := &items[i]
+		it.Key, it.Value, it.Headers, slab, _ = unpackInto(it.e.data(), slab)
+	}
 }
 
 // unecho forgets the echo due registered for an item that was not written.

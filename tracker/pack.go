@@ -150,6 +150,16 @@ func packedKey(p string) (string, bool) {
 // modified (franz-go only reads the bytes of records it produces). Only
 // the header slice is allocated.
 func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
+	key, value, headers, _, err = unpackInto(p, nil)
+	return key, value, headers, err
+}
+
+// unpackInto is unpack with the headers placed in slab where it has room
+// for them, and slab returned with them: the items of one Ready share one
+// allocation, as they share one batch. The headers returned are capped at
+// their length, so that an append to them copies rather than overwrites
+// the next item's.
+func unpackInto(p string, slab []kgo.RecordHeader) (key, value []byte, headers, rest []kgo.RecordHeader, err error) {
 	r := reader{s: p}
 	key = r.bytes()
 	value = r.bytes()
@@ -158,7 +168,10 @@ func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error)
 		r.err = errCorruptPacked
 	}
 	if r.err == nil && n > 0 {
-		headers = make([]kgo.RecordHeader, 0, int(n))
+		if uint64(cap(slab)-len(slab)) < n {
+			slab = make([]kgo.RecordHeader, 0, int(n))
+		}
+		from := len(slab)
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			tag := r.uvarint()
 			var name string
@@ -170,16 +183,30 @@ func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error)
 			default:
 				r.err = errCorruptPacked
 			}
-			headers = append(headers, kgo.RecordHeader{Key: name, Value: r.bytes()})
+			slab = append(slab, kgo.RecordHeader{Key: name, Value: r.bytes()})
 		}
+		headers = slab[from:len(slab):len(slab)]
 	}
 	if r.err == nil && len(r.s) != 0 {
 		r.err = errCorruptPacked
 	}
 	if r.err != nil {
-		return nil, nil, nil, r.err
+		return nil, nil, nil, slab, r.err
 	}
-	return key, value, headers, nil
+	return key, value, headers, slab, nil
+}
+
+// packedHeaders returns how many headers a packed record has, reading no
+// further than their count.
+func packedHeaders(p string) int {
+	r := reader{s: p}
+	r.nullable()
+	r.nullable()
+	n := r.uvarint()
+	if r.err != nil || n > uint64(len(r.s)) {
+		return 0
+	}
+	return int(n)
 }
 
 type reader struct {

@@ -45,6 +45,30 @@ func TestPackRoundTrip(t *testing.T) {
 	require.ErrorIs(t, err, errCorruptPacked)
 }
 
+// TestUnpackIntoShares: records decoded into one slab of headers keep
+// their own; appending to one copies rather than overwrites the next.
+func TestUnpackIntoShares(t *testing.T) {
+	a := pack([]byte("a"), []byte("1"), []kgo.RecordHeader{{Key: "x", Value: []byte("a")}})
+	b := pack([]byte("b"), []byte("2"), []kgo.RecordHeader{{Key: "y", Value: []byte("b")}, {Key: "z"}})
+	require.Equal(t, 1, packedHeaders(a))
+	require.Equal(t, 2, packedHeaders(b))
+	slab := make([]kgo.RecordHeader, 0, 3)
+	_, _, ha, slab, err := unpackInto(a, slab)
+	require.NoError(t, err)
+	_, _, hb, slab, err := unpackInto(b, slab)
+	require.NoError(t, err)
+	require.Len(t, slab, 3)
+	require.Same(t, &slab[1], &hb[0], "one allocation")
+	_ = append(ha, kgo.RecordHeader{Key: "appended"})
+	require.Equal(t, []kgo.RecordHeader{{Key: "y", Value: []byte("b")}, {Key: "z"}}, hb)
+	// No room left: a new slab, the old one untouched.
+	_, _, hc, rest, err := unpackInto(a, slab)
+	require.NoError(t, err)
+	require.Equal(t, ha, hc)
+	require.Len(t, rest, 1)
+	require.Zero(t, packedHeaders("\xff"))
+}
+
 // TestPackNameCodes: the codes pack writes for known header names are the
 // indexes unpack reads them back by.
 func TestPackNameCodes(t *testing.T) {
