@@ -14,51 +14,18 @@ import (
 // way (arena.go), and items leave the tracker decoded (Item.Key, Value,
 // Headers), so no other package reads the encoding.
 
-// knownNames are header names pack stores as a one-byte code: an envelope
-// carries some 130 bytes of them, half of what it holds in memory.
-var knownNames = []string{
-	envelope.HeaderSchemaVersion, envelope.HeaderSourceType, envelope.HeaderTargetEpoch, envelope.HeaderTargetEpochMs,
-	envelope.HeaderTargetTopic, envelope.HeaderTargetPartition, envelope.HeaderTargetKey, envelope.HeaderTargetPartitionKey,
-	envelope.HeaderSourceTopic, envelope.HeaderSourcePartition, envelope.HeaderSourceOffset, envelope.HeaderSourceKey,
-	envelope.HeaderCopyOf,
-}
+// knownNames are the header names of the contract, which pack stores as a
+// one-byte code, their index in envelope.HeaderNames: an envelope carries
+// some 130 bytes of them, half of what it holds in memory.
+var knownNames = envelope.HeaderNames()
 
 // nameTag is how pack writes a header name: 2*code for a known name, or
-// 2*len+1 followed by the name. A switch, not a map: the compiler turns it
-// into comparisons by length, and pack asks twice per header.
+// 2*len+1 followed by the name.
 func nameTag(name string) (tag uint64, literal bool) {
-	var c uint64
-	switch name {
-	case envelope.HeaderSchemaVersion:
-		c = 0
-	case envelope.HeaderSourceType:
-		c = 1
-	case envelope.HeaderTargetEpoch:
-		c = 2
-	case envelope.HeaderTargetEpochMs:
-		c = 3
-	case envelope.HeaderTargetTopic:
-		c = 4
-	case envelope.HeaderTargetPartition:
-		c = 5
-	case envelope.HeaderTargetKey:
-		c = 6
-	case envelope.HeaderTargetPartitionKey:
-		c = 7
-	case envelope.HeaderSourceTopic:
-		c = 8
-	case envelope.HeaderSourcePartition:
-		c = 9
-	case envelope.HeaderSourceOffset:
-		c = 10
-	case envelope.HeaderSourceKey:
-		c = 11
-	case envelope.HeaderCopyOf:
-		c = 12
-	default:
-		return 2*uint64(len(name)) + 1, true
+	if i := envelope.HeaderIndex(name); i >= 0 {
+		return 2 * uint64(i), false
 	}
-	return 2 * c, false
+	return 2*uint64(len(name)) + 1, true
 }
 
 // pack encodes a record's key, value and headers into one immutable string:
