@@ -33,18 +33,21 @@ func (t *Tracker) wantBack(id ident, offset int64) {
 }
 
 // popCopy forgets the echo of our copy of the version at from.
-func (t *Tracker) popCopy(key string, from int64) {
-	echoes := t.copies[key]
-	for i, f := range echoes {
-		if f == from {
-			echoes = append(echoes[:i], echoes[i+1:]...)
+func (t *Tracker) popCopy(key string, from int64) { dropEcho(t.copies, key, from) }
+
+// dropEcho forgets one echo of key, offset off, in tombs or copies.
+func dropEcho(echoes map[string][]int64, key string, off int64) {
+	offs := echoes[key]
+	for i, o := range offs {
+		if o == off {
+			offs = append(offs[:i], offs[i+1:]...)
 			break
 		}
 	}
-	if len(echoes) == 0 {
-		delete(t.copies, key)
+	if len(offs) == 0 {
+		delete(echoes, key)
 	} else {
-		t.copies[key] = echoes
+		echoes[key] = offs
 	}
 }
 

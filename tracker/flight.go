@@ -80,18 +80,7 @@ func (t *Tracker) unecho(it *Item) {
 		t.popCopy(k, it.Offset)
 		return
 	}
-	offs := t.tombs[k]
-	for i, o := range offs {
-		if o == it.Offset {
-			offs = append(offs[:i], offs[i+1:]...)
-			break
-		}
-	}
-	if len(offs) == 0 {
-		delete(t.tombs, k)
-	} else {
-		t.tombs[k] = offs
-	}
+	dropEcho(t.tombs, k, it.Offset)
 }
 
 // Outcome is what became of an item Ready handed out.
