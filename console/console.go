@@ -62,7 +62,7 @@ type Engine interface {
 
 // Defaults of Config.
 const (
-	DefaultStateInterval = 5 * time.Second
+	DefaultStateInterval = consumer.DefaultStateInterval // the service's own
 	DefaultLookupTimeout = 10 * time.Second
 	DefaultRefresh       = 5 * time.Second
 	DefaultSampleEvery   = 10 * time.Second

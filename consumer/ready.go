@@ -6,22 +6,19 @@ import (
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
-// warmAhead is how far ahead of its due time a schedule's target topic
-// metadata is fetched (tracker.Config.WarmAhead).
-const warmAhead = 5 * time.Minute
-
 // maxWarmed bounds the topics warm remembers warming.
 const maxWarmed = 1024
 
 // trackerConfig is the configuration of every partition's tracker: the
 // allow-list of target topics (SPEC 5), with the service's own topics,
-// which are never targets.
+// which are never targets. WarmAhead is left to the tracker's default
+// (tracker.DefaultWarmAhead).
 func (e *Engine) trackerConfig() tracker.Config {
 	own := make([]string, 0, len(e.own))
 	for t := range e.own {
 		own = append(own, t)
 	}
-	return tracker.Config{Lead: e.cfg.Lead, AllowTarget: e.cfg.AllowTarget, OwnTopics: own, WarmAhead: warmAhead}
+	return tracker.Config{Lead: e.cfg.Lead, AllowTarget: e.cfg.AllowTarget, OwnTopics: own}
 }
 
 // ready takes a partition's Ready and does everything it asks but writing
