@@ -120,12 +120,7 @@ func (f *Finder) scan(ctx context.Context, topic string, p int32, fromMilli int6
 	if start >= end {
 		return nil, false, nil
 	}
-	cl, err := kgo.NewClient(append(slices.Clone(f.cfg.Opts),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(start)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(250*time.Millisecond),
-	)...)
+	cl, err := f.reader(topic, p, start)
 	if err != nil {
 		return nil, false, fmt.Errorf("creating a reader: %w", err)
 	}
@@ -173,12 +168,7 @@ func (f *Finder) readOne(ctx context.Context, topic string, p int32, offset int6
 	if e, ok := ends.Lookup(topic, p); !ok || e.Offset <= offset {
 		return nil, nil
 	}
-	cl, err := kgo.NewClient(append(slices.Clone(f.cfg.Opts),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(250*time.Millisecond),
-	)...)
+	cl, err := f.reader(topic, p, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -201,4 +191,16 @@ func (f *Finder) readOne(ctx context.Context, topic string, p int32, offset int6
 			return rec, nil
 		}
 	}
+}
+
+// reader is a short-lived client reading one partition from offset, as
+// the service reads it: committed records only, control records kept so
+// that positions advance past them.
+func (f *Finder) reader(topic string, p int32, offset int64) (*kgo.Client, error) {
+	return kgo.NewClient(append(slices.Clone(f.cfg.Opts),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(offset)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(250*time.Millisecond),
+	)...)
 }
