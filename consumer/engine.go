@@ -9,7 +9,8 @@
 // the next day, warms targets) and hands its items to the batch being
 // formed (flush.go). The dispatcher writes the batch; each item's outcome
 // goes back to its tracker as a tracker.Result (Advance). Files: engine.go
-// (the Engine's life), config.go, loop.go (events and the timer),
+// (the Engine's life), config.go, group.go (the poller and the group's
+// assignment and revocation callbacks), loop.go (events and the timer),
 // partition.go (assignment, revocation, syncing after a failed batch),
 // flush.go (batches), scan.go (re-reading partitions), report.go and
 // metrics.go (state reports, status, metrics), find.go (lookups).

@@ -20,6 +20,14 @@
 // at once without it; any other failure aborts the batch and is returned,
 // after the transaction has been ended, so the caller can read the log to
 // learn what, if anything, the batch wrote.
+//
+// Files: dispatcher.go (Config, Flush), item.go (Item), transaction.go (the
+// exactly-once batch: offsets first, then the records, then the commit),
+// produce.go (an item's records, producing them, reading refusals, and the
+// at-least-once batch), targets.go (Targets, the target topics' metadata
+// the caller resolves items with), partition.go (TargetPartition),
+// retry.go (backoff), hooks.go (test hooks). The records themselves are
+// built by internal/record.
 package dispatcher
 
 import (

@@ -1,4 +1,4 @@
-// Package state owns the state report a dispatcher publishes, per schedules
+// Package state owns the state report the service publishes, per schedules
 // partition, to the compacted states topic (SPEC section 3.6): the lifecycle
 // of a partition (stopped, loading, loaded), the report itself, and its wire
 // form, zlib-deflated JSON.

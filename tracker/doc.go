@@ -12,13 +12,11 @@
 //  2. Observe every record of the partition in offset order, control
 //     records included (they advance the position).
 //  3. After any input, and when the timer armed for Ready.Wake fires,
-//     take a Ready and act on all of it:
-//     - Items (none before Loaded): write them in one batch;
-//     - ReadBack: read back each offset and pass the record to Restore;
-//     - ReadDay: read that range again, pass each record to Admit, then
-//     call EndAdmit;
-//     - Warm: fetch the metadata of these target topics;
-//     - Wake: arm one timer for it (Window alone while a batch is in
+//     take a Ready and act on all of it: write its Items (none before
+//     Loaded) in one batch; read back each ReadBack offset and pass the
+//     record to Restore; read the ReadDay range again, pass each record to
+//     Admit, then call EndAdmit; fetch the metadata of the Warm target
+//     topics; arm one timer for Wake (for Window alone while a batch is in
 //     flight and no items can be taken).
 //  4. Report every item back to Advance, in a Result: OutcomeWritten (its
 //     batch committed, perhaps as a rejection the caller made: Reject),
@@ -34,9 +32,11 @@
 // change nothing.
 //
 // The files follow these concerns: tracker.go (New, Observe), index.go
-// (versions by key, held and indexed), echoes.go (the service's own writes
-// read back, below), ready.go and flight.go (items out, outcomes back),
-// window.go (the day window), stats.go (counts), arena.go and pack.go (how
+// (versions by key, held and indexed), targets.go (the allow-list of
+// target topics, Warm), echoes.go (the service's own writes read back,
+// below), ready.go, item.go and flight.go (items out, outcomes back),
+// heap.go (the order items go out in), window.go (the day window),
+// stats.go and find.go (counts and lookups), arena.go and pack.go (how
 // versions are held in memory).
 //
 // # Why the echoes

@@ -6,7 +6,9 @@
 //
 // A component reports each outcome of the work it retries: an error sets
 // its problem, nil clears it. The registry classifies the error once, so
-// every reader names the same cause.
+// every reader names the same cause. explain.go turns a refusal into the
+// hint an operator acts on: the ACL that is missing (NeedGrant), or what a
+// TLS or SASL failure means (Explain).
 package health
 
 import (

@@ -1,6 +1,8 @@
 // Package kclient turns the connection settings every subcommand shares
 // (brokers, TLS, SASL) into franz-go options, so that the service and the
-// CLI tools reach a cluster the same way.
+// CLI tools reach a cluster the same way, and asks the brokers about topics
+// the same way too (FetchTopics, metadata.go: a direct metadata request,
+// never a cached answer).
 package kclient
 
 import (
