@@ -8,7 +8,9 @@
 // # The caller's protocol
 //
 //  1. New, with the offsets the partition is to be loaded from and to, and
-//     the rule for target topics (Config).
+//     the rule for target topics (Config). The end offset is read once
+//     every transaction of an earlier owner has ended, so that every
+//     record an earlier owner wrote lies before it.
 //  2. Observe every record of the partition in offset order, control
 //     records included (they advance the position).
 //  3. After any input, and when the timer armed for Ready.Wake fires,

@@ -80,8 +80,23 @@ type goneAt struct {
 }
 
 // noteGone remembers that a key was left without a live version at offset
-// at (the record that ended it, or the position when a dispatch was acked).
-func (t *Tracker) noteGone(id ident, at int64) {
+// at (the record that ended it, or the position when a dispatch was acked),
+// so that a copy of one of its versions arriving later is found stale.
+//
+// While loading, a copy written by an earlier owner may follow anywhere
+// before the end offset, so every end is remembered for goneWindow offsets.
+// Once loaded, the only copies still to come are ours (New: an earlier
+// owner's records all lie before the end), and each is in t.copies from
+// the moment Due hands it out: an end matters only if copying says one of
+// the key's is on its way. A copy handed out later re-appends a version
+// that lives at that moment, so the key's earlier end cannot judge it.
+// Remembering every end would hold every key dispatched in the last 2^20
+// offsets, which grows with the rate: at 2 000 schedules a second it grew
+// for half an hour, to over a hundred megabytes.
+func (t *Tracker) noteGone(id ident, copying bool, at int64) {
+	if t.loaded && !copying {
+		return
+	}
 	t.gone[id] = at
 	t.goneQ = append(t.goneQ, goneAt{at: at, id: id})
 }
@@ -174,7 +189,7 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 				t.count(prev)
 			}
 		}
-		t.noteGone(id, at)
+		t.noteGone(id, len(t.copies[string(key)]) > 0, at)
 		t.forget(prev)
 	case prev != nil:
 		t.shadow(prev, nowMs)
@@ -182,7 +197,7 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 		if v, ok := t.future[id]; ok {
 			if int64(v>>24) == names {
 				t.dropFuture(id)
-				t.noteGone(id, at)
+				t.noteGone(id, len(t.copies[string(key)]) > 0, at)
 			} else {
 				t.wantBack(id, int64(v>>24))
 			}

@@ -200,8 +200,10 @@ func (t *Tracker) ack(r *Result) {
 		e.flags &^= flagReappend | flagShadowed
 		return
 	}
-	if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
-		t.noteGone(t.identString(k), t.pos)
+	// Only a copy on its way needs the end (noteGone): without one, the
+	// key is not hashed again for nothing.
+	if k, ok := e.key(); ok && e.flags&flagDetached == 0 && len(t.copies[k]) > 0 {
+		t.noteGone(t.identString(k), true, t.pos)
 	}
 	t.forget(e)
 }

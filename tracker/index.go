@@ -209,7 +209,7 @@ func (t *Tracker) cancel(key []byte, at int64) {
 	} else {
 		t.dropFuture(id)
 	}
-	t.noteGone(id, at)
+	t.noteGone(id, len(t.copies[string(key)]) > 0, at)
 }
 
 func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {

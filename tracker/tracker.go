@@ -23,10 +23,13 @@ const (
 	// offset is held in memory whatever its day.
 	maxIndexedOffset = 1<<40 - 1
 
-	// goneWindow is how many offsets the end of a key is remembered for,
-	// to recognise a later copy of its version as stale. The version a
-	// copy re-appends raced with a dispatch, so it is recent, and the copy
-	// is written within one flush of reading the tombstone that shadows it.
+	// goneWindow is how many offsets the end of a key is remembered for
+	// while loading, to recognise a later copy of its version, written by
+	// an earlier owner, as stale. The version a copy re-appends raced with
+	// a dispatch, so it is recent, and the copy is written within one
+	// flush of reading the tombstone that shadows it. Once loaded, only
+	// the ends of keys with a copy of ours still to come are remembered
+	// (see noteGone).
 	goneWindow = 1 << 20
 
 	// maxPresize bounds how many versions New makes room for up front.
@@ -92,6 +95,8 @@ type Tracker struct {
 	// gone remembers, for goneWindow offsets, keys left without a live
 	// version (cancelled, dispatched, rejected), by ident: the offset where
 	// that happened. goneQ[goneHead:] is the order to forget them in.
+	// Once loaded it holds only keys that had a copy of ours on its way
+	// when they ended (noteGone).
 	gone     map[ident]int64
 	goneQ    []goneAt
 	goneHead int
@@ -128,7 +133,9 @@ type Tracker struct {
 }
 
 // New returns the tracker of a partition to be read from offset start up to
-// end, the end offset (last stable offset) captured when it was assigned.
+// end, the end offset (last stable offset) captured when it was assigned,
+// once every transaction of an earlier owner had ended: every record an
+// earlier owner wrote lies before end.
 func New(cfg Config, start, end int64, now time.Time) *Tracker {
 	if cfg.Lead <= 0 {
 		cfg.Lead = DefaultLead
@@ -229,5 +236,9 @@ func (t *Tracker) pass(offset int64) {
 
 func (t *Tracker) finishLoading() {
 	t.loaded = true
+	// No copy of an earlier owner can follow (noteGone): the ends seen
+	// while loading are of no further use. A new map, because clear keeps
+	// the old one's memory.
+	t.gone, t.goneQ, t.goneHead = make(map[ident]int64), nil, 0
 	t.heapify()
 }

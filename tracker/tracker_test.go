@@ -469,3 +469,60 @@ func TestRefusedDispatchCountedAsRejected(t *testing.T) {
 	require.Equal(t, int64(1), st.Dispatched)
 	require.Zero(t, st.Held)
 }
+
+// TestEndedKeysAreForgottenOnceNoCopyCanFollow streams keys through a
+// loaded tracker, as a busy partition does: each batch of schedules is
+// dispatched and its tombstones read back, and some keys are cancelled
+// before they are due. The end of a key is remembered only to judge a copy
+// of one of its versions, and once loaded the only copies to come are the
+// tracker's own: with none on its way, nothing is remembered, however many
+// keys have ended (rather than every key of the last 2^20 offsets). With a
+// copy on its way, the end is remembered (TestCopyOvertakenByCancelIsTombstoned).
+func TestEndedKeysAreForgottenOnceNoCopyCanFollow(t *testing.T) {
+	const batches, batch = 200, 500
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	var out []Item
+	for b := range batches {
+		for i := range batch {
+			k := "k" + strconv.Itoa(b*batch+i)
+			observe(tr, t0, f.sched(k, t0, k))
+			if i%10 == 0 {
+				later := "later-" + k
+				observe(tr, t0, f.sched(later, t0.Add(time.Hour), later), f.cancel(later))
+			}
+		}
+		out = take(tr, t0, batch, out[:0])
+		require.Len(t, out, batch)
+		ack(tr, out)
+		for _, it := range out {
+			k := string(it.Key)
+			observe(tr, t0, f.tomb(k, it.Offset))
+		}
+		tr.pass(f.next()) // the transaction's commit marker
+		require.Zero(t, len(tr.gone)+len(tr.goneQ), "batch %d: %d ended keys remembered", b, len(tr.gone))
+	}
+	st := tr.Status()
+	require.EqualValues(t, batches*batch, st.Dispatched)
+	require.Zero(t, st.Held)
+}
+
+// TestLoadingForgetsEndedKeysOnceLoaded: the ends read while loading judge
+// the copies an earlier owner may have written, all of which lie before
+// the end offset; once loaded they are let go.
+func TestLoadingForgetsEndedKeysOnceLoaded(t *testing.T) {
+	var f fixture
+	var recs []*kgo.Record
+	for i := range 1000 {
+		k := "k" + strconv.Itoa(i)
+		v := f.sched(k, t0.Add(-time.Minute), k)
+		recs = append(recs, v, f.tomb(k, v.Offset))
+	}
+	tr := New(Config{}, 0, f.off+1, t0)
+	observe(tr, t0, recs...)
+	require.False(t, tr.Status().Loaded)
+	require.Len(t, tr.gone, 1000, "loading: every end is remembered")
+	tr.pass(f.next())
+	require.True(t, tr.Status().Loaded)
+	require.Zero(t, len(tr.gone)+len(tr.goneQ))
+}
