@@ -34,6 +34,10 @@ const (
 
 	// maxPresize bounds how many versions New makes room for up front.
 	maxPresize = 1 << 22
+
+	// minHeapRoom is the room for versions below which the heap is not
+	// shrunk once loaded.
+	minHeapRoom = 1 << 10
 )
 
 // Config configures a Tracker.
@@ -240,5 +244,11 @@ func (t *Tracker) finishLoading() {
 	// while loading are of no further use. A new map, because clear keeps
 	// the old one's memory.
 	t.gone, t.goneQ, t.goneHead = make(map[ident]int64), nil, 0
+	// New sized the heap for every record to load, and most of them
+	// (tombstones, cancels, older versions, later days) left nothing to
+	// hold: keep room for what is held, not for the partition's history.
+	if c := cap(t.heap); c > minHeapRoom && c > 4*len(t.heap) {
+		t.heap = append(make([]*entry, 0, max(2*len(t.heap), minHeapRoom)), t.heap...)
+	}
 	t.heapify()
 }

@@ -525,4 +525,5 @@ func TestLoadingForgetsEndedKeysOnceLoaded(t *testing.T) {
 	tr.pass(f.next())
 	require.True(t, tr.Status().Loaded)
 	require.Zero(t, len(tr.gone)+len(tr.goneQ))
+	require.LessOrEqual(t, cap(tr.heap), minHeapRoom, "room kept for 2 000 records that left nothing to hold")
 }
