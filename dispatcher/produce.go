@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -79,11 +80,12 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 // production is a set of records being produced: add starts each one,
 // wait waits for them all and reads their failures.
 type production struct {
-	cl   *kgo.Client
-	mu   sync.Mutex
-	errs []error
-	who  []produced
-	recs []*kgo.Record
+	cl    *kgo.Client
+	mu    sync.Mutex
+	errs  []error
+	who   []produced
+	recs  []*kgo.Record
+	acked atomic.Int64 // records the broker acknowledged
 }
 
 // produce starts a production of about n records.
@@ -101,11 +103,13 @@ func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
 	p.errs = append(p.errs, nil)
 	p.mu.Unlock()
 	p.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
-		if perr != nil {
-			p.mu.Lock()
-			p.errs[i] = perr
-			p.mu.Unlock()
+		if perr == nil {
+			p.acked.Add(1)
+			return
 		}
+		p.mu.Lock()
+		p.errs[i] = perr
+		p.mu.Unlock()
 	})
 }
 

@@ -29,9 +29,13 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	// the next owner did not wait for: it pinned the partition's last
 	// stable offset below the tombstones written after it, and an owner
 	// loading meanwhile dispatched those schedules again.
-	if err := d.commitOffsets(fctx, b.Offsets); err != nil {
+	if added, err := d.commitOffsets(fctx, b.Offsets); err != nil {
 		d.report(err)
-		if aerr := d.abort(ctx); aerr != nil {
+		end := d.abort
+		if added {
+			end = d.endUnknown
+		}
+		if aerr := end(ctx); aerr != nil {
 			return 0, fmt.Errorf("%w (after: %v)", aerr, err)
 		}
 		return 0, err
@@ -58,10 +62,38 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 		err = fmt.Errorf("committing the transaction (outcome unknown): %w", d.txnGrant(err, d.client()))
 	}
 	d.report(err)
-	if aerr := d.abort(ctx); aerr != nil {
+	end := d.abort
+	if prod.acked.Load() == 0 {
+		// No record acknowledged: the client may not know the
+		// transaction is open (see endUnknown).
+		end = d.endUnknown
+	}
+	if aerr := end(ctx); aerr != nil {
 		return 0, fmt.Errorf("%w (after: %v)", aerr, err)
 	}
 	return refused, err
+}
+
+// endUnknown ends a transaction that is open on the broker but that the
+// client may not know of. The group offsets go into a transaction by a
+// request of the dispatcher's own, and the client counts a transaction as
+// begun on the broker only once a record of it is acknowledged: until then
+// its abort ends nothing. Left open, the transaction would hold until its
+// timeout aborted it and bumped the producer epoch, which fences this
+// client for good (every later batch failing with PRODUCER_FENCED), and
+// the next owner of its partitions, whose offset fetch waits for it, would
+// wait that long. A new client fences the old producer id, and the broker
+// aborts the transaction now. If initialising it fails (the broker is
+// away), the batch fails; the new client initialises at its next batch,
+// which aborts the transaction then, or the timeout does, and either way
+// with an epoch the client knows.
+func (d *Dispatcher) endUnknown(ctx context.Context) error {
+	ictx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	defer cancel()
+	if err := d.renew(ictx); err != nil {
+		return fmt.Errorf("ending the transaction with a new producer: %w", err)
+	}
+	return nil
 }
 
 // begin starts a transaction, first ending one a failed attempt left open.
@@ -129,27 +161,38 @@ func (d *Dispatcher) abort(ctx context.Context) error {
 // commitOffsets adds the group's offsets to the open transaction. The
 // member id and generation make the group coordinator refuse the commit,
 // and so abort the batch, once this instance has lost its partitions.
-func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[int32]int64) error {
+// added reports whether the group may have joined the transaction on the
+// broker (AddOffsetsToTxn was sent and not refused).
+func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[int32]int64) (added bool, err error) {
 	if len(offsets) == 0 {
-		return nil
+		return false, nil
 	}
 	cl := d.client()
 	id, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
-		return fmt.Errorf("producer id: %w", err)
+		return false, fmt.Errorf("producer id: %w", err)
 	}
 	add := kmsg.NewPtrAddOffsetsToTxnRequest()
 	add.TransactionalID = txnID(cl)
 	add.ProducerID, add.ProducerEpoch = id, epoch
 	add.Group = d.cfg.Group
+	refused := false
 	if err := retryCode(ctx, func() (int16, error) {
+		refused = false
 		resp, err := add.RequestWith(ctx, cl)
 		if err != nil {
 			return 0, err
 		}
+		refused = resp.ErrorCode != 0
 		return resp.ErrorCode, nil
 	}); err != nil {
-		return fmt.Errorf("adding the group offsets to the transaction: %w", d.txnGrant(err, cl))
+		err = fmt.Errorf("adding the group offsets to the transaction: %w", d.txnGrant(err, cl))
+		if errors.Is(err, kerr.ProducerFenced) {
+			// This client's transactions never end now (see transact):
+			// another producer took the transactional id.
+			err = fmt.Errorf("%w: %w (is another instance running with --instance-id %s?)", ErrFatal, err, d.cfg.InstanceID)
+		}
+		return !refused, err
 	}
 
 	member, gen := d.cfg.GroupMeta()
@@ -158,7 +201,7 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		// generation: it would let an instance that is not (or no
 		// longer) a member dispatch what another owns. Abort instead;
 		// the batch is retried once the instance has rejoined.
-		return fmt.Errorf("adding the group offsets to the transaction: %w", ErrNotMember)
+		return true, fmt.Errorf("adding the group offsets to the transaction: %w", ErrNotMember)
 	}
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
 	req.TransactionalID = add.TransactionalID
@@ -173,7 +216,7 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		t.Topic = topic
 		tid, err := d.topicID(ctx, topic)
 		if err != nil {
-			return err
+			return true, err
 		}
 		t.TopicID = tid
 		for p, off := range parts {
@@ -206,9 +249,9 @@ func (d *Dispatcher) commitOffsets(ctx context.Context, offsets map[string]map[i
 		return 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("committing the group offsets: %w", d.txnGrant(err, cl, topics...))
+		return true, fmt.Errorf("committing the group offsets: %w", d.txnGrant(err, cl, topics...))
 	}
-	return nil
+	return true, nil
 }
 
 func (d *Dispatcher) topicID(ctx context.Context, topic string) ([16]byte, error) {
