@@ -53,7 +53,7 @@ func (l *logBuffer) lines(msg string) []map[string]any {
 
 func withLogs(cfg service.Config) (service.Config, *logBuffer) {
 	lb := &logBuffer{}
-	l := zerolog.New(lb).Level(zerolog.DebugLevel)
+	l := zerolog.New(lb).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	cfg.Logger = &l
 	return cfg, lb
 }

@@ -265,7 +265,7 @@ func TestBinaryGracefulShutdownUnderLoad(t *testing.T) {
 	require.Empty(t, groups["scheduler"].Members, "the instance left the group")
 
 	run()
-	h.waitOnce("orders", n, due, 60*time.Second)
+	h.waitOnce("orders", n, due)
 }
 
 // TestBinaryKilled: SIGKILL mid-dispatch, restart: nothing lost, and a
@@ -285,5 +285,5 @@ func TestBinaryKilled(t *testing.T) {
 		p.stop(t, syscall.SIGKILL, 5*time.Second)
 	}
 	startBin(t, "run", "--brokers", brokers, "--instance-id", "a", "--http-addr", freePort(t))
-	h.waitOnce("orders", n, due, 60*time.Second)
+	h.waitOnce("orders", n, due)
 }

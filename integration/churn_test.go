@@ -73,7 +73,7 @@ func TestZombieIsFenced(t *testing.T) {
 		}
 		return false
 	}, "the zombie never dropped its partition")
-	h.waitOnce("orders", n, due, 60*time.Second)
+	h.waitOnce("orders", n, due)
 }
 
 // TestGroupChurn: three instances start and stop at random, gracefully or by
@@ -93,8 +93,15 @@ func TestGroupChurn(t *testing.T) {
 		stop func()
 	}
 	running := map[string]instance{}
+	type incarnation struct {
+		id   string
+		logs *logBuffer
+	}
+	var launched []incarnation
 	launch := func(id string) {
-		s, cancel := h.start(h.config(id))
+		cfg, logs := withLogs(h.config(id))
+		launched = append(launched, incarnation{id, logs})
+		s, cancel := h.start(cfg)
 		running[id] = instance{s, func() { cancel(); require.NoError(t, s.Wait()) }}
 	}
 	ids := []string{"a", "b", "c"}
@@ -115,8 +122,9 @@ func TestGroupChurn(t *testing.T) {
 		}
 		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
 	}
-	// On a failure, say what each instance still running held: a
-	// partition no one owns, one stuck loading, or a batch failing.
+	// On a failure, say what each instance still running held (a
+	// partition no one owns, one stuck loading, or a batch failing), and
+	// what every instance warned of.
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -125,8 +133,18 @@ func TestGroupChurn(t *testing.T) {
 			st, _ := json.Marshal(in.s.Engine().Status())
 			t.Logf("instance %s at the end: %s", id, st)
 		}
+		for i, in := range launched {
+			n := in.logs.count(func(m map[string]any) bool {
+				if m["level"] == "warn" || m["level"] == "error" {
+					t.Logf("instance %s (start %d): %v %v %v %v", in.id, i, m["time"], m["level"], m["message"], m["error"])
+					return true
+				}
+				return false
+			})
+			t.Logf("instance %s (start %d): %d warnings and errors", in.id, i, n)
+		}
 	})
-	h.waitOnce("orders", n, due, 90*time.Second)
+	h.waitOnce("orders", n, due)
 }
 
 // TestBrokerRestart: the whole broker restarts (its data on disk) while
@@ -158,5 +176,5 @@ func TestBrokerRestart(t *testing.T) {
 	h.cluster = c
 	t.Cleanup(c.Close)
 
-	h.waitOnce("orders", n, due, 60*time.Second)
+	h.waitOnce("orders", n, due)
 }

@@ -50,7 +50,7 @@ func TestCrashAndRestart(t *testing.T) {
 		s.Kill()
 	}
 	h.start(h.config("a"))
-	h.waitOnce("orders", n, due, 60*time.Second)
+	h.waitOnce("orders", n, due)
 }
 
 // TestCrashAtEachPointOfAFlush: the service dies before a batch is
@@ -94,7 +94,7 @@ func TestCrashAtEachPointOfAFlush(t *testing.T) {
 				t.Fatal("the crash point was never reached")
 			}
 			h.start(h.config("a"))
-			h.waitOnce("orders", n, due, 60*time.Second)
+			h.waitOnce("orders", n, due)
 		})
 	}
 }
