@@ -99,7 +99,14 @@ func TestGroupChurn(t *testing.T) {
 	}
 	var launched []incarnation
 	launch := func(id string) {
-		cfg, logs := withLogs(h.config(id))
+		c := h.config(id)
+		// A batch of a thousand schedules must fit in the flush timeout
+		// however slow the machine: at a few percent of a CPU it does not
+		// in the harness's 3 s, and the same batch, failing the same way,
+		// is all an instance does. The timeouts that must exceed the
+		// flush timeout follow it.
+		c.FlushTimeout, c.RebalanceTimeout, c.TransactionTimeout = 10*time.Second, 15*time.Second, 30*time.Second
+		cfg, logs := withLogs(c)
 		launched = append(launched, incarnation{id, logs})
 		s, cancel := h.start(cfg)
 		running[id] = instance{s, func() { cancel(); require.NoError(t, s.Wait()) }}
