@@ -90,6 +90,7 @@ type Engine struct {
 	handed   *inflight // next, until the flusher takes it or the loop retracts it
 	backoff  dispatcher.Backoff
 	retryAt  time.Time
+	shrunk   shrink // the batch size after batches timed out (see flush.go)
 	stopping bool
 	fatal    error
 	fail     chan error     // Fail's error, at most one

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
@@ -64,7 +65,7 @@ func (e *Engine) maybeFlush(now time.Time) {
 		e.launch(in, now)
 		return
 	}
-	if e.next != nil && len(e.next.batch.Items) >= e.cfg.BatchSize {
+	if e.next != nil && len(e.next.batch.Items) >= e.batchSize() {
 		return
 	}
 	if !e.retract() {
@@ -85,19 +86,20 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 	// The items of one call, in one allocation: a batch lives and dies
 	// as a whole.
 	var slab []dispatcher.Item
+	limit := e.batchSize()
 	n := len(e.order)
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
-	for i := 0; i < n && size < e.cfg.BatchSize; i++ {
+	for i := 0; i < n && size < limit; i++ {
 		p := e.order[(first+i)%n]
 		if len(p.waiters) > 0 {
 			continue // being given up: it waits only for its batch to end
 		}
 		// The tracker reuses the slice of its items: they are copied
 		// into the slab.
-		due := e.ready(p, now, e.cfg.BatchSize-size).Items
+		due := e.ready(p, now, limit-size).Items
 		for j := range due {
 			if slab == nil {
-				slab = make([]dispatcher.Item, 0, e.cfg.BatchSize-size)
+				slab = make([]dispatcher.Item, 0, limit-size)
 			}
 			slab = append(slab, dispatcher.Item{
 				Item:      due[j],
@@ -112,7 +114,7 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 				it.Build()
 			}
 			if in == nil {
-				in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, e.cfg.BatchSize)}, parts: map[*partition][]*dispatcher.Item{}}
+				in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, limit)}, parts: map[*partition][]*dispatcher.Item{}}
 			}
 			in.batch.Items = append(in.batch.Items, it)
 			in.parts[p] = append(in.parts[p], it)
@@ -349,12 +351,19 @@ func (e *Engine) onFlushed(f flushed) {
 			lvl = zerolog.DebugLevel
 		}
 		e.log.WithLevel(lvl).Err(res.Err).Int("items", len(f.in.batch.Items)).Dur("retry_in", wait).Msg("batch failed")
+		if n := len(f.in.batch.Items); timedOut(res.Err) && e.shrunk.timedOut(n, e.cfg.BatchSize) {
+			e.log.Warn().Int("items", n).Int("batch_size", e.shrunk.size).
+				Msg("a batch timed out: writing smaller batches until they commit in time")
+		}
 		if errors.Is(res.Err, dispatcher.ErrFatal) {
 			e.fatal = res.Err
 		}
 	} else {
 		e.backoff.Reset()
 		e.retryAt = time.Time{}
+		if e.shrunk.committed(e.cfg.BatchSize) {
+			e.log.Info().Int("batch_size", e.cfg.BatchSize).Msg("batches are back to their full size")
+		}
 	}
 	// The counts changed: the status shows them within snapEvery. Not
 	// at once: with schedules coming due a millisecond apart, batches
@@ -379,4 +388,67 @@ func (e *Engine) account(p *partition, it *dispatcher.Item, at time.Time) {
 	case tracker.OpReappend:
 		m.Reappended.Inc()
 	}
+}
+
+// A batch that times out is retried whole, after the log has settled what
+// it wrote. On a broker or a machine too slow to write --flush-batch-size
+// schedules within --flush-timeout, every retry timed out again and the
+// service stalled for good, with its partitions held. So a timed-out batch
+// halves the size of the next ones, down to one schedule, and the size
+// doubles back after growAfter batches in a row commit: a size that keeps
+// timing out is not tried again at once.
+type shrink struct {
+	size int // 0: the configured size
+	ok   int // batches committed in a row at this size
+}
+
+const growAfter = 8
+
+// batchSize is the most schedules the next batch takes.
+func (e *Engine) batchSize() int {
+	if e.shrunk.size > 0 {
+		return e.shrunk.size
+	}
+	return e.cfg.BatchSize
+}
+
+// timedOut halves the size after a batch of n timed out; it reports
+// whether the size changed.
+func (s *shrink) timedOut(n, full int) bool {
+	s.ok = 0
+	cur := full
+	if s.size > 0 {
+		cur = s.size
+	}
+	next := max(1, min(cur, n)/2)
+	if n <= 1 || next >= cur {
+		return false
+	}
+	s.size = next
+	return true
+}
+
+// committed counts a batch that committed, doubling the size after
+// growAfter in a row; it reports whether the full size is back.
+func (s *shrink) committed(full int) bool {
+	if s.size == 0 {
+		return false
+	}
+	if s.ok++; s.ok < growAfter {
+		return false
+	}
+	s.ok = 0
+	s.size *= 2
+	if s.size >= full {
+		s.size = 0
+		return true
+	}
+	return false
+}
+
+// timedOut reports whether a batch failed for want of time: its write or
+// its commit did not finish within the flush timeout, or the broker
+// answered that its request timed out.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kerr.RequestTimedOut)
 }
