@@ -31,6 +31,9 @@ type Config struct {
 	AllowTarget   []string      // glob patterns; default [DefaultAllowTarget]
 	Lead          time.Duration // tracker.Config.Lead; default tracker.DefaultLead
 
+	CronMinInterval time.Duration // tracker.Config.CronMinInterval; default tracker.DefaultCronMinInterval
+	CronGrace       time.Duration // tracker.Config.CronGrace; default tracker.DefaultCronGrace
+
 	SessionTimeout   time.Duration // default DefaultSessionTimeout
 	RebalanceTimeout time.Duration // default DefaultRebalanceTimeout
 	FlushGrace       time.Duration // how long shutdown waits for the batch in flight; default DefaultFlushGrace

@@ -18,7 +18,8 @@ func (e *Engine) trackerConfig() tracker.Config {
 	for t := range e.own {
 		own = append(own, t)
 	}
-	return tracker.Config{Lead: e.cfg.Lead, AllowTarget: e.cfg.AllowTarget, OwnTopics: own}
+	return tracker.Config{Lead: e.cfg.Lead, AllowTarget: e.cfg.AllowTarget, OwnTopics: own,
+		CronMinInterval: e.cfg.CronMinInterval, CronGrace: e.cfg.CronGrace}
 }
 
 // ready takes a partition's Ready and does everything it asks but writing

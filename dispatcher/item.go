@@ -49,9 +49,30 @@ func (it *Item) Build() {
 	if it.WriteOp() != tracker.OpDispatch {
 		return
 	}
-	it.target = record.Target(&it.Env, it.Headers, it.Source)
-	it.target.Partition = it.TargetPartition
-	it.tomb = record.Tombstone(it.Key, it.Headers, it.Source)
+	it.target, it.tomb = it.buildTarget(), it.buildLast()
+}
+
+// buildTarget builds the target message of a resolved OpDispatch item: for
+// a firing of a recurring schedule, with its time and number (SPEC 10).
+func (it *Item) buildTarget() *kgo.Record {
+	headers := it.Headers
+	if it.Fire.Count > 0 {
+		headers = record.Fired(headers, it.Fire.TimeMs, it.Fire.Count)
+	}
+	target := record.Target(&it.Env, headers, it.Source)
+	target.Partition = it.TargetPartition
+	return target
+}
+
+// buildLast builds the record that ends the item's version, written once
+// the others are: the tombstone, or for a firing of a recurring schedule
+// that is not its last, the next version.
+func (it *Item) buildLast() *kgo.Record {
+	if it.Fire.NextMs != 0 {
+		return record.Next(it.Key, it.Value, it.Headers, it.Source, it.Fire.NextMs, it.Fire.Count) // firings so far
+
+	}
+	return record.Tombstone(it.Key, it.Headers, it.Source)
 }
 
 // WriteOp is what the item's records do: the tracker's Op, or OpReject

@@ -44,9 +44,7 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 		target, tomb := it.target, it.tomb
 		it.target, it.tomb = nil, nil // a record is produced once
 		if target == nil || tomb == nil {
-			target = record.Target(&it.Env, it.Headers, src)
-			target.Partition = it.TargetPartition
-			tomb = record.Tombstone(it.Key, it.Headers, src)
+			target, tomb = it.buildTarget(), it.buildLast()
 		}
 		first = append(first, target)
 		roles = append(roles, roleTarget)
@@ -70,6 +68,12 @@ func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record,
 		roles = append(roles, roleCopy)
 	case tracker.OpTombstone:
 		last = append(last, record.Tombstone(it.Key, it.Headers, src))
+	case tracker.OpSkip:
+		if d.cfg.Logs {
+			first = append(first, record.Skipped(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.Fire.Skipped, d.cfg.LogPayload && !it.omitLog))
+			roles = append(roles, roleLog)
+		}
+		last = append(last, it.buildLast())
 	}
 	for range last {
 		roles = append(roles, roleTombstone)

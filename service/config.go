@@ -82,6 +82,8 @@ type Config struct {
 	FlushTimeout       time.Duration // bound on one batch attempt; default dispatcher.DefaultFlushTimeout
 	TargetWait         time.Duration // how long a missing target topic is waited for before rejecting; default consumer.DefaultTargetWait
 	DayLead            time.Duration // how long before midnight the next day is read into memory; default tracker.DefaultLead
+	CronMinInterval    time.Duration // shortest interval between firings of a recurring schedule; default tracker.DefaultCronMinInterval
+	CronGrace          time.Duration // how late a firing may be before schedule_missed applies; default tracker.DefaultCronGrace
 	// ConfigFaultWait is how long a fault that needs a person
 	// (credentials, certificates, ACLs, missing topics; health.Classify)
 	// is retried while the service starts before it gives up and Run
@@ -154,6 +156,8 @@ func Default() Config {
 		FlushTimeout:       dispatcher.DefaultFlushTimeout,
 		TargetWait:         consumer.DefaultTargetWait,
 		DayLead:            tracker.DefaultLead,
+		CronMinInterval:    tracker.DefaultCronMinInterval,
+		CronGrace:          tracker.DefaultCronGrace,
 		ConfigFaultWait:    DefaultConfigFaultWait,
 	}
 }
@@ -234,6 +238,7 @@ func (c *Config) Validate() error {
 		"--session-timeout": c.SessionTimeout, "--rebalance-timeout": c.RebalanceTimeout,
 		"--transaction-timeout": c.TransactionTimeout, "--flush-timeout": c.FlushTimeout,
 		"--target-wait": c.TargetWait, "--day-lead": c.DayLead, "--config-fault-wait": c.ConfigFaultWait,
+		"--cron-min-interval": c.CronMinInterval, "--cron-grace": c.CronGrace,
 	} {
 		if d <= 0 {
 			return bad("%s: %v must be positive", name, d)

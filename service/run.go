@@ -193,6 +193,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Sets: sets, Group: cfg.Group, InstanceID: cfg.InstanceID, ExactlyOnce: cfg.ExactlyOnce,
 		BatchSize: cfg.FlushBatchSize, StateInterval: cfg.StateInterval, TargetWait: cfg.TargetWait,
 		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget, Lead: cfg.DayLead,
+		CronMinInterval: cfg.CronMinInterval, CronGrace: cfg.CronGrace,
 		SessionTimeout: cfg.SessionTimeout, RebalanceTimeout: cfg.RebalanceTimeout,
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
 		Hooks: cfg.Hooks.Hooks, OnProblem: s.probs.report,

@@ -37,8 +37,9 @@
 // (versions by key, held and indexed), targets.go (the allow-list of
 // target topics, Warm), echoes.go (the service's own writes read back,
 // below), ready.go, item.go and flight.go (items out, outcomes back),
-// heap.go (the order items go out in), window.go (the day window),
-// stats.go and find.go (counts and lookups), arena.go and pack.go (how
+// recur.go (firings of recurring schedules), heap.go (the order items go
+// out in), window.go (the day window), stats.go and find.go (counts and
+// lookups), arena.go and pack.go (how
 // versions are held in memory).
 //
 // # Why the echoes
@@ -66,6 +67,13 @@
 // tombstoned, so that the log itself says so, and a replacement it shadows
 // is re-appended in turn. The rule reads only the log, so a reader after a
 // restart decides as the writer did.
+//
+// A firing of a recurring schedule (recur.go) writes the next version of
+// its key instead of a tombstone, marked like a copy with the offset of the
+// fired version: it is judged by the same rule. The fired version stays in
+// memory, frozen, until the next version is read back and takes over; a
+// cancel or an update read in between ends it, and the next version,
+// stale, is tombstoned (an update it shadows is re-appended).
 //
 // The echoes of writes made before this owner took the partition, or before
 // a restart, are unknown. When such a tombstone or copy shadows a version

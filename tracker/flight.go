@@ -39,16 +39,25 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 		if first, ok := t.parked[e]; ok {
 			it.ParkedSince = time.UnixMilli(first)
 		}
-		if k, ok := e.key(); ok {
-			if it.Op == OpReappend {
-				t.copies[k] = append(t.copies[k], e.offset)
-			} else {
-				t.tombs[k] = append(t.tombs[k], e.offset)
-			}
-		}
+		e.flags &^= flagFiring
 		out = append(out, it)
 	}
 	t.decode(out[first:])
+	// The echo each item expects, once its records are known: a firing
+	// of a recurring schedule writes a next version, not a tombstone.
+	for i := first; i < len(out); i++ {
+		it := &out[i]
+		if it.Op == OpDispatch && isRecurring(it.Headers) {
+			t.plan(it, now)
+		}
+		if k, ok := it.e.key(); ok {
+			if it.writesCopy() {
+				t.copies[k] = append(t.copies[k], it.Offset)
+			} else {
+				t.tombs[k] = append(t.tombs[k], it.Offset)
+			}
+		}
+	}
 	return out
 }
 
@@ -76,7 +85,7 @@ func (t *Tracker) unecho(it *Item) {
 		return
 	}
 	k := string(it.Key)
-	if it.Op == OpReappend {
+	if it.writesCopy() {
 		t.popCopy(k, it.Offset)
 		return
 	}
@@ -192,10 +201,19 @@ func (t *Tracker) ack(r *Result) {
 	case OpReappend:
 		t.reappended++
 	}
+	if it.writesCopy() && r.rejected() {
+		// The caller wrote a rejection and its tombstone instead of the
+		// next version: no copy of ours will come.
+		if k, ok := e.key(); ok {
+			t.popCopy(k, it.Offset)
+		}
+	}
 	if e.flags&flagGone != 0 {
 		return
 	}
-	if it.Op == OpReappend {
+	if it.writesCopy() && !r.rejected() {
+		// A copy, or a firing's next version, is on its way: it takes
+		// over when read back, unless a cancel or an update comes first.
 		e.state = stateFrozen
 		e.flags &^= flagReappend | flagShadowed
 		return

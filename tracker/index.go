@@ -164,6 +164,16 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 			return
 		}
 		// A copy of the live version takes over like any newer version.
+		if prev != nil && prev.flags&flagFiring != 0 {
+			// The next version of a firing of ours: the firing's batch
+			// committed, even if we were told it failed (or have not
+			// been told yet; then its outcome counts it).
+			if prev.state == stateInflight {
+				prev.flags |= flagEchoed
+			} else {
+				t.count(prev)
+			}
+		}
 	}
 	risky := t.atRisk(r.Key)
 	later := env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset

@@ -14,7 +14,9 @@ type Op uint8
 
 const (
 	// OpDispatch: write the target message, a tombstone for the version
-	// and a "dispatched" audit record.
+	// and a "dispatched" audit record; for a firing of a recurring
+	// schedule (Fire), the next version in place of the tombstone unless
+	// it is the last.
 	OpDispatch Op = iota + 1
 	// OpReject: write a "rejected" audit record with Err and a tombstone
 	// for the version (no tombstone when the record has no key).
@@ -25,6 +27,11 @@ const (
 	// OpTombstone: write a tombstone for a copy of ours that arrived after
 	// its key was cancelled.
 	OpTombstone
+	// OpSkip: a recurring schedule's firings were missed and its
+	// schedule_missed says skip: write a "skipped" audit record with
+	// Fire.Skipped, and the next version (Fire.NextMs) or, if none, a
+	// tombstone. No target message.
+	OpSkip
 )
 
 func (o Op) String() string {
@@ -37,6 +44,8 @@ func (o Op) String() string {
 		return "reappend"
 	case OpTombstone:
 		return "tombstone"
+	case OpSkip:
+		return "skip"
 	}
 	return "unknown"
 }
@@ -50,6 +59,10 @@ type Item struct {
 	Offset int64           // offset of the version acted upon
 	DueMs  int64           // its due time, Unix milliseconds
 	Err    *envelope.Error // OpReject: why
+
+	// Fire is set for an OpDispatch or OpSkip of a recurring schedule:
+	// what its firing writes (Recurring reports whether it is one).
+	Fire Firing
 
 	Key, Value []byte // of the version's record; Key is nil for a record without one
 	Headers    []kgo.RecordHeader
@@ -83,6 +96,7 @@ const (
 	flagGone                        // no longer tracked
 	flagCounted                     // counted as dispatched or rejected
 	flagEchoed                      // our tombstone of it was read while its batch was in flight
+	flagFiring                      // handed out as a firing of a recurring schedule
 )
 
 // entry is one version held in memory: these fields, followed by the

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cron"
 	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
@@ -59,6 +60,17 @@ type Config struct {
 	// WarmAhead: a schedule read due sooner than this after now has its
 	// target topic listed in Ready.Warm. Default DefaultWarmAhead.
 	WarmAhead time.Duration
+
+	// CronMinInterval is the shortest interval between two firings of a
+	// recurring schedule (SPEC 10, --cron-min-interval); an expression
+	// that fires more often is rejected as bad_cron. Default
+	// DefaultCronMinInterval.
+	CronMinInterval time.Duration
+
+	// CronGrace is how late a firing may be and still fire as usual;
+	// a later one follows its schedule_missed (SPEC 10, --cron-grace).
+	// Default DefaultCronGrace.
+	CronGrace time.Duration
 
 	// Tests make chunks small and tidying eager, to move entries often,
 	// and replace the key hash to make keys collide. The check half of an
@@ -127,6 +139,9 @@ type Tracker struct {
 	warm      map[string]struct{} // targets to warm, for the next Ready
 	out       []Item              // Ready.Items, reused
 
+	minInterval, grace time.Duration            // Config.CronMinInterval, CronGrace
+	crons              map[string]cron.Schedule // parsed expressions, by expression and zone
+
 	start, end, pos int64
 	loaded          bool
 	syncing         bool
@@ -169,6 +184,9 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		own:         make(map[string]bool, len(cfg.OwnTopics)),
 		warmAhead:   cmp.Or(cfg.WarmAhead, DefaultWarmAhead).Milliseconds(),
 		warm:        make(map[string]struct{}),
+		minInterval: cmp.Or(cfg.CronMinInterval, DefaultCronMinInterval),
+		grace:       cmp.Or(cfg.CronGrace, DefaultCronGrace),
+		crons:       make(map[string]cron.Schedule),
 	}
 	for _, topic := range cfg.OwnTopics {
 		t.own[topic] = true
@@ -197,6 +215,12 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 				if ee := t.checkTarget(&env, now.UnixMilli()); ee != nil {
 					t.invalid(r, ee, now)
 					break
+				}
+				if env.Recur != nil {
+					if ee := t.checkRecur(&env); ee != nil {
+						t.invalid(r, ee, now)
+						break
+					}
 				}
 				t.schedule(r, &env, now)
 			case envelope.KindCancel:

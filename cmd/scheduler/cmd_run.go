@@ -57,6 +57,8 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Duration(&cfg.TargetWait, "target-wait", "how long a missing target topic is waited for before the schedule is rejected")
 	f.Duration(&cfg.ConfigFaultWait, "config-fault-wait", "how long a fault that needs a person (credentials, certificates, ACLs, missing topics) is retried at start before the service exits 1; other faults are retried while they last")
 	f.Duration(&cfg.DayLead, "day-lead", "how long before a UTC midnight the next day's schedules are read into memory")
+	f.Duration(&cfg.CronMinInterval, "cron-min-interval", "shortest interval between two firings of a recurring schedule; a more frequent expression is rejected (bad_cron)")
+	f.Duration(&cfg.CronGrace, "cron-grace", "how late a recurring schedule's firing may be before its schedule_missed applies (one or skip)")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {
 		return cfg, err
 	}

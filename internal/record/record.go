@@ -42,6 +42,7 @@ var (
 	valTombstone  = []byte(envelope.SourceTombstone)
 	valDispatched = []byte(envelope.LogDispatched)
 	valRejected   = []byte(envelope.LogRejected)
+	valSkipped    = []byte(envelope.LogSkipped)
 	valTrue       = []byte("true")
 )
 
@@ -72,9 +73,15 @@ func Copy(key, value []byte, headers []kgo.RecordHeader, src Source) *kgo.Record
 func Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
 	out := make([]kgo.RecordHeader, 0, len(headers)+targetExtra)
 	for _, h := range headers {
-		if h.Key != envelope.HeaderCopyOf {
-			out = append(out, h)
+		switch h.Key {
+		case envelope.HeaderCopyOf, envelope.HeaderSourceTopic, envelope.HeaderSourcePartition,
+			envelope.HeaderSourceOffset, envelope.HeaderSourceKey:
+			// Ours, and replaced: a next version of a recurring schedule
+			// names the version it succeeds, and a target must name once
+			// the version it was sent for.
+			continue
 		}
+		out = append(out, h)
 	}
 	nums := strconv.AppendInt(make([]byte, 0, 24), int64(src.Partition), 10)
 	pl := len(nums)
@@ -161,14 +168,96 @@ func Rejected(key, value []byte, headers []kgo.RecordHeader, logsTopic string, p
 		kgo.RecordHeader{Key: envelope.HeaderError, Value: []byte(e.Code)},
 		kgo.RecordHeader{Key: envelope.HeaderErrorMessage, Value: []byte(e.Msg)},
 	)
+	return envelopeLog(key, value, out, logsTopic, partition, withPayload)
+}
+
+// envelopeLog builds an audit record about an envelope, with its payload
+// unless withPayload is false (the headers then say so).
+func envelopeLog(key, value []byte, headers []kgo.RecordHeader, logsTopic string, partition int32, withPayload bool) *kgo.Record {
 	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key}
 	if withPayload {
 		r.Value = value
 	} else {
-		out = append(out, kgo.RecordHeader{Key: envelope.HeaderPayloadOmitted, Value: valTrue})
+		headers = append(headers, kgo.RecordHeader{Key: envelope.HeaderPayloadOmitted, Value: valTrue})
 	}
-	r.Headers = out
+	r.Headers = headers
 	return r
+}
+
+// Fired returns the headers of one firing of a recurring schedule (SPEC
+// 10), for its target and audit record: the version's headers with
+// schedule_fire_count set to count and schedule_fire_time, the nominal
+// firing time in Unix milliseconds, added. Target then adds the source.
+func Fired(headers []kgo.RecordHeader, fireMs, count int64) []kgo.RecordHeader {
+	out := make([]kgo.RecordHeader, 0, len(headers)+2)
+	for _, h := range headers {
+		if h.Key != envelope.HeaderFireCount && h.Key != envelope.HeaderFireTime {
+			out = append(out, h)
+		}
+	}
+	nums := strconv.AppendInt(make([]byte, 0, 24), fireMs, 10)
+	fl := len(nums)
+	nums = strconv.AppendInt(nums, count, 10)
+	return append(out,
+		kgo.RecordHeader{Key: envelope.HeaderFireTime, Value: nums[:fl:fl]},
+		kgo.RecordHeader{Key: envelope.HeaderFireCount, Value: nums[fl:]},
+	)
+}
+
+// Next builds the next version of a recurring schedule fired from the
+// version at src (SPEC 10): same key, partition, payload and headers, due
+// at dueMs, with schedule_fire_count set to fireCount. It names the version
+// it succeeds twice: schedule_source_offset, for readers of the contract,
+// and the service's own mark (Copy's), by which the tracker judges it as it
+// judges a copy: read back, it takes over only if that version is still
+// the live one. A producer's record never carries the mark (Target drops
+// it), so a target scheduled again is never taken for a next version.
+func Next(key, value []byte, headers []kgo.RecordHeader, src Source, dueMs, fireCount int64) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(headers)+5)
+	for _, h := range headers {
+		switch h.Key {
+		case envelope.HeaderTargetEpoch, envelope.HeaderTargetEpochMs, envelope.HeaderFireCount,
+			envelope.HeaderSourceOffset, envelope.HeaderCopyOf, envelope.HeaderFireTime:
+			continue
+		}
+		out = append(out, h)
+	}
+	sec := dueMs / 1000
+	if dueMs%1000 < 0 {
+		sec--
+	}
+	offset := strconv.AppendInt(nil, src.Offset, 10)
+	out = append(out,
+		kgo.RecordHeader{Key: envelope.HeaderTargetEpoch, Value: strconv.AppendInt(nil, sec, 10)},
+		kgo.RecordHeader{Key: envelope.HeaderFireCount, Value: strconv.AppendInt(nil, fireCount, 10)},
+		kgo.RecordHeader{Key: envelope.HeaderSourceOffset, Value: offset},
+		kgo.RecordHeader{Key: envelope.HeaderCopyOf, Value: offset},
+	)
+	if dueMs%1000 != 0 {
+		out = append(out, kgo.RecordHeader{Key: envelope.HeaderTargetEpochMs, Value: strconv.AppendInt(nil, dueMs, 10)})
+	}
+	if value == nil {
+		value = []byte{} // a null value would be a cancel
+	}
+	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Value: value, Headers: out[:len(out):len(out)]}
+}
+
+// Skipped builds the audit record of SPEC 10 for a recurring schedule
+// whose missed firings were skipped (schedule_missed: skip): the
+// envelope's payload (unless withPayload is false) and headers, plus how
+// many firings were skipped.
+func Skipped(key, value []byte, headers []kgo.RecordHeader, logsTopic string, partition int32, skipped int64, withPayload bool) *kgo.Record {
+	out := make([]kgo.RecordHeader, 0, len(headers)+3)
+	for _, h := range headers {
+		if h.Key != envelope.HeaderCopyOf {
+			out = append(out, h)
+		}
+	}
+	out = append(out,
+		kgo.RecordHeader{Key: envelope.HeaderLogEvent, Value: valSkipped},
+		kgo.RecordHeader{Key: envelope.HeaderSkipped, Value: strconv.AppendInt(nil, skipped, 10)},
+	)
+	return envelopeLog(key, value, out, logsTopic, partition, withPayload)
 }
 
 // stringBytes returns the bytes of a topic name for a header value without

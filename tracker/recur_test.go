@@ -1,0 +1,185 @@
+package tracker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
+)
+
+func (f *fixture) recur(key string, rec envelope.Recurrence, after time.Time, payload string) *kgo.Record {
+	r, err := envelope.Recurring("target", rec, after, []byte(payload), envelope.WithKey(key))
+	if err != nil {
+		panic(err)
+	}
+	r.Offset = f.next()
+	return r
+}
+
+// nextOf writes the next version an item's firing asks for, as the
+// dispatcher does.
+func (f *fixture) nextOf(it Item) *kgo.Record {
+	r := record.Next(it.Key, it.Value, it.Headers, record.Source{Offset: it.Offset}, it.Fire.NextMs, it.Fire.Count)
+	r.Offset = f.next()
+	return r
+}
+
+// fire takes the one item due at now, checks it is a firing, acks it and
+// reads back its next version, if any. It returns the firing.
+func fire(t *testing.T, tr *Tracker, f *fixture, now time.Time) Item {
+	t.Helper()
+	items := take(tr, now, 10, nil)
+	require.Len(t, items, 1)
+	it := items[0]
+	require.True(t, it.Recurring())
+	ack(tr, items)
+	if it.Fire.NextMs != 0 {
+		observe(tr, now, f.nextOf(it))
+	}
+	return it
+}
+
+func TestRecurringFiresThenEnds(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s", MaxFires: 3}, t0, "beat"))
+	for i := range 3 {
+		now := t0.Add(time.Duration(i+1) * time.Second)
+		it := fire(t, tr, &f, now)
+		require.Equal(t, OpDispatch, it.Op)
+		require.Equal(t, now.UnixMilli(), it.Fire.TimeMs)
+		require.Equal(t, int64(i+1), it.Fire.Count)
+		if i < 2 {
+			require.Equal(t, now.Add(time.Second).UnixMilli(), it.Fire.NextMs)
+			require.Equal(t, 1, tr.Status().Held, "the next version took over")
+		} else {
+			require.Zero(t, it.Fire.NextMs, "the third firing is the last: a tombstone")
+		}
+	}
+	require.Zero(t, tr.Status().Held)
+	require.Equal(t, int64(3), tr.Status().Dispatched)
+	require.Empty(t, take(tr, t0.Add(time.Hour), 10, nil))
+}
+
+func TestRecurringUntil(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1m", Until: t0.Add(150 * time.Second)}, t0, "x"))
+	require.NotZero(t, fire(t, tr, &f, t0.Add(time.Minute)).Fire.NextMs)
+	require.Zero(t, fire(t, tr, &f, t0.Add(2*time.Minute)).Fire.NextMs, "03:00 is after until")
+	require.Zero(t, tr.Status().Held)
+}
+
+// A cancel read between a firing and its next version ends the
+// recurrence: the next version is stale and tombstoned, as a reader after
+// a restart decides too.
+func TestRecurringCancelBeforeNextVersion(t *testing.T) {
+	var f fixture
+	v1 := f.recur("k", envelope.Recurrence{Cron: "@every 1s"}, t0, "beat")
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, v1)
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	cancel := f.cancel("k")
+	observe(tr, now, cancel)
+	ack(tr, items)
+	next := f.nextOf(items[0])
+	observe(tr, now, next)
+	stale := take(tr, now, 10, nil)
+	require.Equal(t, []string{"tombstone:beat"}, payloads(stale))
+	require.Equal(t, next.Offset, stale[0].Offset)
+	ack(tr, stale)
+	tomb := f.tomb("k", next.Offset)
+	observe(tr, now, tomb)
+	require.Empty(t, take(tr, now.Add(time.Hour), 10, nil), "no further firing")
+
+	// A reader loading the whole log after a restart, and one loading
+	// the log compacted down to the tombstone, decide alike.
+	for _, log := range [][]*kgo.Record{{v1, cancel, next, tomb}, {v1, cancel, next}, {tomb}} {
+		re := New(Config{}, 0, log[len(log)-1].Offset+1, now)
+		observe(re, now, log...)
+		require.True(t, re.Status().Loaded)
+		got := take(re, now.Add(time.Hour), 10, nil)
+		for _, it := range got {
+			require.Equal(t, OpTombstone, it.Op, "only the stale next version is tombstoned")
+		}
+	}
+}
+
+// An update read between a firing and its next version wins: the next
+// version is tombstoned and the update re-appended, then it fires.
+func TestRecurringUpdateBeforeNextVersion(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s"}, t0, "old"))
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	observe(tr, now, f.recur("k", envelope.Recurrence{Cron: "@every 1m"}, now, "new"))
+	ack(tr, items)
+	observe(tr, now, f.nextOf(items[0]))
+	fix := take(tr, now, 10, nil)
+	require.Equal(t, []string{"tombstone:old", "reappend:new"}, payloads(fix))
+	ack(tr, fix)
+	observe(tr, now, f.tomb("k", fix[0].Offset), f.copyOf(fix[1]))
+	require.Empty(t, take(tr, now.Add(2*time.Second), 10, nil), "no firing of the old expression")
+	it := fire(t, tr, &f, now.Add(time.Minute))
+	require.Equal(t, "new", string(it.Value))
+}
+
+// The batch of a firing is reported failed but committed: the next
+// version read while syncing takes over and the firing counts once.
+func TestRecurringFailedButCommitted(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s"}, t0, "beat"))
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	nack(tr, items, now)
+	observe(tr, now, f.nextOf(items[0]))
+	tr.EndSync(now)
+	require.Empty(t, take(tr, now, 10, nil), "not fired again")
+	require.Equal(t, int64(1), tr.Status().Dispatched)
+	require.Equal(t, int64(2), fire(t, tr, &f, now.Add(time.Second)).Fire.Count)
+}
+
+func TestRecurringMinInterval(t *testing.T) {
+	var f fixture
+	r, err := envelope.Recurring("target", envelope.Recurrence{Cron: "@every 1s"}, t0, nil, envelope.WithKey("k"))
+	require.NoError(t, err)
+	r.Offset = f.next()
+	tr := New(Config{CronMinInterval: 2 * time.Second}, 0, 0, t0)
+	observe(tr, t0, r)
+	items := take(tr, t0, 10, nil)
+	require.Len(t, items, 1)
+	require.Equal(t, OpReject, items[0].Op)
+	require.Equal(t, envelope.CodeBadCron, items[0].Err.Code)
+}
+
+func TestRecurringMissed(t *testing.T) {
+	for _, missed := range []string{envelope.MissedOne, envelope.MissedSkip} {
+		t.Run(missed, func(t *testing.T) {
+			var f fixture
+			tr := New(Config{}, 0, 0, t0)
+			observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1m", Missed: missed}, t0, "x"))
+			now := t0.Add(5*time.Minute + 30*time.Second) // 5 firings missed
+			it := fire(t, tr, &f, now)
+			require.Equal(t, t0.Add(6*time.Minute).UnixMilli(), it.Fire.NextMs, "continues on the minute")
+			if missed == envelope.MissedOne {
+				require.Equal(t, OpDispatch, it.Op)
+				require.Equal(t, t0.Add(5*time.Minute).UnixMilli(), it.Fire.TimeMs, "the latest missed time")
+				require.Equal(t, int64(1), it.Fire.Count)
+			} else {
+				require.Equal(t, OpSkip, it.Op)
+				require.Equal(t, int64(5), it.Fire.Skipped)
+				require.Equal(t, int64(0), it.Fire.Count)
+			}
+			after := fire(t, tr, &f, t0.Add(6*time.Minute))
+			require.Equal(t, OpDispatch, after.Op, "then fires on time")
+			require.Equal(t, it.Fire.Count+1, after.Fire.Count, "skipped firings are not counted")
+		})
+	}
+}
