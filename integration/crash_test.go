@@ -53,6 +53,42 @@ func TestCrashAndRestart(t *testing.T) {
 	h.waitOnce("orders", n, due)
 }
 
+// crashAt starts the service, runs produce (if not nil), and kills the
+// service the first time its dispatcher reaches point: that goroutine
+// never goes on, as in a dead process. It returns once the service is
+// dead.
+func (h *harness) crashAt(point string, produce func()) {
+	h.t.Helper()
+	var once sync.Once
+	release := make(chan struct{})
+	h.t.Cleanup(func() { close(release) })
+	crashed := make(chan *service.Service, 1)
+	killed := make(chan struct{})
+	cfg := h.config("a")
+	cfg.Hooks.OnPoint = func(p string) {
+		if p != point {
+			return
+		}
+		once.Do(func() {
+			go func() {
+				(<-crashed).Kill()
+				close(killed)
+			}()
+			<-release // this process is dead: it never goes on
+		})
+	}
+	s, _ := h.start(cfg)
+	crashed <- s
+	if produce != nil {
+		produce()
+	}
+	select {
+	case <-killed:
+	case <-time.After(15 * time.Second):
+		h.t.Fatal("the crash point was never reached")
+	}
+}
+
 // TestCrashAtEachPointOfAFlush: the service dies before a batch is
 // produced, after it is produced but before it commits, and after it
 // commits but before the service learns so. Each time a new instance with
@@ -68,31 +104,7 @@ func TestCrashAtEachPointOfAFlush(t *testing.T) {
 			start := time.Now()
 			due := h.schedules("orders", n, start.Add(1500*time.Millisecond), 10*time.Millisecond)
 
-			var once sync.Once
-			release := make(chan struct{})
-			t.Cleanup(func() { close(release) })
-			crashed := make(chan *service.Service, 1)
-			killed := make(chan struct{})
-			cfg := h.config("a")
-			cfg.Hooks.OnPoint = func(p string) {
-				if p != point {
-					return
-				}
-				once.Do(func() {
-					go func() {
-						(<-crashed).Kill()
-						close(killed)
-					}()
-					<-release // this process is dead: it never goes on
-				})
-			}
-			s, _ := h.start(cfg)
-			crashed <- s
-			select {
-			case <-killed:
-			case <-time.After(15 * time.Second):
-				t.Fatal("the crash point was never reached")
-			}
+			h.crashAt(point, nil)
 			h.start(h.config("a"))
 			h.waitOnce("orders", n, due)
 		})

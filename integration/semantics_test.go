@@ -4,7 +4,6 @@ import (
 	"context"
 	"hash/crc32"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
@@ -108,40 +106,13 @@ func TestUpdateRacingDispatchSurvivesCompaction(t *testing.T) {
 		v2 := b.sched("orders", start.Add(10*time.Second), "v2", envelope.WithKey("k"))
 
 		// Hold the service's transactional write of v1's tombstone at
-		// the broker until a producer has written v2. Produce names
-		// topics by id since v13.
-		md, err := b.adm.Metadata(context.Background(), schedTopic)
-		require.NoError(t, err)
-		schedID := md.Topics[schedTopic].ID
-		var raced atomic.Bool
-		racedDone := make(chan struct{}) // v2 is written, with its offset
-		b.cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-			pr := req.(*kmsg.ProduceRequest)
-			if pr.TransactionID == nil || raced.Load() {
-				return nil, nil, false
-			}
-			for _, tp := range pr.Topics {
-				if tp.Topic == schedTopic || tp.TopicID == schedID {
-					raced.Store(true)
-					b.cluster.SleepControl(func() {
-						defer close(racedDone)
-						cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.Dialer(b.vn.DialContext))
-						if err == nil {
-							_ = cl.ProduceSync(context.Background(), v2).FirstErr()
-							cl.Close()
-						}
-					})
-					b.cluster.DropControl()
-				}
-			}
-			return nil, nil, false
-		})
+		// the broker until a producer has written v2.
+		raced := b.raceOwnWrite(v2)
 		b.produce(v1)
 		targets := b.consume("orders")
 		defer targets.Close()
 		b.sleepUntil(start.Add(3 * time.Second))
-		require.True(t, raced.Load(), "the race was set up")
-		<-racedDone
+		raced()
 		require.Equal(t, []string{"v1"}, values(drain(targets)))
 		require.Greater(t, v2.Offset, v1.Offset)
 
