@@ -254,3 +254,51 @@ func TestRecurringBadInput(t *testing.T) {
 		require.Equal(t, map[string]bool{"good": true, "after": true, "unparsable": true, "too-often": true, "max-fires-0": true, "unknown-zone": true}, tombstoned)
 	})
 }
+
+// TestRecurringMissedFirings: the service is down over five firings of an
+// "@every 1m" schedule. Loaded again, schedule_missed "one" fires once, at
+// once, with the latest missed time, then on the minute; "skip" fires
+// nothing, writes a "skipped" audit record counting five, then fires on
+// the minute.
+func TestRecurringMissedFirings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t, 0)
+		defer b.close()
+		_, stop := b.startOne()
+		start := b.now().Truncate(time.Millisecond)
+		b.produce(
+			b.recurring("orders", "one", envelope.Recurrence{Cron: "@every 1m", Missed: envelope.MissedOne}, "one"),
+			b.recurring("orders", "skip", envelope.Recurrence{Cron: "@every 1m", Missed: envelope.MissedSkip}, "skip"),
+		)
+		b.sleepUntil(start.Add(90 * time.Second))
+		stop() // down over the firings of minutes 2 to 6
+		b.sleepUntil(start.Add(6*time.Minute + 30*time.Second))
+		_, stop = b.start(b.config("a"))
+		defer stop()
+		b.sleepUntil(start.Add(7*time.Minute + 30*time.Second))
+
+		targets := b.consume("orders")
+		defer targets.Close()
+		fired := map[string][]string{}
+		for _, r := range sentBySource(drain(targets)) {
+			at := time.UnixMilli(headerInt(t, r, envelope.HeaderFireTime)).Sub(start)
+			fired[string(r.Key)] = append(fired[string(r.Key)], at.String()+"#"+header(t, r, envelope.HeaderFireCount))
+		}
+		require.Equal(t, map[string][]string{
+			"one":  {"1m0s#1", "6m0s#2", "7m0s#3"},
+			"skip": {"1m0s#1", "7m0s#2"},
+		}, fired)
+
+		audit := b.consume(schedTopic + "_logs")
+		defer audit.Close()
+		var events []string
+		for _, r := range ofKey(drain(audit), "skip") {
+			ev := header(t, r, envelope.HeaderLogEvent)
+			if ev == envelope.LogSkipped {
+				ev += ":" + header(t, r, envelope.HeaderSkipped)
+			}
+			events = append(events, ev)
+		}
+		require.Equal(t, []string{"dispatched", "skipped:5", "dispatched"}, events)
+	})
+}
