@@ -64,6 +64,7 @@ func (e *Engine) report(p *partition, now time.Time) {
 		Daily:      daily,
 		Reloads:    p.reloads,
 		Pending:    int64(st.Held + st.Future),
+		Recurring:  int64(st.Recurring),
 		Dispatched: st.Dispatched,
 		Rejected:   st.Rejected,
 		Lateness:   p.lat.summary(),
@@ -135,6 +136,7 @@ type PartitionStatus struct {
 	Offsets      StatusOffsets    `json:"offsets"`
 	PendingToday int64            `json:"pending_today"`
 	Pending      int64            `json:"pending"`
+	Recurring    int64            `json:"recurring"` // of Pending, how many recur
 	Held         int              `json:"held"`
 	BufferBytes  int              `json:"buffer_bytes"`
 	Dispatched   int64            `json:"dispatched"`
@@ -173,7 +175,7 @@ func (e *Engine) snapshot(now time.Time) {
 		ps := PartitionStatus{
 			Topic: p.tp.topic, Partition: p.tp.partition, State: p.sm.State(), Reason: p.reason,
 			Offsets:      StatusOffsets{Low: p.start, Position: st.Position, End: p.end, Loading: loadFraction(p)},
-			PendingToday: today, Pending: int64(st.Held + st.Future), Held: st.Held, BufferBytes: st.Bytes,
+			PendingToday: today, Pending: int64(st.Held + st.Future), Recurring: int64(st.Recurring), Held: st.Held, BufferBytes: st.Bytes,
 			Dispatched: st.Dispatched, Rejected: st.Rejected, Reappended: st.Reappended, Reloads: p.reloads,
 			LastError: p.lastErr, Lateness: p.lat.summary(), Daily: daily,
 		}

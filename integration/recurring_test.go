@@ -79,7 +79,7 @@ func TestRecurringEverySecond(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBubble(t, 0)
 		defer b.close()
-		_, stop := b.startOne()
+		s, stop := b.startOne()
 		defer stop()
 
 		start := b.now()
@@ -91,6 +91,9 @@ func TestRecurringEverySecond(t *testing.T) {
 		defer targets.Close()
 		sent := drain(targets)
 		require.Len(t, sent, 10)
+		p := s.Engine().Status().Partitions[0]
+		require.Equal(t, int64(1), p.Pending)
+		require.Equal(t, int64(1), p.Recurring, "/status counts the recurring schedule")
 		for i, r := range sent {
 			due := first.Add(time.Duration(i) * time.Second)
 			require.Equal(t, "beat", string(r.Value))
@@ -180,6 +183,7 @@ func TestRecurringEnds(t *testing.T) {
 		}
 		for _, p := range s.Engine().Status().Partitions {
 			require.Zero(t, p.Pending, "nothing left pending")
+			require.Zero(t, p.Recurring)
 		}
 	})
 }

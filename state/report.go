@@ -30,6 +30,7 @@ type Report struct {
 
 	// Extensions. Karafka's reports lack them, so they decode as zero.
 	Pending    int64     `json:"pending"`
+	Recurring  int64     `json:"recurring"` // of Pending, how many recur (SPEC 10)
 	Dispatched int64     `json:"dispatched"`
 	Rejected   int64     `json:"rejected"`
 	Lateness   *Lateness `json:"lateness_ms,omitempty"` // nil until something was dispatched

@@ -47,6 +47,7 @@ func fullReport() *state.Report {
 		Daily:         map[string]int64{"2026-11-23": 4, "2026-11-22": 17, "2026-12-31": 1},
 		Reloads:       3,
 		Pending:       22,
+		Recurring:     3,
 		Dispatched:    1000,
 		Rejected:      2,
 		Lateness:      &state.Lateness{P50: 1.5, P99: 40, P999: 250.25, Max: 1200},
@@ -78,7 +79,7 @@ func TestEncodeDefaults(t *testing.T) {
 	require.Nil(t, in.Daily, "Encode must not modify its argument")
 	require.Equal(t,
 		`{"schema_version":"1.0.0","dispatched_at":0.0,"state":"loading","offsets":{"low":0,"high":0},`+
-			`"daily":{},"started_at":0,"reloads":0,"pending":0,"dispatched":0,"rejected":0,"instance":"","topic":"","partition":0}`,
+			`"daily":{},"started_at":0,"reloads":0,"pending":0,"recurring":0,"dispatched":0,"rejected":0,"instance":"","topic":"","partition":0}`,
 		inflate(t, b))
 
 	out, err := state.Decode(b)
@@ -98,7 +99,7 @@ func TestKeyOrder(t *testing.T) {
 			`"offsets":{"low":10,"high":9876543210},`+
 			`"daily":{"2026-11-22":17,"2026-11-23":4,"2026-12-31":1},`+
 			`"started_at":1795440000,"reloads":3,`+
-			`"pending":22,"dispatched":1000,"rejected":2,`+
+			`"pending":22,"recurring":3,"dispatched":1000,"rejected":2,`+
 			`"lateness_ms":{"p50":1.5,"p99":40,"p999":250.25,"max":1200},`+
 			`"last_error":"target <orders> & co unavailable","instance":"scheduler-7f9c-1",`+
 			`"topic":"scheduled_messages","partition":7}`,

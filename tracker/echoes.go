@@ -237,10 +237,9 @@ func (t *Tracker) maybeDemote(e *entry) {
 		e.due < t.windowEnd || e.offset > maxIndexedOffset {
 		return
 	}
+	recurs := e.flags&flagRecur != 0
 	t.forget(e)
-	day := dayOf(e.due)
-	t.future[t.identString(k)] = uint64(e.offset)<<24 | uint64(day&0xffffff)
-	t.futureDaily[day]++
+	t.index(t.identString(k), e.offset, e.due, recurs)
 }
 
 // Restore takes the record read back for an offset Ready.ReadBack listed: r is
@@ -274,5 +273,5 @@ func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
 	}
 	t.dropFuture(id)
 	nowMs := now.UnixMilli()
-	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend))
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend|recurFlag(&env)))
 }

@@ -115,6 +115,9 @@ func (t *Tracker) forget(e *entry) {
 	}
 	if e.flags&flagTombOp == 0 {
 		t.heldDaily[dayOf(e.due)]--
+		if e.flags&flagRecur != 0 {
+			t.recurHeld--
+		}
 	}
 	if e.flags&flagInvalid != 0 {
 		delete(t.rejects, e)
@@ -139,6 +142,7 @@ func (t *Tracker) dropFuture(id ident) (offset int64, ok bool) {
 		return 0, false
 	}
 	delete(t.future, id)
+	delete(t.futureRecur, id)
 	t.futureDaily[int64(v&0xffffff)]--
 	return int64(v >> 24), true
 }
@@ -149,6 +153,9 @@ func (t *Tracker) hold(h uint64, key []byte, e *entry) {
 	}
 	if e.flags&flagTombOp == 0 {
 		t.heldDaily[dayOf(e.due)]++
+		if e.flags&flagRecur != 0 {
+			t.recurHeld++
+		}
 	}
 	t.push(e)
 }
@@ -188,12 +195,10 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 		if prev != nil {
 			t.forget(prev)
 		}
-		day := dayOf(env.DueMs)
-		t.future[id] = uint64(r.Offset)<<24 | uint64(day&0xffffff)
-		t.futureDaily[day]++
+		t.index(id, r.Offset, env.DueMs, env.Recur != nil)
 		return
 	}
-	e := t.newEntry(r, env.DueMs, env.DueMs, 0)
+	e := t.newEntry(r, env.DueMs, env.DueMs, recurFlag(env))
 	if risky {
 		e.flags |= flagAtRisk
 	}
@@ -208,7 +213,34 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 		t.link(h, r.Key, e)
 	}
 	t.heldDaily[dayOf(e.due)]++
+	if e.flags&flagRecur != 0 {
+		t.recurHeld++
+	}
 	t.push(e)
+}
+
+// index indexes the version at offset, due at dueMs, as its key's latest
+// for a later day.
+func (t *Tracker) index(id ident, offset, dueMs int64, recurs bool) {
+	day := dayOf(dueMs)
+	t.future[id] = uint64(offset)<<24 | uint64(day&0xffffff)
+	t.futureDaily[day]++
+	if recurs {
+		if t.futureRecur == nil {
+			t.futureRecur = make(map[ident]struct{})
+		}
+		t.futureRecur[id] = struct{}{}
+	} else {
+		delete(t.futureRecur, id)
+	}
+}
+
+// recurFlag is flagRecur for a recurring schedule.
+func recurFlag(env *envelope.Envelope) uint16 {
+	if env.Recur != nil {
+		return flagRecur
+	}
+	return 0
 }
 
 func (t *Tracker) cancel(key []byte, at int64) {

@@ -97,6 +97,7 @@ const (
 	flagCounted                     // counted as dispatched or rejected
 	flagEchoed                      // our tombstone of it was read while its batch was in flight
 	flagFiring                      // handed out as a firing of a recurring schedule
+	flagRecur                       // a recurring schedule (counted in Status.Recurring)
 )
 
 // entry is one version held in memory: these fields, followed by the

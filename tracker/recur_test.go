@@ -61,8 +61,30 @@ func TestRecurringFiresThenEnds(t *testing.T) {
 		}
 	}
 	require.Zero(t, tr.Status().Held)
+	require.Zero(t, tr.Status().Recurring)
 	require.Equal(t, int64(3), tr.Status().Dispatched)
 	require.Empty(t, take(tr, t0.Add(time.Hour), 10, nil))
+}
+
+// Status counts recurring versions, held or indexed for a later day, once
+// each, and the day window counts each on the day of its next firing.
+func TestRecurringCounted(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0,
+		f.recur("today", envelope.Recurrence{Cron: "@every 1h"}, t0, "x"),
+		f.recur("later", envelope.Recurrence{Cron: "@every 72h"}, t0, "x"),
+		f.sched("once", t0.Add(2*time.Hour), "x"),
+	)
+	st := tr.Status()
+	require.Equal(t, 2, st.Recurring)
+	require.Equal(t, 1, st.Future, "the 72h one is indexed for its day")
+	require.Equal(t, map[string]int64{"2026-11-22": 2, "2026-11-25": 1}, daily(tr))
+	it := fire(t, tr, &f, t0.Add(time.Hour))
+	require.Equal(t, "today", string(it.Key))
+	require.Equal(t, 2, tr.Status().Recurring, "the next version took over")
+	observe(tr, t0, f.cancel("later"), f.sched("today", t0.Add(3*time.Hour), "now once"))
+	require.Zero(t, tr.Status().Recurring, "cancelled, and replaced by a schedule sent once")
 }
 
 func TestRecurringUntil(t *testing.T) {

@@ -16,6 +16,7 @@ type Status struct {
 	Held         int       // versions in memory, including in flight
 	Bytes        int       // of the memory holding them, free room included
 	Future       int       // versions indexed for later days
+	Recurring    int       // versions, held or indexed, of recurring schedules
 	Dispatched   int64     // counted at their ack or their tombstone, whichever comes first
 	Rejected     int64     // likewise
 	Reappended   int64     // acked re-appends
@@ -29,6 +30,7 @@ func (t *Tracker) Status() Status {
 		Start: t.start, End: t.end, Position: t.pos, Loaded: t.loaded, Syncing: t.syncing,
 		Blocked: t.blocked, BlockedAt: t.blockedAt, WindowEnd: time.UnixMilli(t.windowEnd).UTC(),
 		Held: t.held(), Bytes: t.arena.bytes, Future: len(t.future),
+		Recurring:  int(t.recurHeld) + len(t.futureRecur),
 		Dispatched: t.dispatched, Rejected: t.rejected, Reappended: t.reappended,
 		Wanted: len(t.wanted), ShadowMisses: t.shadowMisses,
 	}

@@ -141,6 +141,8 @@ type Tracker struct {
 
 	minInterval, grace time.Duration            // Config.CronMinInterval, CronGrace
 	crons              map[string]cron.Schedule // parsed expressions, by expression and zone
+	recurHeld          int64                    // held versions with flagRecur
+	futureRecur        map[ident]struct{}       // indexed versions that recur
 
 	start, end, pos int64
 	loaded          bool

@@ -16,6 +16,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cron"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 )
 
@@ -45,7 +46,17 @@ type scheduleOpts struct {
 	headers         headerList
 	payload         optString
 	payloadFile     string
+
+	// A recurring schedule (SPEC 10): --cron instead of --at or --in.
+	cron     optString
+	timezone string
+	until    atValue
+	maxFires optInt
+	missed   string
 }
+
+// shownFires is how many firings schedule --cron prints.
+const shownFires = 3
 
 func scheduleCmd(ctx context.Context, s *stdio, args []string) error {
 	o, err := parseSchedule(args, s.lookupEnv)
@@ -64,15 +75,27 @@ func scheduleCmd(ctx context.Context, s *stdio, args []string) error {
 	if due.After(now.Add(maxAhead)) {
 		return &usageError{cmd: "schedule", err: fmt.Errorf("--at/--in: %s is more than 100 years ahead", due.UTC().Format(time.RFC3339))}
 	}
-	rec, err := envelope.Schedule(o.targetTopic, due, payload, o.envelopeOpts()...)
-	if err != nil {
+	var rec *kgo.Record
+	var fires []time.Time
+	if o.cron.set {
+		r := o.recurrence()
+		if rec, err = envelope.Recurring(o.targetTopic, r, now, payload, o.envelopeOpts()...); err != nil {
+			return &usageError{cmd: "schedule", err: fmt.Errorf("--cron: %w", err)}
+		}
+		env, err := envelope.Parse(rec, now)
+		if err != nil {
+			return &usageError{cmd: "schedule", err: err}
+		}
+		due = env.Due()
+		fires = firings(r, due, shownFires)
+	} else if rec, err = envelope.Schedule(o.targetTopic, due, payload, o.envelopeOpts()...); err != nil {
 		return &usageError{cmd: "schedule", err: err} // parseSchedule checks what Schedule checks; this is a backstop
 	}
 	out, err := produceOne(ctx, &o.conn, placement(o.partitioner, -1, nil), rec, o.timeout)
 	if err != nil {
 		return err
 	}
-	if err := printResult(s.out, o.json, out, &due); err != nil {
+	if err := printResult(s.out, o.json, out, &due, fires...); err != nil {
 		return err
 	}
 	warnMissingTarget(ctx, &o.conn, o.targetTopic, s.err, o.timeout)
@@ -106,7 +129,7 @@ func warnMissingTarget(ctx context.Context, conn *kclient.Conn, topic string, st
 // parseSchedule reads the flags of schedule and refuses every mistake it can
 // see before anything connects.
 func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*scheduleOpts, error) {
-	f := newFlagSet("schedule", "Produce one schedule envelope (SPEC 3.1): deliver the payload to --target-topic at --at, or in --in.\nPrints key=<key> partition=<p> offset=<o> due=<RFC 3339 UTC>.")
+	f := newFlagSet("schedule", "Produce one schedule envelope (SPEC 3.1): deliver the payload to --target-topic at --at, or in --in,\nor at each firing of --cron (SPEC 10).\nPrints key=<key> partition=<p> offset=<o> due=<RFC 3339 UTC>, and with --cron fires=<first three firings>.")
 	o := &scheduleOpts{topic: envelope.DefaultTopic}
 	toolConn(f, &o.conn)
 	f.String(&o.topic, "topic", "schedules topic to write to")
@@ -121,6 +144,11 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 	f.Var(&o.headers, "header", "header name=value delivered with the message; repeatable (commas are part of the value)")
 	f.Var(&o.payload, "payload", "payload to deliver (default: empty); or --payload-file")
 	f.String(&o.payloadFile, "payload-file", "file whose contents are the payload; - reads stdin")
+	f.Var(&o.cron, "cron", "recurring: a cron expression (5 fields, 6 with seconds, @daily, @every 30s) instead of --at or --in; prints the first three firings")
+	f.String(&o.timezone, "timezone", "with --cron: the IANA time zone the expression is read in (default UTC)")
+	f.Var(&o.until, "until", "with --cron: no firing after this time, RFC 3339 or Unix seconds (default: no end)")
+	f.Var(&o.maxFires, "max-fires", "with --cron: end after this many firings (default: no limit)")
+	f.String(&o.missed, "missed", "with --cron: what firings missed while no instance ran do: one (fire once) or skip (default one)")
 	f.Bool(&o.json, "json", "print the result as one JSON object")
 	timeoutFlag(f, &o.timeout)
 	if err := parseCommon(f, args, lookupEnv, common{conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner, topic: &o.topic}); err != nil {
@@ -132,11 +160,21 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 	if err := legalTopics(f, "--target-topic", o.targetTopic); err != nil {
 		return nil, err
 	}
+	recurring := o.timezone != "" || o.until.set || o.maxFires.set || o.missed != ""
 	switch {
+	case o.cron.set && (o.at.set || o.in.set):
+		return nil, f.usageErrf("--cron and --at/--in: give one (a recurring schedule's first firing comes from its expression)")
+	case !o.cron.set && recurring:
+		return nil, f.usageErrf("--timezone, --until, --max-fires and --missed need --cron")
+	case o.cron.set && o.maxFires.set && o.maxFires.v <= 0:
+		return nil, f.usageErrf("--max-fires: %d; want 1 or more (leave it out for no limit)", o.maxFires.v)
+	case o.cron.set && o.missed != "" && o.missed != envelope.MissedOne && o.missed != envelope.MissedSkip:
+		return nil, f.usageErrf("--missed: %q; want %s or %s", o.missed, envelope.MissedOne, envelope.MissedSkip)
+	case o.cron.set:
 	case o.at.set && o.in.set:
 		return nil, f.usageErrf("--at and --in: give one, not both")
 	case !o.at.set && !o.in.set:
-		return nil, f.usageErrf("--at or --in: one is required")
+		return nil, f.usageErrf("--at, --in or --cron: one is required")
 	case o.in.set && o.in.v < 0:
 		return nil, f.usageErrf("--in: %v is negative (an --at in the past is due at once)", o.in.v)
 	case o.targetPartition.set && o.partitionKey.set:
@@ -150,6 +188,42 @@ func parseSchedule(args []string, lookupEnv func(string) (string, bool)) (*sched
 		}
 	}
 	return o, nil
+}
+
+// recurrence is what --cron and its flags ask for.
+func (o *scheduleOpts) recurrence() envelope.Recurrence {
+	r := envelope.Recurrence{Cron: o.cron.v, Timezone: o.timezone, Missed: o.missed}
+	if o.until.set {
+		r.Until = o.until.t
+	}
+	if o.maxFires.set {
+		r.MaxFires = int64(o.maxFires.v)
+	}
+	return r
+}
+
+// firings returns up to n firings of r from first, the first one included,
+// by the rules the service fires with.
+func firings(r envelope.Recurrence, first time.Time, n int) []time.Time {
+	s, err := cron.Parse(r.Cron, r.Timezone)
+	if err != nil {
+		return nil // Recurring accepted it: cannot be
+	}
+	if !r.Until.IsZero() {
+		s = s.Until(time.Unix(r.Until.Unix(), 0))
+	}
+	if r.MaxFires > 0 && int64(n) > r.MaxFires {
+		n = int(r.MaxFires)
+	}
+	out := []time.Time{first}
+	for len(out) < n {
+		next, ok := s.Next(out[len(out)-1])
+		if !ok {
+			break
+		}
+		out = append(out, next)
+	}
+	return out
 }
 
 func (o *scheduleOpts) envelopeOpts() []envelope.ScheduleOpt {
@@ -253,18 +327,23 @@ func (h *headerList) typeName() string { return "name=value" }
 
 // result is the output of schedule and cancel.
 type result struct {
-	Key       string `json:"key"`
-	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Due       string `json:"due,omitempty"`
+	Key       string   `json:"key"`
+	Partition int32    `json:"partition"`
+	Offset    int64    `json:"offset"`
+	Due       string   `json:"due,omitempty"`
+	Fires     []string `json:"fires,omitempty"` // a recurring schedule's first firings
 }
 
 // printResult prints where r was written, as one logfmt line or one JSON
-// object. due is nil for a cancel.
-func printResult(w io.Writer, asJSON bool, r *kgo.Record, due *time.Time) error {
+// object. due is nil for a cancel; fires are a recurring schedule's first
+// firings.
+func printResult(w io.Writer, asJSON bool, r *kgo.Record, due *time.Time, fires ...time.Time) error {
 	res := result{Key: string(r.Key), Partition: r.Partition, Offset: r.Offset}
 	if due != nil {
 		res.Due = due.UTC().Format(dueLayout)
+	}
+	for _, f := range fires {
+		res.Fires = append(res.Fires, f.UTC().Format(dueLayout))
 	}
 	if asJSON {
 		return json.NewEncoder(w).Encode(res)
@@ -272,6 +351,9 @@ func printResult(w io.Writer, asJSON bool, r *kgo.Record, due *time.Time) error 
 	line := fmt.Sprintf("key=%s partition=%d offset=%d", logfmtValue(res.Key), res.Partition, res.Offset)
 	if due != nil {
 		line += " due=" + res.Due
+	}
+	if len(res.Fires) > 0 {
+		line += " fires=" + strings.Join(res.Fires, ",")
 	}
 	_, err := fmt.Fprintln(w, line)
 	return err

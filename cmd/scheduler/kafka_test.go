@@ -177,6 +177,40 @@ func TestSchedule(t *testing.T) {
 		require.Equal(t, "1956528000", header(r, envelope.HeaderTargetEpoch))
 	})
 
+	t.Run("cron", func(t *testing.T) {
+		t.Parallel()
+		// Weekdays at 09:00 in Paris, from a Friday: Monday's firing is
+		// in summer time, after the 2026-03-29 transition.
+		stdout, _ := cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--key", "report",
+			"--cron", "0 9 * * MON-FRI", "--timezone", "Europe/Paris", "--until", "2099-01-01T00:00:00Z",
+			"--max-fires", "10", "--missed", "skip", "--payload", "r")
+		w := parseWritten(t, stdout)
+		require.Equal(t, "report", w.key)
+		f := fields(t, stdout)
+		fires := strings.Split(f["fires"], ",")
+		require.Len(t, fires, 3, "the first three firings")
+		require.Equal(t, w.due, fires[0])
+		r := fetch(t, addr, envelope.DefaultTopic, w.partition, w.offset)
+		env, err := envelope.Parse(r, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, &envelope.Recurrence{Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris",
+			Until: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), MaxFires: 10, Missed: envelope.MissedSkip}, env.Recur)
+		paris, err := time.LoadLocation("Europe/Paris")
+		require.NoError(t, err)
+		for _, s := range fires {
+			at, err := time.Parse(dueLayout, s)
+			require.NoError(t, err)
+			local := at.In(paris)
+			require.Equal(t, 9, local.Hour(), s)
+			require.NotContains(t, []time.Weekday{time.Saturday, time.Sunday}, local.Weekday(), s)
+		}
+
+		stdout, _ = cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--cron", "@every 1h", "--max-fires", "2", "--json")
+		var res map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stdout), &res))
+		require.Len(t, res["fires"], 2, "max fires 2: two firings only")
+	})
+
 	t.Run("payload from stdin", func(t *testing.T) {
 		t.Parallel()
 		payload := "line 1\nline 2\x00\xff"
