@@ -19,12 +19,14 @@
 //     later days, against the envelope's own bytes.
 //   - rollover: the service's clock starts just before a UTC midnight with N
 //     schedules for the next day and a --rate stream due around midnight.
+//   - recurring: --recurring schedules of "@every 1m", their firings spread
+//     over the minute, each fired twice; lateness of every firing.
 //
 // It reaches into the service only through service.Config.Hooks:
 // OnCommitted to see each commit, ClockOffset to place the service's one
 // clock before a midnight. bench.go holds the configuration, the results
 // and what the phases share; load.go, lateness.go (with the rollover) and
-// memory.go hold one phase each; progress.go reports how far a long phase
+// memory.go and recurring.go hold one phase each; progress.go reports how far a long phase
 // is.
 package bench
 
@@ -57,6 +59,7 @@ const (
 	DefaultPartitions   = 5
 	DefaultRate         = 10_000
 	DefaultRateSeconds  = 10
+	DefaultRecurring    = 100_000
 
 	// DefaultProgressEvery is how often long phases report progress.
 	DefaultProgressEvery = 3 * time.Second
@@ -67,14 +70,15 @@ const (
 
 // Phases.
 const (
-	PhaseLoad     = "load" // load and dispatch
-	PhaseLateness = "lateness"
-	PhaseMemory   = "memory"
-	PhaseRollover = "rollover"
+	PhaseLoad      = "load" // load and dispatch
+	PhaseLateness  = "lateness"
+	PhaseMemory    = "memory"
+	PhaseRollover  = "rollover"
+	PhaseRecurring = "recurring"
 )
 
 // AllPhases is every phase, in the order they run.
-var AllPhases = []string{PhaseLoad, PhaseLateness, PhaseMemory, PhaseRollover}
+var AllPhases = []string{PhaseLoad, PhaseLateness, PhaseMemory, PhaseRollover, PhaseRecurring}
 
 // Config is what to measure and where.
 type Config struct {
@@ -86,6 +90,7 @@ type Config struct {
 	Partitions   int          // of each topic; default DefaultPartitions
 	Rate         int          // due schedules per second in the lateness phases; default DefaultRate
 	RateSeconds  int          // length of the lateness phase; default DefaultRateSeconds
+	Recurring    int          // schedules of "@every 1m" in the recurring phase; default DefaultRecurring
 	ExactlyOnce  bool         // as --exactly-once of run; Default sets it, as run does
 	BatchSize    int          // --flush-batch-size; default consumer.DefaultBatchSize
 	Phases       []string     // default AllPhases
@@ -142,6 +147,12 @@ type Result struct {
 	RolloverLatenessP999Ms float64 `json:"rollover_lateness_p999_ms,omitempty"`
 	RolloverLatenessMaxMs  float64 `json:"rollover_lateness_max_ms,omitempty"`
 
+	Recurring               int     `json:"recurring,omitempty"` // schedules of the recurring phase
+	RecurringLatenessP50Ms  float64 `json:"recurring_lateness_p50_ms,omitempty"`
+	RecurringLatenessP99Ms  float64 `json:"recurring_lateness_p99_ms,omitempty"`
+	RecurringLatenessP999Ms float64 `json:"recurring_lateness_p999_ms,omitempty"`
+	RecurringLatenessMaxMs  float64 `json:"recurring_lateness_max_ms,omitempty"`
+
 	// Memory of the whole process (service, clients and an embedded
 	// broker alike): the resident set once every schedule is loaded,
 	// once every one is sent, and its peak over the run.
@@ -183,6 +194,9 @@ func (c *Config) defaults() {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = consumer.DefaultBatchSize
+	}
+	if c.Recurring <= 0 {
+		c.Recurring = DefaultRecurring
 	}
 	if len(c.Phases) == 0 {
 		c.Phases = AllPhases
@@ -266,6 +280,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.memory()
 		case PhaseRollover:
 			err = r.rollover(ctx)
+		case PhaseRecurring:
+			err = r.recurring(ctx)
 		default:
 			err = fmt.Errorf("unknown phase %q", ph)
 		}
@@ -299,6 +315,10 @@ func (r *run) judge() {
 	}
 	if res.RolloverLatenessP99Ms > 0 {
 		res.Targets["rollover lateness p99 <= 100 ms"] = res.RolloverLatenessP99Ms <= 100
+	}
+	if res.RecurringLatenessP99Ms > 0 {
+		// The one-shot target holds for firings too.
+		res.Targets["recurring lateness p99 <= 20 ms"] = res.RecurringLatenessP99Ms <= 20
 	}
 }
 

@@ -101,6 +101,7 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 	f.Int(&c.Partitions, "partitions", "partitions of each topic")
 	f.Int(&c.Rate, "rate", "schedules due per second in the lateness and rollover phases")
 	f.Int(&c.RateSeconds, "rate-seconds", "length of the lateness phase in seconds")
+	f.Int(&c.Recurring, "recurring", "schedules of @every 1m in the recurring phase, each fired twice")
 	f.Bool(&c.ExactlyOnce, "exactly-once", "transactions, as --exactly-once of run")
 	f.Int(&c.BatchSize, "flush-batch-size", "schedules per batch, as --flush-batch-size of run")
 	f.List(&o.phases, "phases", "phases to run, comma-separated: "+strings.Join(bench.AllPhases, ","))
@@ -161,6 +162,9 @@ func printBench(w io.Writer, r *bench.Result) {
 	}
 	if r.RolloverLatenessP99Ms > 0 {
 		row("lateness at midnight", fmt.Sprintf("p50 %.1f ms", r.RolloverLatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms", r.RolloverLatenessP99Ms, r.RolloverLatenessP999Ms, r.RolloverLatenessMaxMs))
+	}
+	if r.RecurringLatenessP99Ms > 0 {
+		row(fmt.Sprintf("lateness of %d recurring", r.Recurring), fmt.Sprintf("p50 %.1f ms", r.RecurringLatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms", r.RecurringLatenessP99Ms, r.RecurringLatenessP999Ms, r.RecurringLatenessMaxMs))
 	}
 	fmt.Fprintln(w)
 	names := make([]string, 0, len(r.Targets))
