@@ -2,6 +2,7 @@ package record
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -141,5 +142,55 @@ func BenchmarkTargetTombstoneLog(b *testing.B) {
 		t := Target(&env, r.Headers, src)
 		_ = Tombstone(r.Key, r.Headers, src)
 		_ = Dispatched(t, "scheduled_messages_logs", 1, r.Key, at, 3, true)
+	}
+}
+
+// A firing's next version parses back as the same recurrence, due at the
+// next firing, one firing further, naming the fired version; when it fires
+// in turn its target names only its own version, and carries the firing.
+func TestNextVersion(t *testing.T) {
+	rec := envelope.Recurrence{Cron: "@every 1500ms", Timezone: "Europe/Paris", MaxFires: 9}
+	v1, err := envelope.Recurring("orders", rec, now, []byte("pay"), envelope.WithKey("k1"), envelope.WithHeader("user", []byte("u")))
+	require.NoError(t, err)
+	src := Source{Topic: "scheduled_messages", Partition: 2, Offset: 17}
+	due := now.Add(3 * time.Second).Add(500 * time.Millisecond)
+
+	next := Next(v1.Key, v1.Value, Fired(v1.Headers, now.UnixMilli(), 1), src, due.UnixMilli(), 1)
+	require.Equal(t, int32(2), next.Partition)
+	require.Equal(t, len(next.Headers), cap(next.Headers), "a header slice of its own")
+	env, err := envelope.Parse(next, now)
+	require.NoError(t, err)
+	require.Equal(t, envelope.KindSchedule, env.Kind)
+	require.Equal(t, due.UnixMilli(), env.DueMs)
+	require.Equal(t, int64(17), env.CopyOf, "judged as a copy of the fired version")
+	rec.FireCount = 1
+	require.Equal(t, &rec, env.Recur)
+	_, hasFireTime := envelope.Header(next.Headers, envelope.HeaderFireTime)
+	require.False(t, hasFireTime, "the firing's time belongs to its target, not to the next version")
+	v, _ := envelope.Header(next.Headers, envelope.HeaderSourceOffset)
+	require.Equal(t, "17", string(v))
+
+	next.Offset = 40
+	target := Target(&env, Fired(next.Headers, due.UnixMilli(), 2), Source{Topic: src.Topic, Partition: 2, Offset: 40})
+	for name, want := range map[string]string{
+		envelope.HeaderSourceOffset: "40", envelope.HeaderFireCount: "2",
+		envelope.HeaderFireTime: strconv.FormatInt(due.UnixMilli(), 10), "user": "u",
+	} {
+		var got []string
+		for _, h := range target.Headers {
+			if h.Key == name {
+				got = append(got, string(h.Value))
+			}
+		}
+		require.Equal(t, []string{want}, got, name)
+	}
+	_, hasMark := envelope.Header(target.Headers, envelope.HeaderCopyOf)
+	require.False(t, hasMark)
+
+	skipped := Skipped(v1.Key, v1.Value, v1.Headers, "logs", 2, 5, false)
+	require.Nil(t, skipped.Value)
+	for name, want := range map[string]string{envelope.HeaderLogEvent: envelope.LogSkipped, envelope.HeaderSkipped: "5", envelope.HeaderPayloadOmitted: "true"} {
+		v, _ := envelope.Header(skipped.Headers, name)
+		require.Equal(t, want, string(v), name)
 	}
 }
