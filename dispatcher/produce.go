@@ -104,18 +104,22 @@ func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
 	p.recs = append(p.recs, r)
 	p.who = append(p.who, w)
 	p.mu.Lock()
-	p.errs = append(p.errs, nil)
+	p.errs = append(p.errs, errUnanswered)
 	p.mu.Unlock()
 	p.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
 		if perr == nil {
 			p.acked.Add(1)
-			return
 		}
 		p.mu.Lock()
 		p.errs[i] = perr
 		p.mu.Unlock()
 	})
 }
+
+// errUnanswered is the outcome of a record whose promise had not run when
+// the wait for it ended (the flush timed out): it may or may not be
+// written, so it counts as failed and is written again.
+var errUnanswered = errors.New("no answer for the record within the flush timeout")
 
 // produceAll produces recs and waits for them. It returns the refusals,
 // turned into rejections, the first other error, and which records failed.
@@ -166,6 +170,15 @@ func (p *production) wait(ctx context.Context) (refused int, failed []bool, err 
 			continue
 		}
 		failed[i] = true
+		if perr == errUnanswered {
+			if other == nil {
+				other = flushErr // the wait ended early
+			}
+			if other == nil {
+				other = perr
+			}
+			continue
+		}
 		w := p.who[i]
 		if code, ok := refusal(w.role, perr); ok {
 			if w.role == roleLog {
@@ -252,12 +265,12 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 	refused, failed, err1 := d.produceAll(fctx, recs, who)
 	if errors.Is(err1, context.DeadlineExceeded) || errors.Is(fctx.Err(), context.DeadlineExceeded) {
 		// Records stuck in the client would go out whenever the broker
-		// recovers, mixed into later batches: drop them with the client.
-		defer func() {
-			if err := d.reset(ctx); err != nil {
-				d.cfg.Logger.Warn().Err(err).Msg("replacing the producer client")
-			}
-		}()
+		// recovers, mixed into later batches: fail them. The client is
+		// kept, with the connections it made: on a machine or broker slow
+		// to connect (TLS, SASL), a new client would start the next
+		// attempt cold and time out again, for ever. Only a client whose
+		// records stay unanswered is dropped.
+		defer d.dropStuck(ctx)
 	}
 	for i, f := range failed {
 		if f {
@@ -297,4 +310,20 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 		return refused, err1
 	}
 	return 0, err2
+}
+
+// dropStuck fails the records left in the producer client by an
+// at-least-once attempt that timed out. Records in flight are waited for,
+// up to the flush timeout (their sequence numbers must be settled); if
+// they stay unanswered, the client is replaced.
+func (d *Dispatcher) dropStuck(ctx context.Context) {
+	actx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
+	err := d.client().AbortBufferedRecords(actx)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	if err := d.reset(ctx); err != nil {
+		d.cfg.Logger.Warn().Err(err).Msg("replacing the producer client")
+	}
 }
