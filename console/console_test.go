@@ -319,6 +319,13 @@ func TestDecide(t *testing.T) {
 			require.Equal(t, "target_not_allowed", r.Error)
 			require.Equal(t, "nope", r.ErrorMessage)
 		}},
+		{"a cancel overtook the service's own next version", history{
+			sched: &found{offset: 11, ts: now.Add(2 * time.Minute), null: true, headers: record.Tombstone([]byte("k"), s.rec.Headers, record.Source{Topic: "s", Partition: 0, Offset: 10}).Headers},
+			log:   dispF, // of offset 7, the version sent before
+		}, StateCancelled, func(t *testing.T, r Result) {
+			require.Equal(t, int64(10), *r.Offset)
+			require.Contains(t, r.Note, "a cancel came first")
+		}},
 		{"compacted away: the audit record tells", history{log: dispF}, StateDispatched, nil},
 		{"tombstoned without an audit record", history{sched: tombF}, StateDispatched, func(t *testing.T, r Result) {
 			require.Contains(t, r.Note, "cannot be told apart")

@@ -47,6 +47,17 @@ func decide(h history, now time.Time) Result {
 			}
 		}
 		res.HeaderNames = headerNames(s.headers)
+		if l != nil && res.Offset != nil && headerString(l.headers, envelope.HeaderLogEvent) == envelope.LogDispatched &&
+			!namesOffset(l.headers, *res.Offset) {
+			// The newest audit record is of an earlier version: the one
+			// this tombstone names was never sent. It was a version of
+			// the service's own (a copy, or a recurring schedule's next
+			// version) that a producer's cancel overtook, and the service
+			// ended it rather than send it.
+			res.State = StateCancelled
+			res.Note = fmt.Sprintf("cancelled: the service ended the version at offset %d unsent, because a cancel came first; the last one sent is in the audit record at offset %d", *res.Offset, l.offset)
+			return res
+		}
 		if l != nil {
 			applyLog(&res, l, now)
 			return res
