@@ -11,6 +11,9 @@
 // array that would rewrite the audit record written with the target, or
 // the schedule's headers that a retry or a rejection builds from again.
 // Header values, on the other hand, may be shared: records only read them.
+//
+// The records of a batch are carved from a Slab (slab.go), a few larger
+// allocations for many records; the guarantee above holds for them too.
 package record
 
 import (
@@ -71,7 +74,13 @@ func Copy(key, value []byte, headers []kgo.RecordHeader, src Source) *kgo.Record
 // Target builds the message of SPEC 3.3 for a parsed schedule whose record
 // carried headers. The caller chooses the partition. headers is only read.
 func Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
-	out := make([]kgo.RecordHeader, 0, len(headers)+targetExtra)
+	return (*Slab)(nil).Target(env, headers, src)
+}
+
+// Target is Target, carved from s.
+func (s *Slab) Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
+	s = s.orOne()
+	out := s.headers(len(headers) + targetExtra)
 	for _, h := range headers {
 		switch h.Key {
 		case envelope.HeaderCopyOf, envelope.HeaderSourceTopic, envelope.HeaderSourcePartition,
@@ -83,16 +92,15 @@ func Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo
 		}
 		out = append(out, h)
 	}
-	nums := strconv.AppendInt(make([]byte, 0, 24), int64(src.Partition), 10)
-	pl := len(nums)
-	nums = strconv.AppendInt(nums, src.Offset, 10)
+	s.roomForInts(2)
 	out = append(out,
 		kgo.RecordHeader{Key: envelope.HeaderSourceTopic, Value: stringBytes(src.Topic)},
-		kgo.RecordHeader{Key: envelope.HeaderSourcePartition, Value: nums[:pl:pl]},
-		kgo.RecordHeader{Key: envelope.HeaderSourceOffset, Value: nums[pl:]},
+		kgo.RecordHeader{Key: envelope.HeaderSourcePartition, Value: s.int(int64(src.Partition))},
+		kgo.RecordHeader{Key: envelope.HeaderSourceOffset, Value: s.int(src.Offset)},
 		kgo.RecordHeader{Key: envelope.HeaderSourceKey, Value: env.Key},
 	)
-	r := &kgo.Record{Topic: env.TargetTopic, Value: env.Value, Headers: out[:len(out):len(out)]}
+	r := s.record()
+	r.Topic, r.Value, r.Headers = env.TargetTopic, env.Value, out[:len(out):len(out)]
 	if env.HasTargetKey {
 		r.Key = env.TargetKey
 	}
@@ -103,9 +111,16 @@ func Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo
 // at src: same partition (never a partitioner's choice), null value, the
 // schedule's headers with the source type and offset replaced.
 func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
-	out := make([]kgo.RecordHeader, 0, len(headers)+2)
+	return (*Slab)(nil).Tombstone(key, headers, src)
+}
+
+// Tombstone is Tombstone, carved from s.
+func (s *Slab) Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
+	s = s.orOne()
+	out := s.headers(len(headers) + 2)
 	var hasType, hasOffset bool
-	offset := strconv.AppendInt(nil, src.Offset, 10)
+	s.roomForInts(1)
+	offset := s.int(src.Offset)
 	for _, h := range headers {
 		switch h.Key {
 		case envelope.HeaderSourceType:
@@ -123,7 +138,9 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 	if !hasOffset {
 		out = append(out, kgo.RecordHeader{Key: envelope.HeaderSourceOffset, Value: offset})
 	}
-	return &kgo.Record{Topic: src.Topic, Partition: src.Partition, Key: key, Headers: out[:len(out):len(out)]}
+	r := s.record()
+	r.Topic, r.Partition, r.Key, r.Headers = src.Topic, src.Partition, key, out[:len(out):len(out)]
+	return r
 }
 
 // Dispatched builds the audit record of SPEC 3.5 for a delivered target: the
@@ -131,26 +148,31 @@ func Tombstone(key []byte, headers []kgo.RecordHeader, src Source) *kgo.Record {
 // was sent and how late. Build it before the target is produced: it copies
 // the target's headers as they are then.
 func Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byte, at time.Time, latenessMs int64, withPayload bool) *kgo.Record {
+	return (*Slab)(nil).Dispatched(target, logsTopic, partition, key, at, latenessMs, withPayload)
+}
+
+// Dispatched is Dispatched, carved from s.
+func (s *Slab) Dispatched(target *kgo.Record, logsTopic string, partition int32, key []byte, at time.Time, latenessMs int64, withPayload bool) *kgo.Record {
+	s = s.orOne()
 	n := len(target.Headers) + dispatchedExtra - 1
 	if !withPayload {
 		n++
 	}
-	out := append(make([]kgo.RecordHeader, 0, n), target.Headers...)
-	nums := strconv.AppendInt(make([]byte, 0, 32), at.UnixMilli(), 10)
-	al := len(nums)
-	nums = strconv.AppendInt(nums, latenessMs, 10)
+	out := append(s.headers(n), target.Headers...)
+	s.roomForInts(2)
 	out = append(out,
 		kgo.RecordHeader{Key: envelope.HeaderLogEvent, Value: valDispatched},
-		kgo.RecordHeader{Key: envelope.HeaderDispatchedAt, Value: nums[:al:al]},
-		kgo.RecordHeader{Key: envelope.HeaderLatenessMs, Value: nums[al:]},
+		kgo.RecordHeader{Key: envelope.HeaderDispatchedAt, Value: s.int(at.UnixMilli())},
+		kgo.RecordHeader{Key: envelope.HeaderLatenessMs, Value: s.int(latenessMs)},
 	)
-	r := &kgo.Record{Topic: logsTopic, Partition: partition, Key: key}
+	r := s.record()
+	r.Topic, r.Partition, r.Key = logsTopic, partition, key
 	if withPayload {
 		r.Value = target.Value
 	} else {
 		out = append(out, kgo.RecordHeader{Key: envelope.HeaderPayloadOmitted, Value: valTrue})
 	}
-	r.Headers = out
+	r.Headers = out[:len(out):len(out)]
 	return r
 }
 

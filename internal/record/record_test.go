@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -78,7 +79,10 @@ func TestServiceRecords(t *testing.T) {
 // TestRecordsOwnHeaders: every record built from a schedule has a header
 // slice of its own with no spare capacity, so that a produce hook editing
 // one record's headers in place, as kotel does (remove by shifting, then
-// append), changes no other record and not the schedule's headers.
+// append), changes no other record and not the schedule's headers: built
+// one allocation each, and carved from one Slab, where their header
+// regions neighbour each other in one chunk. The hook both replaces a
+// header the schedule carries and appends one it does not.
 func TestRecordsOwnHeaders(t *testing.T) {
 	src := Source{Topic: "s", Partition: 1, Offset: 9}
 	base := schedule(t).Headers
@@ -89,46 +93,131 @@ func TestRecordsOwnHeaders(t *testing.T) {
 	env, err := envelope.Parse(sched, now)
 	require.NoError(t, err)
 
-	target := Target(&env, headers, src)
-	log := Dispatched(target, "l", 1, env.Key, now, 0, true)
-	logNoPayload := Dispatched(target, "l", 1, env.Key, now, 0, false)
-	tomb := Tombstone(env.Key, headers, src)
-	cp := Copy(env.Key, env.Value, headers, src)
-	rej := Rejected(env.Key, env.Value, headers, "l", 1, Errorf(envelope.CodeTooLarge, "x"), true)
-	recs := []*kgo.Record{target, log, logNoPayload, tomb, cp, rej}
-	before := make([][]kgo.RecordHeader, len(recs))
-	for i, r := range recs {
-		require.Equal(t, len(r.Headers), cap(r.Headers), "record %d: no spare capacity", i)
-		before[i] = slices.Clone(r.Headers)
-	}
-	// kotel's RecordCarrier.Set on each record in turn.
-	for _, r := range recs {
-		for i := 0; i < len(r.Headers); i++ {
-			if r.Headers[i].Key == "traceparent" {
-				r.Headers = append(r.Headers[:i], r.Headers[i+1:]...)
-				i--
+	for _, tc := range []struct {
+		name string
+		slab *Slab
+	}{
+		{"own allocations", nil},
+		// Carved a chunk's worth already: the next chunks are full
+		// size, and every record below lands in the same ones.
+		{"one slab", &Slab{nRecs: maxChunkRecords, nHdrs: maxChunkHeaders, nDigits: maxChunkDigits}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.slab
+			target := s.Target(&env, headers, src)
+			log := s.Dispatched(target, "l", 1, env.Key, now, 0, true)
+			tomb := s.Tombstone(env.Key, headers, src)
+			target2 := s.Target(&env, headers, Source{Topic: "s", Partition: 1, Offset: 10})
+			logNoPayload := s.Dispatched(target2, "l", 1, env.Key, now, 0, false)
+			tomb2 := s.Tombstone(env.Key, headers, Source{Topic: "s", Partition: 1, Offset: 10})
+			cp := Copy(env.Key, env.Value, headers, src)
+			rej := Rejected(env.Key, env.Value, headers, "l", 1, Errorf(envelope.CodeTooLarge, "x"), true)
+			recs := []*kgo.Record{target, log, tomb, target2, logNoPayload, tomb2, cp, rej}
+			if s != nil {
+				// The carved records neighbour each other in the
+				// slab's chunks: an overrun would reach the next.
+				for i, r := range recs[:6] {
+					require.True(t, within(s.hdrs, r.Headers), "record %d: headers in the slab's chunk", i)
+					require.True(t, within(s.recs, unsafe.Slice(r, 1)), "record %d: in the slab's chunk", i)
+				}
 			}
-		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: "traceparent", Value: []byte("service-span")})
-	}
-	require.Equal(t, want, headers, "the schedule's headers are unchanged")
-	for i, r := range recs {
-		var rest []kgo.RecordHeader
-		for _, h := range before[i] {
-			if h.Key != "traceparent" {
-				rest = append(rest, h)
+			before := make([][]kgo.RecordHeader, len(recs))
+			after := make([][]kgo.RecordHeader, len(recs))
+			for i, r := range recs {
+				require.Equal(t, len(r.Headers), cap(r.Headers), "record %d: no spare capacity", i)
+				before[i] = slices.Clone(r.Headers)
+				after[i] = slices.Clone(r.Headers)
+				for _, h := range hookSets {
+					after[i] = kotelSet(after[i], h)
+				}
 			}
-		}
-		rest = append(rest, kgo.RecordHeader{Key: "traceparent", Value: []byte("service-span")})
-		require.Equal(t, rest, r.Headers, "record %d holds its own edit only", i)
+			// The hook on each record in turn: after each, that record
+			// holds its edit and every other record is as it was, or
+			// holds its own edit only.
+			for j, r := range recs {
+				for _, h := range hookSets {
+					r.Headers = kotelSet(r.Headers, h)
+				}
+				for i, o := range recs {
+					if i <= j {
+						require.Equal(t, after[i], o.Headers, "record %d holds its own edit only, after editing record %d", i, j)
+					} else {
+						require.Equal(t, before[i], o.Headers, "record %d unchanged by editing record %d", i, j)
+					}
+				}
+			}
+			require.Equal(t, want, headers, "the schedule's headers are unchanged")
+			v, _ := envelope.Header(log.Headers, envelope.HeaderLogEvent)
+			require.Equal(t, envelope.LogDispatched, string(v))
+			_, has := envelope.Header(Target(&env, cp.Headers, src).Headers, envelope.HeaderCopyOf)
+			require.False(t, has, "a copy mark is left out of the target")
+		})
 	}
-	v, _ := envelope.Header(log.Headers, envelope.HeaderLogEvent)
-	require.Equal(t, envelope.LogDispatched, string(v))
-	_, has := envelope.Header(Target(&env, cp.Headers, src).Headers, envelope.HeaderCopyOf)
-	require.False(t, has, "a copy mark is left out of the target")
 }
 
-// BenchmarkTargetTombstoneLog: the three records of one dispatch.
+// hookSets are the headers a tracing hook sets on every record it sees: one
+// the schedule carries already (replaced, the slice keeps its length) and
+// one it does not (appended, the slice grows).
+var hookSets = []kgo.RecordHeader{
+	{Key: "traceparent", Value: []byte("service-span")},
+	{Key: "baggage", Value: []byte("k=v")},
+}
+
+// kotelSet sets a header as kotel's RecordCarrier.Set does, in place: it
+// removes any header of that name by shifting the slice, then appends.
+func kotelSet(headers []kgo.RecordHeader, h kgo.RecordHeader) []kgo.RecordHeader {
+	for i := 0; i < len(headers); i++ {
+		if headers[i].Key == h.Key {
+			headers = append(headers[:i], headers[i+1:]...)
+			i--
+		}
+	}
+	return append(headers, h)
+}
+
+// within reports whether the array of part lies in the array of chunk.
+func within[T any](chunk, part []T) bool {
+	if cap(part) == 0 {
+		return false
+	}
+	var zero T
+	size := unsafe.Sizeof(zero)
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(chunk)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(part)))
+	return p >= lo && p+uintptr(cap(part))*size <= lo+uintptr(cap(chunk))*size
+}
+
+// TestSlabBuildsTheSame: records carved from a Slab, many of them across
+// chunks, are the records the package's functions build, and their number
+// bytes hold no spare capacity either.
+func TestSlabBuildsTheSame(t *testing.T) {
+	var s Slab
+	at := time.UnixMilli(1795442700123)
+	for i := range 3000 {
+		r := schedule(t, envelope.WithTargetKey("tk"+strconv.Itoa(i)))
+		env, err := envelope.Parse(r, now)
+		require.NoError(t, err)
+		src := Source{Topic: "scheduled_messages", Partition: int32(i % 7), Offset: int64(i) * 1_000_003}
+		lateness := int64(i) - 1500
+
+		target, want := s.Target(&env, r.Headers, src), Target(&env, r.Headers, src)
+		require.Equal(t, want, target)
+		log := s.Dispatched(target, "logs", src.Partition, env.Key, at, lateness, i%2 == 0)
+		require.Equal(t, Dispatched(want, "logs", src.Partition, env.Key, at, lateness, i%2 == 0), log)
+		tomb := s.Tombstone(env.Key, r.Headers, src)
+		require.Equal(t, Tombstone(env.Key, r.Headers, src), tomb)
+		for _, rec := range []*kgo.Record{target, log, tomb} {
+			for _, h := range rec.Headers {
+				if h.Key == envelope.HeaderSourceOffset || h.Key == envelope.HeaderLatenessMs {
+					require.Equal(t, len(h.Value), cap(h.Value), h.Key)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkTargetTombstoneLog: the three records of one dispatch, built
+// one allocation each, and carved from a Slab as a batch's are.
 func BenchmarkTargetTombstoneLog(b *testing.B) {
 	r := schedule(b, envelope.WithTargetKey("order-42"), envelope.WithHeader("trace-id", []byte("0123456789abcdef")))
 	env, err := envelope.Parse(r, now)
@@ -137,11 +226,22 @@ func BenchmarkTargetTombstoneLog(b *testing.B) {
 	}
 	src := Source{Topic: "scheduled_messages", Partition: 1, Offset: 12345}
 	at := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		t := Target(&env, r.Headers, src)
-		_ = Tombstone(r.Key, r.Headers, src)
-		_ = Dispatched(t, "scheduled_messages_logs", 1, r.Key, at, 3, true)
+	for _, bc := range []struct {
+		name string
+		slab func() *Slab
+	}{
+		{"own", func() *Slab { return nil }},
+		{"slab", func() *Slab { return new(Slab) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			s := bc.slab()
+			for b.Loop() {
+				t := s.Target(&env, r.Headers, src)
+				_ = s.Tombstone(r.Key, r.Headers, src)
+				_ = s.Dispatched(t, "scheduled_messages_logs", 1, r.Key, at, 3, true)
+			}
+		})
 	}
 }
 
