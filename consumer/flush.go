@@ -83,9 +83,10 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 	if in != nil {
 		size = len(in.batch.Items)
 	}
-	// The items of one call, in one allocation: a batch lives and dies
-	// as a whole.
+	// The items of one call, in one allocation, and their records
+	// carved from one Slab: a batch lives and dies as a whole.
 	var slab []dispatcher.Item
+	var recs record.Slab
 	limit := e.batchSize()
 	n := len(e.order)
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
@@ -111,7 +112,7 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 				if !e.resolve(p, it, now) {
 					continue
 				}
-				it.Build()
+				it.Build(&recs)
 			}
 			if in == nil {
 				in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, limit)}, parts: map[*partition][]*dispatcher.Item{}}

@@ -44,22 +44,23 @@ type Item struct {
 // OpDispatch item (Prepare, then TargetPartition set), so that the caller
 // forming batches does this share of the work while the batch before is
 // being written. The audit record, which says when the batch went out, is
-// built when it does.
-func (it *Item) Build() {
+// built when it does. The records are carved from s (nil: allocated each
+// on its own); the caller passes one Slab for the items it forms together.
+func (it *Item) Build(s *record.Slab) {
 	if it.WriteOp() != tracker.OpDispatch {
 		return
 	}
-	it.target, it.tomb = it.buildTarget(), it.buildLast()
+	it.target, it.tomb = it.buildTarget(s), it.buildLast(s)
 }
 
 // buildTarget builds the target message of a resolved OpDispatch item: for
 // a firing of a recurring schedule, with its time and number (SPEC 10).
-func (it *Item) buildTarget() *kgo.Record {
+func (it *Item) buildTarget(s *record.Slab) *kgo.Record {
 	headers := it.Headers
 	if it.Fire.Count > 0 {
 		headers = record.Fired(headers, it.Fire.TimeMs, it.Fire.Count)
 	}
-	target := record.Target(&it.Env, headers, it.Source)
+	target := s.Target(&it.Env, headers, it.Source)
 	target.Partition = it.TargetPartition
 	return target
 }
@@ -67,12 +68,11 @@ func (it *Item) buildTarget() *kgo.Record {
 // buildLast builds the record that ends the item's version, written once
 // the others are: the tombstone, or for a firing of a recurring schedule
 // that is not its last, the next version.
-func (it *Item) buildLast() *kgo.Record {
+func (it *Item) buildLast(s *record.Slab) *kgo.Record {
 	if it.Fire.NextMs != 0 {
 		return record.Next(it.Key, it.Value, it.Headers, it.Source, it.Fire.NextMs, it.Fire.Count) // firings so far
-
 	}
-	return record.Tombstone(it.Key, it.Headers, it.Source)
+	return s.Tombstone(it.Key, it.Headers, it.Source)
 }
 
 // WriteOp is what the item's records do: the tracker's Op, or OpReject

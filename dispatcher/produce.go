@@ -33,87 +33,137 @@ type produced struct {
 	role role
 }
 
-// records returns the records of an item in write order, split into what
-// may be written at once and what must wait until those are acknowledged
+// writes are an item's records in write order, split into what may be
+// written at once and what must wait until those are acknowledged
 // (at-least-once: the tombstone goes last, so that a tombstone in the log
-// always means the target was written).
-func (d *Dispatcher) records(it *Item, at time.Time) (first, last []*kgo.Record, roles []role) {
+// always means the target was written). An item writes three records at
+// most: they are held in arrays, so taking them allocates nothing.
+type writes struct {
+	recs  [3]*kgo.Record
+	roles [3]role
+	n     int // records
+	first int // of which may be written at once
+}
+
+func (w *writes) add(r *kgo.Record, ro role) {
+	w.recs[w.n], w.roles[w.n] = r, ro
+	w.n++
+}
+
+// last is the record written once the others are, or nil.
+func (w *writes) last() *kgo.Record {
+	if w.n > w.first {
+		return w.recs[w.first]
+	}
+	return nil
+}
+
+// records returns the records of an item, carving those it builds from s.
+func (d *Dispatcher) records(it *Item, at time.Time, s *record.Slab) writes {
+	var w writes
+	var last *kgo.Record
 	src := it.Source
 	switch it.WriteOp() {
 	case tracker.OpDispatch:
 		target, tomb := it.target, it.tomb
 		it.target, it.tomb = nil, nil // a record is produced once
 		if target == nil || tomb == nil {
-			target, tomb = it.buildTarget(), it.buildLast()
+			target, tomb = it.buildTarget(s), it.buildLast(s)
 		}
-		first = append(first, target)
-		roles = append(roles, roleTarget)
+		w.add(target, roleTarget)
 		if d.cfg.Logs {
 			lateness := at.Sub(time.UnixMilli(it.DueMs)).Milliseconds()
-			log := record.Dispatched(target, it.LogsTopic, src.Partition, it.Key, at, lateness, d.cfg.LogPayload && !it.omitLog)
-			first = append(first, log)
-			roles = append(roles, roleLog)
+			w.add(s.Dispatched(target, it.LogsTopic, src.Partition, it.Key, at, lateness, d.cfg.LogPayload && !it.omitLog), roleLog)
 		}
-		last = append(last, tomb)
+		last = tomb
 	case tracker.OpReject:
 		if d.cfg.Logs {
-			first = append(first, record.Rejected(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.RejectErr(), d.cfg.LogPayload && !it.omitLog))
-			roles = append(roles, roleLog)
+			w.add(record.Rejected(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.RejectErr(), d.cfg.LogPayload && !it.omitLog), roleLog)
 		}
 		if it.Key != nil {
-			last = append(last, record.Tombstone(it.Key, it.Headers, src))
+			last = s.Tombstone(it.Key, it.Headers, src)
 		}
 	case tracker.OpReappend:
-		first = append(first, record.Copy(it.Key, it.Value, it.Headers, src))
-		roles = append(roles, roleCopy)
+		w.add(record.Copy(it.Key, it.Value, it.Headers, src), roleCopy)
 	case tracker.OpTombstone:
-		last = append(last, record.Tombstone(it.Key, it.Headers, src))
+		last = s.Tombstone(it.Key, it.Headers, src)
 	case tracker.OpSkip:
 		if d.cfg.Logs {
-			first = append(first, record.Skipped(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.Fire.Skipped, d.cfg.LogPayload && !it.omitLog))
-			roles = append(roles, roleLog)
+			w.add(record.Skipped(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.Fire.Skipped, d.cfg.LogPayload && !it.omitLog), roleLog)
 		}
-		last = append(last, it.buildLast())
+		last = it.buildLast(s)
 	}
-	for range last {
-		roles = append(roles, roleTombstone)
+	w.first = w.n
+	if last != nil {
+		w.add(last, roleTombstone)
 	}
-	return first, last, roles
+	return w
 }
 
 // production is a set of records being produced: add starts each one,
 // wait waits for them all and reads their failures.
 type production struct {
 	cl    *kgo.Client
-	mu    sync.Mutex
-	errs  []error
-	who   []produced
 	recs  []*kgo.Record
+	who   []produced
 	acked atomic.Int64 // records the broker acknowledged
+
+	// promise is p.answer, made once: the promise of every record.
+	promise func(*kgo.Record, error)
+
+	mu      sync.Mutex
+	answers []answer // the promises run so far, in the order they ran
+}
+
+// answer is the outcome of one record.
+type answer struct {
+	r   *kgo.Record
+	err error
 }
 
 // produce starts a production of about n records.
 func (d *Dispatcher) produce(n int) *production {
-	return &production{cl: d.client(), errs: make([]error, 0, n), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n)}
+	p := &production{cl: d.client(), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n), answers: make([]answer, 0, n)}
+	p.promise = p.answer
+	return p
 }
 
 // add produces r at once: building the next records overlaps writing this
 // one.
 func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
-	i := len(p.recs)
 	p.recs = append(p.recs, r)
 	p.who = append(p.who, w)
+	p.cl.Produce(ctx, r, p.promise)
+}
+
+// answer is the promise of every record of the production. It records
+// which record it answers rather than the record's index, which would take
+// a closure per record.
+func (p *production) answer(r *kgo.Record, err error) {
+	if err == nil {
+		p.acked.Add(1)
+	}
 	p.mu.Lock()
-	p.errs = append(p.errs, errUnanswered)
+	p.answers = append(p.answers, answer{r, err})
 	p.mu.Unlock()
-	p.cl.Produce(ctx, r, func(_ *kgo.Record, perr error) {
-		if perr == nil {
-			p.acked.Add(1)
-		}
-		p.mu.Lock()
-		p.errs[i] = perr
-		p.mu.Unlock()
-	})
+}
+
+// outcomes returns the error of each record added, in order: nil for a
+// record written, errUnanswered for one whose promise has not run. The
+// caller holds p.mu.
+func (p *production) outcomes() []error {
+	at := make(map[*kgo.Record]int, len(p.recs))
+	for i, r := range p.recs {
+		at[r] = i
+	}
+	errs := make([]error, len(p.recs))
+	for i := range errs {
+		errs[i] = errUnanswered
+	}
+	for _, a := range p.answers {
+		errs[at[a.r]] = a.err
+	}
+	return errs
 }
 
 // errUnanswered is the outcome of a record whose promise had not run when
@@ -159,13 +209,18 @@ func (d *Dispatcher) txnGrant(err error, cl *kgo.Client, topics ...string) error
 }
 
 // wait flushes the client and reads the outcome of every record added.
+// failed is nil when every record was written.
 func (p *production) wait(ctx context.Context) (refused int, failed []bool, err error) {
 	flushErr := p.cl.Flush(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if int(p.acked.Load()) == len(p.recs) {
+		return 0, nil, flushErr // each promise runs once: all written
+	}
+	errs := p.outcomes()
 	failed = make([]bool, len(p.recs))
 	var other error
-	for i, perr := range p.errs {
+	for i, perr := range errs {
 		if perr == nil {
 			continue
 		}
@@ -245,22 +300,24 @@ const maxFirstWritten = 100_000
 func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 	fctx, cancel := context.WithTimeout(ctx, d.cfg.FlushTimeout)
 	defer cancel()
-	var recs []*kgo.Record
-	var who []produced
-	lasts := map[*Item][]*kgo.Record{}
+	var slab record.Slab
+	recs := make([]*kgo.Record, 0, 2*len(b.Items))
+	who := make([]produced, 0, 2*len(b.Items))
+	lasts := make(map[*Item]*kgo.Record, len(b.Items)) // nil: none
 	for _, it := range b.Items {
 		if it.Done {
 			continue
 		}
-		first, last, roles := d.records(it, b.At)
+		w := d.records(it, b.At, &slab)
+		first := w.first
 		if _, ok := d.firstWritten[it.Source]; ok {
-			first = nil
+			first = 0
 		}
-		for i, r := range first {
-			recs = append(recs, r)
-			who = append(who, produced{it, roles[i]})
+		for i := range first {
+			recs = append(recs, w.recs[i])
+			who = append(who, produced{it, w.roles[i]})
 		}
-		lasts[it] = last
+		lasts[it] = w.last()
 	}
 	refused, failed, err1 := d.produceAll(fctx, recs, who)
 	if errors.Is(err1, context.DeadlineExceeded) || errors.Is(fctx.Err(), context.DeadlineExceeded) {
@@ -279,19 +336,16 @@ func (d *Dispatcher) atLeastOnce(ctx context.Context, b *Batch) (int, error) {
 	}
 	recs, who = recs[:0], who[:0]
 	for it, last := range lasts {
-		if len(last) == 0 {
+		if last == nil {
 			it.Done = true
+			continue
 		}
-		if len(last) > 0 {
-			if len(d.firstWritten) >= maxFirstWritten {
-				clear(d.firstWritten) // at worst, duplicates again
-			}
-			d.firstWritten[it.Source] = struct{}{}
+		if len(d.firstWritten) >= maxFirstWritten {
+			clear(d.firstWritten) // at worst, duplicates again
 		}
-		for _, r := range last {
-			recs = append(recs, r)
-			who = append(who, produced{it, roleTombstone})
-		}
+		d.firstWritten[it.Source] = struct{}{}
+		recs = append(recs, last)
+		who = append(who, produced{it, roleTombstone})
 	}
 	_, failed, err2 := d.produceAll(fctx, recs, who)
 	bad := map[*Item]bool{}

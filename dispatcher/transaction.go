@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // transact writes the batch as one transaction with the group offsets.
@@ -42,13 +43,11 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	}
 	d.hook(HookBeforeProduce)
 	prod := d.produce(3 * len(b.Items))
+	var slab record.Slab // the audit records, and the records of items not built ahead
 	for _, it := range b.Items {
-		first, last, roles := d.records(it, b.At)
-		for i, r := range first {
-			prod.add(fctx, r, produced{it, roles[i]})
-		}
-		for i, r := range last {
-			prod.add(fctx, r, produced{it, roles[len(first)+i]})
+		w := d.records(it, b.At, &slab)
+		for i := range w.n {
+			prod.add(fctx, w.recs[i], produced{it, w.roles[i]})
 		}
 	}
 	refused, _, err := prod.wait(fctx)
