@@ -199,7 +199,7 @@ func (t *Tracker) move(e *entry) {
 	t.arena.moved++
 
 	if e.idx >= 0 {
-		t.heap[e.idx] = ne
+		t.heap[e.idx].e = ne
 	}
 	if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
 		if h := t.hashString(k); t.byKey[h] == e {

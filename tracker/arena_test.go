@@ -51,9 +51,14 @@ func checkArena(tb testing.TB, t *Tracker) {
 		base := uintptr(unsafe.Pointer(unsafe.SliceData(c.buf)))
 		require.True(tb, p >= base && p < base+uintptr(c.used), "%s: entry at offset %d is not in chunk %d", where, e.offset, e.chunk)
 	}
-	for i, e := range t.heap {
+	for i, s := range t.heap {
+		e := s.e
 		in(e, "heap")
 		require.Equal(tb, int32(i), e.idx)
+		require.Equal(tb, slot{at: e.at, due: e.due, offset: e.offset, e: e}, s, "heap slot %d: keys differ from its entry's", i)
+		if p := (i - 1) / arity; i > 0 && t.heaped {
+			require.False(tb, less(&s, &t.heap[p]), "heap slot %d comes before its parent", i)
+		}
 	}
 	for _, e := range t.byKey {
 		in(e, "byKey")
@@ -87,8 +92,8 @@ func TestArenaTidies(t *testing.T) {
 	checkArena(t, tr)
 	full := tr.arena.bytes
 	held := 0
-	for _, e := range tr.heap {
-		held += entryBytes(int(e.n))
+	for _, s := range tr.heap {
+		held += entryBytes(int(s.e.n))
 	}
 	require.LessOrEqual(t, full, held+held/20+(16<<10), "chunks hold the entries, little more")
 

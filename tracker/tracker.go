@@ -91,7 +91,7 @@ type Tracker struct {
 	lead  int64
 	arena arena
 
-	heap     []*entry
+	heap     []slot
 	heaped   bool // heap is in heap order; false while loading
 	byKey    map[uint64]*entry
 	overflow map[string]*entry // keys whose hash collides with another held key
@@ -163,14 +163,14 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 	}
 	// The records to load bound the versions it will hold: size the
 	// heap for them at once rather than copying it while it doubles
-	// (8 bytes a record, also for records of later days).
+	// (32 bytes a record, also for records of later days).
 	hint := int(min(max(end-start, 0), maxPresize))
 	t := &Tracker{
 		cfg:         cfg,
 		seed:        maphash.MakeSeed(),
 		check:       maphash.MakeSeed(),
 		lead:        cfg.Lead.Milliseconds(),
-		heap:        make([]*entry, 0, hint),
+		heap:        make([]slot, 0, hint),
 		byKey:       make(map[uint64]*entry),
 		future:      make(map[ident]uint64),
 		heldDaily:   make(map[int64]int64),
@@ -274,7 +274,7 @@ func (t *Tracker) finishLoading() {
 	// (tombstones, cancels, older versions, later days) left nothing to
 	// hold: keep room for what is held, not for the partition's history.
 	if c := cap(t.heap); c > minHeapRoom && c > 4*len(t.heap) {
-		t.heap = append(make([]*entry, 0, max(2*len(t.heap), minHeapRoom)), t.heap...)
+		t.heap = append(make([]slot, 0, max(2*len(t.heap), minHeapRoom)), t.heap...)
 	}
 	t.heapify()
 }
