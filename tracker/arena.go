@@ -202,10 +202,8 @@ func (t *Tracker) move(e *entry) {
 		t.heap[e.idx].e = ne
 	}
 	if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
-		if h := t.hashString(k); t.byKey[h] == e {
-			t.byKey[h] = ne
-		} else if t.overflow != nil && t.overflow[k] == e {
-			t.overflow[k] = ne
+		if i := t.keys.slotOf(t.hashString(k), t.arena.ref(e)); i >= 0 {
+			t.keys.slots[i].ref = t.arena.ref(ne)
 		}
 	}
 	if err, ok := t.rejects[e]; ok {

@@ -60,12 +60,20 @@ func checkArena(tb testing.TB, t *Tracker) {
 			require.False(tb, less(&s, &t.heap[p]), "heap slot %d comes before its parent", i)
 		}
 	}
-	for _, e := range t.byKey {
-		in(e, "byKey")
+	used := 0
+	for i, s := range t.keys.slots {
+		if s.ref == 0 {
+			continue
+		}
+		used++
+		e := t.arena.at(s.ref)
+		in(e, "keys")
+		k, ok := e.key()
+		require.True(tb, ok, "keys: entry at offset %d has no key", e.offset)
+		require.Equal(tb, t.hashString(k), s.h, "keys: slot %d: hash of another key", i)
+		require.Equal(tb, i, t.findSlot(s.h, []byte(k)), "keys: slot %d: its key is not found there", i)
 	}
-	for _, e := range t.overflow {
-		in(e, "overflow")
-	}
+	require.Equal(tb, t.keys.used, used, "keys: slots in use")
 	for e := range t.rejects {
 		in(e, "rejects")
 	}

@@ -43,50 +43,30 @@ func (t *Tracker) identString(key string) ident {
 	return ident{t.hashString(key), maphash.String(t.check, key)}
 }
 
+// lookup returns the held version of key, whose hash is h, if any.
 func (t *Tracker) lookup(h uint64, key []byte) *entry {
-	e, _ := t.find(h, key)
-	return e
-}
-
-// find is lookup that also tells whether the key's hash slot is free, in
-// which case a new version of the key can take it at once.
-func (t *Tracker) find(h uint64, key []byte) (e *entry, free bool) {
-	if e := t.byKey[h]; e != nil {
-		if k, _ := e.key(); k == string(key) {
-			return e, false
-		}
-	} else if t.overflow == nil {
-		return nil, true
+	if i := t.findSlot(h, key); i >= 0 {
+		return t.arena.at(t.keys.slots[i].ref)
 	}
-	if t.overflow == nil {
-		return nil, false
-	}
-	return t.overflow[string(key)], false
+	return nil
 }
 
 // replace links e in the place of prev, the live version of the same key
-// that lookup found: one map write where unlinking and linking would probe
-// the map three times on the hot path of loading.
-func (t *Tracker) replace(h uint64, key []byte, prev, e *entry) {
-	if t.byKey[h] == prev {
-		t.byKey[h] = e
-	} else {
-		t.overflow[string(key)] = e
+// that lookup found: one write where unlinking and linking would probe
+// the table twice on the hot path of loading.
+func (t *Tracker) replace(h uint64, prev, e *entry) {
+	if i := t.keys.slotOf(h, t.arena.ref(prev)); i >= 0 {
+		t.keys.slots[i].ref = t.arena.ref(e)
 	}
 }
 
+// link makes e the held version of key.
 func (t *Tracker) link(h uint64, key []byte, e *entry) {
-	if cur := t.byKey[h]; cur == nil {
-		t.byKey[h] = e
-		return
-	} else if k, _ := cur.key(); k == string(key) {
-		t.byKey[h] = e
+	if i := t.findSlot(h, key); i >= 0 {
+		t.keys.slots[i].ref = t.arena.ref(e)
 		return
 	}
-	if t.overflow == nil {
-		t.overflow = make(map[string]*entry)
-	}
-	t.overflow[string(key)] = e
+	t.keys.insert(h, t.arena.ref(e))
 }
 
 func (t *Tracker) unlink(e *entry) {
@@ -94,13 +74,8 @@ func (t *Tracker) unlink(e *entry) {
 	if !ok || e.flags&flagDetached != 0 {
 		return
 	}
-	h := t.hashString(k)
-	if t.byKey[h] == e {
-		delete(t.byKey, h)
-		return
-	}
-	if t.overflow != nil && t.overflow[k] == e {
-		delete(t.overflow, k)
+	if i := t.keys.slotOf(t.hashString(k), t.arena.ref(e)); i >= 0 {
+		t.keys.remove(i)
 	}
 }
 
@@ -163,7 +138,7 @@ func (t *Tracker) hold(h uint64, key []byte, e *entry) {
 func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time) {
 	nowMs := now.UnixMilli()
 	h := t.hash(r.Key)
-	prev, free := t.find(h, r.Key)
+	prev := t.lookup(h, r.Key)
 	if env.CopyOf >= 0 {
 		t.popCopy(string(r.Key), env.CopyOf)
 		if id := t.ident(h, r.Key); t.isStale(id, prev, env.CopyOf) {
@@ -204,13 +179,11 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 	}
 	switch {
 	case prev != nil:
-		t.replace(h, r.Key, prev, e)
+		t.replace(h, prev, e)
 		prev.flags |= flagDetached // unlinked by replace: forget must not unlink e
 		t.forget(prev)
-	case free:
-		t.byKey[h] = e // one map write: the common case while loading
 	default:
-		t.link(h, r.Key, e)
+		t.keys.insert(h, t.arena.ref(e)) // lookup found none: the common case while loading
 	}
 	t.heldDaily[dayOf(e.due)]++
 	if e.flags&flagRecur != 0 {

@@ -91,10 +91,9 @@ type Tracker struct {
 	lead  int64
 	arena arena
 
-	heap     []slot
-	heaped   bool // heap is in heap order; false while loading
-	byKey    map[uint64]*entry
-	overflow map[string]*entry // keys whose hash collides with another held key
+	heap   []slot
+	heaped bool     // heap is in heap order; false while loading
+	keys   keyTable // held versions by key (keys.go)
 
 	// future indexes versions due after the window by key ident: offset
 	// in the high 40 bits, UTC day number in the low 24.
@@ -171,7 +170,6 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		check:       maphash.MakeSeed(),
 		lead:        cfg.Lead.Milliseconds(),
 		heap:        make([]slot, 0, hint),
-		byKey:       make(map[uint64]*entry),
 		future:      make(map[ident]uint64),
 		heldDaily:   make(map[int64]int64),
 		futureDaily: make(map[int64]int64),
