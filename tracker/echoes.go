@@ -8,14 +8,109 @@ import (
 	"github.com/scheduler-dev/scheduler/envelope"
 )
 
-// atRisk reports whether a new version of key may be shadowed by a write of
-// ours not yet read back. Such a version is held whole whatever its day, so
-// that it can be re-appended without reading it again.
-func (t *Tracker) atRisk(key []byte) bool {
-	if len(t.tombs) == 0 && len(t.copies) == 0 {
-		return false // while loading: nothing of ours is in flight
+// echoSet is what a key expects of its own writes not read back yet: the
+// offsets named by our tombstones and those of the versions our copies
+// (and next versions of firings) copy, each written 2*offset for a
+// tombstone and 2*offset+1 for a copy. Nearly always one, so the first two
+// are held in place: registering the echo of a dispatched item allocates
+// nothing. The set is found by the key's ident, already at hand where a
+// record of the key is read, so the key is not hashed as a string again.
+type echoSet struct {
+	first  [2]int64
+	more   []int64
+	n      int32 // of first, then more
+	copies int32
+}
+
+func echoCode(off int64, copy bool) int64 {
+	if copy {
+		return 2*off + 1
 	}
-	return len(t.tombs[string(key)]) > 0 || len(t.copies[string(key)]) > 0
+	return 2 * off
+}
+
+// addEcho registers the echo of a write of ours for the key id: a
+// tombstone naming off, or a copy of the version at off.
+func (t *Tracker) addEcho(id ident, off int64, copy bool) {
+	s := t.echoes[id]
+	c := echoCode(off, copy)
+	if s.n < int32(len(s.first)) {
+		s.first[s.n] = c
+	} else {
+		s.more = append(s.more, c)
+	}
+	s.n++
+	if copy {
+		s.copies++
+		t.copyEchoes++
+	}
+	t.echoes[id] = s
+}
+
+// dropEcho forgets one echo of the key id, and reports whether there was
+// one.
+func (t *Tracker) dropEcho(id ident, off int64, copy bool) bool {
+	s, ok := t.echoes[id]
+	if !ok {
+		return false
+	}
+	c := echoCode(off, copy)
+	i := int32(0)
+	for ; i < s.n && s.at(i) != c; i++ {
+	}
+	if i == s.n {
+		return false
+	}
+	// Keep the order: the rest moves down one place.
+	for ; i+1 < s.n; i++ {
+		s.set(i, s.at(i+1))
+	}
+	s.n--
+	if s.n >= int32(len(s.first)) {
+		s.more = s.more[:s.n-int32(len(s.first))]
+	}
+	if copy {
+		s.copies--
+		t.copyEchoes--
+	}
+	if s.n == 0 {
+		delete(t.echoes, id)
+	} else {
+		t.echoes[id] = s
+	}
+	return true
+}
+
+func (s *echoSet) at(i int32) int64 {
+	if i < int32(len(s.first)) {
+		return s.first[i]
+	}
+	return s.more[i-int32(len(s.first))]
+}
+
+func (s *echoSet) set(i int32, c int64) {
+	if i < int32(len(s.first)) {
+		s.first[i] = c
+	} else {
+		s.more[i-int32(len(s.first))] = c
+	}
+}
+
+// atRisk reports whether a new version of the key id may be shadowed by a
+// write of ours not yet read back. Such a version is held whole whatever
+// its day, so that it can be re-appended without reading it again.
+func (t *Tracker) atRisk(id ident) bool {
+	_, ok := t.echoes[id]
+	return ok
+}
+
+// copying reports whether a copy of ours of a version of the key id is on
+// its way.
+func (t *Tracker) copying(id ident) bool {
+	if t.copyEchoes == 0 {
+		return false
+	}
+	return t.echoes[id].copies > 0
 }
 
 // wantBack asks the caller to read back the indexed version at offset: a
@@ -33,23 +128,7 @@ func (t *Tracker) wantBack(id ident, offset int64) {
 }
 
 // popCopy forgets the echo of our copy of the version at from.
-func (t *Tracker) popCopy(key string, from int64) { dropEcho(t.copies, key, from) }
-
-// dropEcho forgets one echo of key, offset off, in tombs or copies.
-func dropEcho(echoes map[string][]int64, key string, off int64) {
-	offs := echoes[key]
-	for i, o := range offs {
-		if o == off {
-			offs = append(offs[:i], offs[i+1:]...)
-			break
-		}
-	}
-	if len(offs) == 0 {
-		delete(echoes, key)
-	} else {
-		echoes[key] = offs
-	}
-}
+func (t *Tracker) popCopy(id ident, from int64) { t.dropEcho(id, from, true) }
 
 // isStale decides, from the log as read so far, whether a copy of the
 // version at from arrives too late: it takes over only if that version is
@@ -150,21 +229,9 @@ func (t *Tracker) staleCopy(h uint64, id ident, r *kgo.Record, live *entry, nowM
 
 func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 	nowMs := now.UnixMilli()
-	ours := false
-	if offs := t.tombs[string(key)]; len(offs) > 0 {
-		for i, o := range offs {
-			if o == names {
-				offs = append(offs[:i], offs[i+1:]...)
-				ours = true
-				break
-			}
-		}
-		if len(offs) == 0 {
-			delete(t.tombs, string(key))
-		} else {
-			t.tombs[string(key)] = offs
-		}
-	}
+	h := t.hash(key)
+	id := t.ident(h, key)
+	ours := t.dropEcho(id, names, false)
 	// A tombstone removes exactly the version it names. Any other live
 	// version is older or newer in the log than the tombstone's own record
 	// is new: either way the tombstone is now the newest record of the key
@@ -172,8 +239,6 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 	if e := t.staleTombs[names]; e != nil && e.state == statePending {
 		t.forget(e) // a reader before us tombstoned this stale copy already
 	}
-	h := t.hash(key)
-	id := t.ident(h, key)
 	prev := t.lookup(h, key)
 	switch {
 	case prev != nil && prev.offset == names:
@@ -189,7 +254,7 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 				t.count(prev)
 			}
 		}
-		t.noteGone(id, len(t.copies[string(key)]) > 0, at)
+		t.noteGone(id, t.copying(id), at)
 		t.forget(prev)
 	case prev != nil:
 		t.shadow(prev, nowMs)
@@ -197,14 +262,14 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 		if v, ok := t.future[id]; ok {
 			if int64(v>>24) == names {
 				t.dropFuture(id)
-				t.noteGone(id, len(t.copies[string(key)]) > 0, at)
+				t.noteGone(id, t.copying(id), at)
 			} else {
 				t.wantBack(id, int64(v>>24))
 			}
 		}
 	}
 	if prev != nil && prev.flags&flagGone == 0 {
-		t.maybeDemote(prev)
+		t.maybeDemote(prev, id)
 	}
 }
 
@@ -223,13 +288,12 @@ func (t *Tracker) shadow(e *entry, nowMs int64) {
 }
 
 // maybeDemote moves an at-risk version that turned out safe back to the
-// future index.
-func (t *Tracker) maybeDemote(e *entry) {
+// future index. id is the ident of its key.
+func (t *Tracker) maybeDemote(e *entry, id ident) {
 	if e.flags&flagAtRisk == 0 || !t.loaded {
 		return
 	}
-	k, ok := e.key()
-	if !ok || len(t.tombs[k]) > 0 || len(t.copies[k]) > 0 {
+	if _, ok := e.key(); !ok || t.atRisk(id) {
 		return
 	}
 	e.flags &^= flagAtRisk
@@ -239,7 +303,7 @@ func (t *Tracker) maybeDemote(e *entry) {
 	}
 	recurs := e.flags&flagRecur != 0
 	t.forget(e)
-	t.index(t.identString(k), e.offset, e.due, recurs)
+	t.index(id, e.offset, e.due, recurs)
 }
 
 // Restore takes the record read back for an offset Ready.ReadBack listed: r is

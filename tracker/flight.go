@@ -51,11 +51,7 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 			t.plan(it, now)
 		}
 		if k, ok := it.e.key(); ok {
-			if it.writesCopy() {
-				t.copies[k] = append(t.copies[k], it.Offset)
-			} else {
-				t.tombs[k] = append(t.tombs[k], it.Offset)
-			}
+			t.addEcho(t.identString(k), it.Offset, it.writesCopy())
 		}
 	}
 	return out
@@ -84,12 +80,7 @@ func (t *Tracker) unecho(it *Item) {
 	if it.Key == nil {
 		return
 	}
-	k := string(it.Key)
-	if it.writesCopy() {
-		t.popCopy(k, it.Offset)
-		return
-	}
-	dropEcho(t.tombs, k, it.Offset)
+	t.dropEcho(t.ident(t.hash(it.Key), it.Key), it.Offset, it.writesCopy())
 }
 
 // Outcome is what became of an item Ready handed out.
@@ -205,7 +196,7 @@ func (t *Tracker) ack(r *Result) {
 		// The caller wrote a rejection and its tombstone instead of the
 		// next version: no copy of ours will come.
 		if k, ok := e.key(); ok {
-			t.popCopy(k, it.Offset)
+			t.popCopy(t.identString(k), it.Offset)
 		}
 	}
 	if e.flags&flagGone != 0 {
@@ -220,8 +211,12 @@ func (t *Tracker) ack(r *Result) {
 	}
 	// Only a copy on its way needs the end (noteGone): without one, the
 	// key is not hashed again for nothing.
-	if k, ok := e.key(); ok && e.flags&flagDetached == 0 && len(t.copies[k]) > 0 {
-		t.noteGone(t.identString(k), true, t.pos)
+	if t.copyEchoes > 0 {
+		if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
+			if id := t.identString(k); t.copying(id) {
+				t.noteGone(id, true, t.pos)
+			}
+		}
 	}
 	t.forget(e)
 }
@@ -298,24 +293,25 @@ func (t *Tracker) land(e *entry) bool {
 func (t *Tracker) EndSync(now time.Time) {
 	t.syncing = false
 	nowMs := now.UnixMilli()
-	for k := range t.copies {
-		e := t.lookup(t.hashString(k), []byte(k))
-		if e != nil && e.state == stateFrozen {
-			e.state = statePending
-			e.flags |= flagShadowed | flagReappend
-			e.at = nowMs
-			t.push(e)
+	var tombed []ident
+	for id, s := range t.echoes {
+		if s.copies > 0 {
+			if e := t.lookupIdent(id); e != nil && e.state == stateFrozen {
+				e.state = statePending
+				e.flags |= flagShadowed | flagReappend
+				e.at = nowMs
+				t.push(e)
+			}
+		}
+		if s.n > s.copies {
+			tombed = append(tombed, id)
 		}
 	}
-	keys := make([]string, 0, len(t.tombs))
-	for k := range t.tombs {
-		keys = append(keys, k)
-	}
-	clear(t.copies)
-	clear(t.tombs)
-	for _, k := range keys {
-		if e := t.lookup(t.hashString(k), []byte(k)); e != nil {
-			t.maybeDemote(e)
+	// A new map, because clear keeps the old one's memory.
+	t.echoes, t.copyEchoes = make(map[ident]echoSet), 0
+	for _, id := range tombed {
+		if e := t.lookupIdent(id); e != nil {
+			t.maybeDemote(e, id)
 		}
 	}
 }

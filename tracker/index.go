@@ -139,9 +139,15 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 	nowMs := now.UnixMilli()
 	h := t.hash(r.Key)
 	prev := t.lookup(h, r.Key)
+	// The key's ident, where it is needed: a copy, a write of ours on its
+	// way, a later day, or an indexed version to replace.
+	var id ident
+	if env.CopyOf >= 0 || len(t.echoes) > 0 || env.DueMs >= t.windowEnd || (prev == nil && len(t.future) > 0) {
+		id = t.ident(h, r.Key)
+	}
 	if env.CopyOf >= 0 {
-		t.popCopy(string(r.Key), env.CopyOf)
-		if id := t.ident(h, r.Key); t.isStale(id, prev, env.CopyOf) {
+		t.popCopy(id, env.CopyOf)
+		if t.isStale(id, prev, env.CopyOf) {
 			t.staleCopy(h, id, r, prev, nowMs)
 			return
 		}
@@ -157,12 +163,8 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 			}
 		}
 	}
-	risky := t.atRisk(r.Key)
+	risky := len(t.echoes) > 0 && t.atRisk(id)
 	later := env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset
-	var id ident
-	if later || (prev == nil && len(t.future) > 0) {
-		id = t.ident(h, r.Key)
-	}
 	if prev == nil {
 		t.dropFuture(id)
 	}
@@ -224,7 +226,7 @@ func (t *Tracker) cancel(key []byte, at int64) {
 	} else {
 		t.dropFuture(id)
 	}
-	t.noteGone(id, len(t.copies[string(key)]) > 0, at)
+	t.noteGone(id, t.copying(id), at)
 }
 
 func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {

@@ -1,6 +1,9 @@
 package tracker
 
-import "unsafe"
+import (
+	"hash/maphash"
+	"unsafe"
+)
 
 // keyTable finds held versions by key: open addressing with linear
 // probing, each slot a key hash and a reference to the entry (its chunk
@@ -123,4 +126,27 @@ func (k *keyTable) remove(i int) {
 	}
 	k.slots[i] = keySlot{}
 	k.used--
+}
+
+// lookupIdent returns the held version of the key whose ident is id, for
+// the rare callers that have the ident and not the key: the slots with
+// the key hash are told apart by the check half of their keys' idents.
+func (t *Tracker) lookupIdent(id ident) *entry {
+	k := &t.keys
+	if k.used == 0 {
+		return nil
+	}
+	mask := uint64(len(k.slots) - 1)
+	for i := id.h & mask; ; i = (i + 1) & mask {
+		s := &k.slots[i]
+		if s.ref == 0 {
+			return nil
+		}
+		if s.h == id.h {
+			e := t.arena.at(s.ref)
+			if key, _ := e.key(); maphash.String(t.check, key) == id.check {
+				return e
+			}
+		}
+	}
 }

@@ -104,8 +104,10 @@ type Tracker struct {
 	rejects     map[*entry]*envelope.Error
 	parked      map[*entry]int64
 
-	tombs  map[string][]int64 // tombstones we write or wrote, by key: offsets they name
-	copies map[string][]int64 // copies we write or wrote, by key: offsets of the versions copied
+	// echoes holds, by key ident, the tombstones and copies we write or
+	// wrote and have not read back (echoSet); copyEchoes counts the copies.
+	echoes     map[ident]echoSet
+	copyEchoes int
 
 	// gone remembers, for goneWindow offsets, keys left without a live
 	// version (cancelled, dispatched, rejected), by ident: the offset where
@@ -173,8 +175,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		future:      make(map[ident]uint64),
 		heldDaily:   make(map[int64]int64),
 		futureDaily: make(map[int64]int64),
-		tombs:       make(map[string][]int64),
-		copies:      make(map[string][]int64),
+		echoes:      make(map[ident]echoSet),
 		gone:        make(map[ident]int64),
 		start:       start,
 		end:         end,
