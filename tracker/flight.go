@@ -51,7 +51,9 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 			t.plan(it, now)
 		}
 		if k, ok := it.e.key(); ok {
-			t.addEcho(t.identString(k), it.Offset, it.writesCopy())
+			id := t.identString(k)
+			it.h = id.h
+			t.addEcho(id, it.Offset, it.writesCopy())
 		}
 	}
 	return out
@@ -121,6 +123,15 @@ type Result struct {
 // Advance takes back the outcomes of items Ready handed out. A result with
 // OutcomeFailed starts a sync: nothing is handed out until EndSync.
 func (t *Tracker) Advance(results []Result, now time.Time) {
+	// A written item's version is unlinked from the key table: a cache
+	// miss each once millions of keys are held, one after the other if
+	// each waits for the work between. Reading their slots first, in a
+	// loop that does nothing else, lets the misses overlap.
+	for i := range results {
+		if r := &results[i]; r.Outcome == OutcomeWritten && r.Item.h != 0 {
+			t.keys.touch(r.Item.h)
+		}
+	}
 	written := false
 	for i := range results {
 		r := &results[i]

@@ -73,6 +73,7 @@ type Item struct {
 	ParkedSince time.Time
 
 	e *entry
+	h uint64 // the key hash, for Advance; 0 for a record without a key
 }
 
 // Ended reports whether the item's version has ended since Ready handed it
