@@ -258,11 +258,12 @@ func BenchmarkLoad(b *testing.B) {
 	}
 }
 
-// echoes builds the tombstones the dispatcher writes for items, as they are
-// read back: the item's key and headers, source type tombstone, source
-// offset naming the version (record.Tombstone), in buffers reused from one
-// batch to the next so that the benchmark allocates nothing of its own.
-type echoes struct {
+// tombstoneEchoes builds the tombstones the dispatcher writes for items,
+// as they are read back: the item's key and headers, source type
+// tombstone, source offset naming the version (record.Tombstone), in
+// buffers reused from one batch to the next so that the benchmark
+// allocates nothing of its own.
+type tombstoneEchoes struct {
 	recs []kgo.Record
 	keys [][]byte
 	hdrs [][]kgo.RecordHeader
@@ -271,7 +272,7 @@ type echoes struct {
 
 var tombstoneValue = []byte(envelope.SourceTombstone)
 
-func (ec *echoes) build(items []Item, off int64) []kgo.Record {
+func (ec *tombstoneEchoes) build(items []Item, off int64) []kgo.Record {
 	for len(ec.recs) < len(items) {
 		ec.recs = append(ec.recs, kgo.Record{})
 		ec.keys = append(ec.keys, nil)
@@ -333,7 +334,7 @@ func BenchmarkDispatchCycle(b *testing.B) {
 			}
 			reload()
 			clk := &cpuClock{b: b}
-			var ec echoes
+			var ec tombstoneEchoes
 			results := make([]Result, 0, batch)
 			sent, left := 0, held
 			b.ReportAllocs()
