@@ -300,8 +300,14 @@ func (t *Tracker) land(e *entry) bool {
 // written before a failed batch (up to the high watermark read after the
 // failure): every echo still expected was never
 // written, so it is forgotten, and a version frozen for a copy that never
-// came is re-appended again.
+// came is re-appended again. Without a failed batch since the last
+// EndSync it does nothing: the echoes then expected are of batches in
+// flight or committed, and forgetting them would let a copy of ours that
+// a producer's cancel overtook take over when read back.
 func (t *Tracker) EndSync(now time.Time) {
+	if !t.syncing {
+		return
+	}
 	t.syncing = false
 	nowMs := now.UnixMilli()
 	var tombed []ident
