@@ -729,20 +729,25 @@ func TestSASLAuthenticationFailedAnswered(t *testing.T) {
 }
 
 // TestRunExitsOnBadCredentials: the binary's `run` with a password that
-// cannot work exits 1 with one line naming the cause once its wait is over.
+// cannot work, or as a user the cluster does not know, exits 1 with one
+// line naming the cause once its wait is over.
 func TestRunExitsOnBadCredentials(t *testing.T) {
 	s := newSecured(t, kclient.Conn{SASLMechanism: kclient.SASLScramSHA512, SASLUser: adminUser, SASLPassword: adminPass}, saslUsers("SCRAM-SHA-512")...)
-	args, env := connArgs(t, t.TempDir(), kclient.Conn{Brokers: s.brokers, SASLMechanism: kclient.SASLScramSHA512, SASLUser: svcUser, SASLPassword: "not-the-Password-42"}, false)
-	run := startBinEnv(t, env, append([]string{"run", "--http-addr", "", "--log-level", "debug"}, args...)...)
-	select {
-	case <-run.done:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("run kept retrying a password that cannot work")
+	for _, tc := range []struct{ name, user string }{{"wrong password", svcUser}, {"unknown user", "nobody"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			args, env := connArgs(t, t.TempDir(), kclient.Conn{Brokers: s.brokers, SASLMechanism: kclient.SASLScramSHA512, SASLUser: tc.user, SASLPassword: "not-the-Password-42"}, false)
+			run := startBinEnv(t, env, append([]string{"run", "--http-addr", "", "--log-level", "debug"}, args...)...)
+			select {
+			case <-run.done:
+			case <-time.After(2 * time.Minute):
+				t.Fatal("run kept retrying credentials that cannot work")
+			}
+			require.Equal(t, 1, run.cmd.ProcessState.ExitCode())
+			out := run.stderr.String()
+			require.Contains(t, out, `SASL authentication as \"`+tc.user+`\" (scram-sha-512) failed`)
+			require.NotContains(t, out, "not-the-Password-42")
+		})
 	}
-	require.Equal(t, 1, run.cmd.ProcessState.ExitCode())
-	out := run.stderr.String()
-	require.Contains(t, out, `SASL authentication as \"scheduler\" (scram-sha-512) failed`)
-	require.NotContains(t, out, "not-the-Password-42")
 }
 
 // TestSecretsNeverShown: with the password given by environment, then by
