@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -191,53 +192,42 @@ func TestUpdateRacingWithoutShadowIsDemoted(t *testing.T) {
 	require.Equal(t, 1, st.Future)
 }
 
+// A copy of ours that a producer's cancel overtook is tombstoned, not
+// dispatched. Also after an EndSync with no failed batch before it: that
+// must not forget the echoes of batches that committed, or our copy of v2
+// would no longer be on its way when the cancel is read, the cancel would
+// not be remembered, and the copy would bring the cancelled schedule back.
 func TestCopyOvertakenByCancelIsTombstoned(t *testing.T) {
-	var f fixture
-	tr := New(Config{}, 0, 0, t0)
-	v1 := f.sched("k", t0, "v1")
-	observe(tr, t0, v1)
-	d := take(tr, t0, 10, nil)
-	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
-	ack(tr, d)
-	observe(tr, t0, f.tomb("k", v1.Offset))
-	re := take(tr, t0, 10, nil)
-	ack(tr, re)
-	observe(tr, t0, f.cancel("k")) // the producer cancels before our copy lands
-	cp := f.copyOf(re[0])
-	observe(tr, t0, cp)
-	items := take(tr, t0.Add(2*time.Hour), 10, nil)
-	require.Len(t, items, 1)
-	require.Equal(t, OpTombstone, items[0].Op, "the copy must not bring the cancelled schedule back")
-	require.Equal(t, cp.Offset, items[0].Offset)
-	ack(tr, items)
-	observe(tr, t0, f.tomb("k", cp.Offset))
-	require.Empty(t, take(tr, t0.Add(2*time.Hour), 10, nil))
-	require.Equal(t, 0, tr.Status().Held)
-}
-
-// An EndSync with no failed batch before it must not forget the echoes
-// of batches that committed: forgotten, our copy of v2 would no longer be
-// on its way when the producer's cancel is read, the cancel would not be
-// remembered, and the copy would bring the cancelled schedule back.
-func TestEndSyncWithoutFailureKeepsEchoes(t *testing.T) {
-	var f fixture
-	tr := New(Config{}, 0, 0, t0)
-	v1 := f.sched("k", t0, "v1")
-	observe(tr, t0, v1)
-	d := take(tr, t0, 10, nil)
-	observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
-	ack(tr, d)
-	observe(tr, t0, f.tomb("k", v1.Offset))
-	re := take(tr, t0, 10, nil)
-	ack(tr, re)
-	tr.EndSync(t0)
-	observe(tr, t0, f.cancel("k"))
-	cp := f.copyOf(re[0])
-	observe(tr, t0, cp)
-	items := take(tr, t0.Add(2*time.Hour), 10, nil)
-	require.Len(t, items, 1)
-	require.Equal(t, OpTombstone, items[0].Op, "the copy must not bring the cancelled schedule back")
-	require.Equal(t, int64(1), tr.Status().Dispatched, "v1's own tombstone counted it")
+	for _, strayEndSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stray EndSync=%v", strayEndSync), func(t *testing.T) {
+			var f fixture
+			tr := New(Config{}, 0, 0, t0)
+			v1 := f.sched("k", t0, "v1")
+			observe(tr, t0, v1)
+			d := take(tr, t0, 10, nil)
+			observe(tr, t0, f.sched("k", t0.Add(time.Hour), "v2"))
+			ack(tr, d)
+			observe(tr, t0, f.tomb("k", v1.Offset))
+			re := take(tr, t0, 10, nil)
+			ack(tr, re)
+			if strayEndSync {
+				tr.EndSync(t0)
+			}
+			observe(tr, t0, f.cancel("k")) // the producer cancels before our copy lands
+			cp := f.copyOf(re[0])
+			observe(tr, t0, cp)
+			items := take(tr, t0.Add(2*time.Hour), 10, nil)
+			require.Len(t, items, 1)
+			require.Equal(t, OpTombstone, items[0].Op, "the copy must not bring the cancelled schedule back")
+			require.Equal(t, cp.Offset, items[0].Offset)
+			ack(tr, items)
+			observe(tr, t0, f.tomb("k", cp.Offset))
+			require.Empty(t, take(tr, t0.Add(2*time.Hour), 10, nil))
+			st := tr.Status()
+			require.Equal(t, 0, st.Held)
+			require.Equal(t, int64(1), st.Dispatched, "v1, counted once its tombstone was read")
+		})
+	}
 }
 
 func TestCopyOvertakenByUpdateShadowsIt(t *testing.T) {
