@@ -165,7 +165,7 @@ type goneAt struct {
 // While loading, a copy written by an earlier owner may follow anywhere
 // before the end offset, so every end is remembered for goneWindow offsets.
 // Once loaded, the only copies still to come are ours (New: an earlier
-// owner's records all lie before the end), and each is in t.copies from
+// owner's records all lie before the end), and each is among the expected echoes from
 // the moment Due hands it out: an end matters only if copying says one of
 // the key's is on its way. A copy handed out later re-appends a version
 // that lives at that moment, so the key's earlier end cannot judge it.
