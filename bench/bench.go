@@ -410,6 +410,26 @@ func (r *run) service(ctx context.Context, topic string, mod func(*service.Confi
 	return s, func() { cancel(); _ = s.Wait() }, nil
 }
 
+// loadedService starts the service on schedules, its commits counted by
+// c, and waits until it has loaded every partition. mod, when set, changes
+// the configuration further.
+func (r *run) loadedService(ctx context.Context, schedules string, c *committed, mod func(*service.Config)) (*service.Service, context.CancelFunc, error) {
+	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) {
+		cfg.Hooks.OnCommitted = c.hook
+		if mod != nil {
+			mod(cfg)
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, _, err := waitLoaded(ctx, s, r.cfg.Partitions); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return s, stop, nil
+}
+
 // waitLoaded waits until the service owns and has loaded every partition,
 // and returns when the first was assigned and when the last was loaded.
 func waitLoaded(ctx context.Context, s *service.Service, partitions int) (assigned, loaded time.Time, err error) {

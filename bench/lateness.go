@@ -95,14 +95,11 @@ func (r *run) lateness(ctx context.Context) error {
 		return err
 	}
 	c := newCommitted(total, nil)
-	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
+	_, stop, err := r.loadedService(ctx, schedules, c, nil)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	if _, _, err := waitLoaded(ctx, s, r.cfg.Partitions); err != nil {
-		return err
-	}
 	r.cfg.Progress("lateness: %d schedules due at %d/s", total, r.cfg.Rate)
 	first := time.Now().Add(3 * time.Second)
 	step := time.Second / time.Duration(r.cfg.Rate)
@@ -152,8 +149,7 @@ func (r *run) rollover(ctx context.Context) error {
 	c := newCommitted(stream, func(it *dispatcher.Item) bool {
 		return it.DueMs < midnight.Add(6*time.Second).UnixMilli()
 	})
-	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) {
-		cfg.Hooks.OnCommitted = c.hook
+	s, stop, err := r.loadedService(ctx, schedules, c, func(cfg *service.Config) {
 		cfg.Hooks.ClockOffset = offset
 		cfg.DayLead = lead
 	})
@@ -161,9 +157,6 @@ func (r *run) rollover(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	if _, _, err := waitLoaded(ctx, s, r.cfg.Partitions); err != nil {
-		return err
-	}
 	if err := c.wait(ctx, before+time.Minute); err != nil {
 		return err
 	}

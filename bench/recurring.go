@@ -8,7 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
-	"github.com/scheduler-dev/scheduler/service"
 )
 
 // recurringEvery is the expression of the recurring phase (SPEC 10's
@@ -30,14 +29,11 @@ func (r *run) recurring(ctx context.Context) error {
 		return err
 	}
 	c := newCommitted(n*recurringRounds, nil)
-	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
+	_, stop, err := r.loadedService(ctx, schedules, c, nil)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	if _, _, err := waitLoaded(ctx, s, r.cfg.Partitions); err != nil {
-		return err
-	}
 	r.cfg.Progress("recurring: %d schedules of @every %v, firing %d times each", n, recurringEvery, recurringRounds)
 	// The first firing of schedule i is start + i*step: Recurring fires
 	// one interval after the time it is given.
