@@ -38,7 +38,7 @@ func TestAtLeastOnceSlowConnectionsStillCommit(t *testing.T) {
 	})
 	newClient := func() (*kgo.Client, error) {
 		return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)},
-			ProducerOpts(false, "", 0, 10)...)...)
+			ProducerOpts(false, "", 0, 10, nil)...)...)
 	}
 	d, err := New(newClient, Config{FlushTimeout: flushTimeout})
 	require.NoError(t, err)

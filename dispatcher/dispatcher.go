@@ -95,7 +95,11 @@ const DefaultFlushTimeout = 15 * time.Second
 // ProducerOpts returns the options the producer client of a Dispatcher
 // needs on top of the connection: the dispatcher chooses every partition
 // itself, and with exactly-once the client is transactional.
-func ProducerOpts(exactlyOnce bool, transactionalID string, txnTimeout time.Duration, batchSize int) []kgo.Opt {
+//
+// log is the client's logger. With exactly-once it is wrapped in a watch
+// for commits the client turns into aborts (see commitWatch); the option
+// replaces a logger set before it.
+func ProducerOpts(exactlyOnce bool, transactionalID string, txnTimeout time.Duration, batchSize int, log kgo.Logger) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.MaxBufferedRecords(4*batchSize + 1000),
@@ -103,7 +107,8 @@ func ProducerOpts(exactlyOnce bool, transactionalID string, txnTimeout time.Dura
 		kgo.UnknownTopicRetries(2),
 	}
 	if exactlyOnce {
-		opts = append(opts, kgo.TransactionalID(transactionalID), kgo.TransactionTimeout(txnTimeout))
+		opts = append(opts, kgo.TransactionalID(transactionalID), kgo.TransactionTimeout(txnTimeout),
+			kgo.WithLogger(&commitWatch{inner: log}))
 	}
 	return opts
 }
@@ -156,6 +161,11 @@ type Dispatcher struct {
 	// duplicate target at every retry. Flush runs one batch at a time;
 	// only it touches the map.
 	firstWritten map[record.Source]struct{}
+
+	// seen holds the topics the client seenFor is known to hold the
+	// metadata of (see awaitPartitions). Only Flush touches them.
+	seenFor *kgo.Client
+	seen    []string
 }
 
 // New returns a Dispatcher writing with clients newClient builds, with

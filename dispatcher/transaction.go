@@ -53,12 +53,11 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	refused, _, err := prod.wait(fctx)
 	if err == nil {
 		d.hook(HookAfterProduce)
-		err = d.client().EndTransaction(fctx, kgo.TryCommit)
+		err = d.commit(fctx, prod.cl, prod.recs)
 		if err == nil {
 			d.hook(HookAfterCommit)
 			return 0, nil
 		}
-		err = fmt.Errorf("committing the transaction (outcome unknown): %w", d.txnGrant(err, d.client()))
 	}
 	d.report(err)
 	end := d.abort

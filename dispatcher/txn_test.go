@@ -23,7 +23,7 @@ func txnDispatcher(t *testing.T, ctx context.Context, meta func() (string, int32
 	t.Cleanup(c.Close)
 	newClient := func() (*kgo.Client, error) {
 		return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)},
-			ProducerOpts(true, testTxnID, time.Minute, 10)...)...)
+			ProducerOpts(true, testTxnID, time.Minute, 10, nil)...)...)
 	}
 	d, err := New(newClient, Config{
 		ExactlyOnce: true, Group: "scheduler", InstanceID: "a",

@@ -168,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	// unregisters when its client closes, which the dispatcher does first.
 	newProducer := func() (*kgo.Client, error) {
 		opts := append(slices.Clone(base), kmetrics("producer"))
-		opts = append(opts, dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize)...)
+		opts = append(opts, dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize, logx.Kgo(log))...)
 		return kgo.NewClient(opts...)
 	}
 	member := new(consumer.Member)
