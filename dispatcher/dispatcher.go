@@ -23,6 +23,7 @@
 //
 // Files: dispatcher.go (Config, Flush), item.go (Item), transaction.go (the
 // exactly-once batch: offsets first, then the records, then the commit),
+// commit.go (the commit, and the two guards that make sure it committed),
 // produce.go (an item's records, producing them, reading refusals, and the
 // at-least-once batch), targets.go (Targets, the target topics' metadata
 // the caller resolves items with), partition.go (TargetPartition),
