@@ -49,10 +49,11 @@ type Config struct {
 	Hooks dispatcher.Hooks
 
 	// OnProblem, when set, is told the outcome of work the engine retries
-	// in the background (publishing state reports, fetching): an error
-	// while it fails, nil once it works, per component ("states",
-	// "fetch"). It may be called from any goroutine. The service records
-	// and logs problems once; the engine then logs them only at debug.
+	// in the background (staying in the group, fetching, publishing state
+	// reports): an error while it fails, nil once it works, per component
+	// ("group", "fetch", "states"). It may be called from any goroutine.
+	// The service records and logs problems once; the engine then logs
+	// them only at debug. Default: recorded in Deps.Health, not logged.
 	OnProblem func(component string, err error)
 }
 
@@ -98,9 +99,6 @@ func (c *Config) defaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
-	if c.OnProblem == nil {
-		c.OnProblem = func(string, error) {}
-	}
 }
 
 // Deps are the clients an Engine works with; the service builds them.
@@ -145,12 +143,13 @@ func (m *Member) Metadata() (string, int32) {
 
 // Health components the engine reports and reads.
 const (
-	ComponentGroup      = "group"
+	ComponentGroup      = "group" // joining and staying in the group
 	ComponentDispatcher = "dispatcher"
 )
 
-// Components the engine tells Config.OnProblem about.
+// Components the engine tells Config.OnProblem about (and
+// ComponentGroup).
 const (
 	ComponentStates = "states" // publishing state reports
-	ComponentFetch  = "fetch"  // fetching records and staying in the group
+	ComponentFetch  = "fetch"  // fetching records
 )

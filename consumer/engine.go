@@ -127,6 +127,10 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Health == nil {
 		deps.Health = health.New(cfg.Now)
 	}
+	if cfg.OnProblem == nil {
+		reg := deps.Health
+		cfg.OnProblem = func(component string, err error) { reg.Report(component, err) }
+	}
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "consumer").Logger(),

@@ -76,16 +76,11 @@ func (e *Engine) poll(ctx context.Context) {
 			var gerr *kgo.ErrGroupSession
 			if errors.As(err, &gerr) {
 				// Joining or staying in the group failed; franz-go
-				// retries. Say so once per cause and missing grant, and
-				// on /readyz.
+				// retries. Logged at debug here: OnProblem says it once
+				// per cause and missing grant, and on /readyz.
 				gErr := health.NeedGrant(gerr.Err, "Read", "Group", e.cfg.Group)
-				if p, changed := e.deps.Health.Report(ComponentGroup, gErr); changed {
-					ev := e.log.Warn()
-					if p.Config {
-						ev = e.log.Error().Str("hint", p.Hint)
-					}
-					ev.Err(gErr).Str("cause", string(p.Cause)).Msg("group membership failed; retrying")
-				}
+				e.log.Debug().Err(gErr).Msg("group membership failed")
+				e.cfg.OnProblem(ComponentGroup, gErr)
 				return
 			}
 			// Logged at debug here: OnProblem says it once.
@@ -96,7 +91,7 @@ func (e *Engine) poll(ctx context.Context) {
 		})
 		if fs.NumRecords() > 0 {
 			// Records come only from assigned partitions: the group works.
-			e.deps.Health.Clear(ComponentGroup)
+			e.cfg.OnProblem(ComponentGroup, nil)
 		}
 		e.cfg.OnProblem(ComponentFetch, fetchErr)
 		failing = fetchErr != nil
@@ -163,9 +158,7 @@ func (e *Engine) adjustOffsets(ctx context.Context, offsets map[string]map[int32
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-	if _, had := e.deps.Health.Report(ComponentGroup, nil); had {
-		e.log.Info().Msg("group membership recovered")
-	}
+	e.cfg.OnProblem(ComponentGroup, nil)
 	ev := evAssign{done: make(chan struct{})}
 	out := make(map[string]map[int32]kgo.Offset, len(offsets))
 	for t, parts := range offsets {
