@@ -218,6 +218,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(500*time.Millisecond),
 		kgo.AdjustFetchOffsetsFn(e.adjustOffsets),
+		kgo.WithPools(newFetchPool()),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { e.revoke(ctx, m, false) }),
 		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { e.revoke(ctx, m, true) }),
 	)

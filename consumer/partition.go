@@ -90,13 +90,25 @@ func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := e.parts[tp{fp.Topic, fp.Partition}]
 		if p == nil || len(fp.Records) == 0 {
+			recycle(fp.Records)
 			return
 		}
 		for _, r := range fp.Records {
 			p.tr.Observe(r, now)
 		}
+		// The tracker copied what it keeps: the memory goes back to
+		// the fetch pool (pool.go).
+		recycle(fp.Records)
 		e.afterRead(p, now)
 	})
+}
+
+// recycle hands fetched records back to the group consumer's pool. None
+// of them may be read afterwards.
+func recycle(recs []*kgo.Record) {
+	for _, r := range recs {
+		r.Recycle()
+	}
 }
 
 // afterRead acts on what reading a partition changed.
