@@ -58,6 +58,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/tracker"
 )
 
 type tp struct {
@@ -106,6 +107,7 @@ type Engine struct {
 	snapStale bool // take one within snapEvery: counts changed
 	snaps     int  // snapshots taken, for tests
 	flushCtx  context.Context
+	results   []tracker.Result // onFlushed's, reused
 
 	// write writes a batch: the dispatcher's Flush. Tests of the loop's
 	// batching replace it to count batches without a broker.

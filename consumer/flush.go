@@ -306,8 +306,9 @@ func (e *Engine) onFlushed(f flushed) {
 	for p, items := range f.in.parts {
 		p.inBatch = f.next != nil && f.next.parts[p] != nil
 		live := e.parts[p.tp] == p
-		// The committed items first, then the failed ones.
-		results := make([]tracker.Result, 0, len(items))
+		// The committed items first, then the failed ones. Advance
+		// keeps nothing of the slice, so one serves every batch.
+		results := e.results[:0]
 		failed := 0
 		for _, it := range items {
 			if it.Done {
@@ -331,6 +332,9 @@ func (e *Engine) onFlushed(f flushed) {
 				p.lastErr = ""
 			}
 		}
+		// Nothing of the batch is kept alive by the reused slice.
+		clear(results)
+		e.results = results
 		if len(p.waiters) > 0 && !p.inBatch {
 			e.release(p, now, p.releaseWhy)
 		}
