@@ -32,7 +32,7 @@ func echoCode(off int64, copy bool) int64 {
 // addEcho registers the echo of a write of ours for the key id: a
 // tombstone naming off, or a copy of the version at off.
 func (t *Tracker) addEcho(id ident, off int64, copy bool) {
-	s := t.echoes[id]
+	s := t.echoes.add(id)
 	c := echoCode(off, copy)
 	if s.n < int32(len(s.first)) {
 		s.first[s.n] = c
@@ -44,16 +44,16 @@ func (t *Tracker) addEcho(id ident, off int64, copy bool) {
 		s.copies++
 		t.copyEchoes++
 	}
-	t.echoes[id] = s
 }
 
 // dropEcho forgets one echo of the key id, and reports whether there was
 // one.
 func (t *Tracker) dropEcho(id ident, off int64, copy bool) bool {
-	s, ok := t.echoes[id]
-	if !ok {
+	slot := t.echoes.find(id)
+	if slot < 0 {
 		return false
 	}
+	s := &t.echoes.slots[slot].set
 	c := echoCode(off, copy)
 	i := int32(0)
 	for ; i < s.n && s.at(i) != c; i++ {
@@ -74,9 +74,7 @@ func (t *Tracker) dropEcho(id ident, off int64, copy bool) bool {
 		t.copyEchoes--
 	}
 	if s.n == 0 {
-		delete(t.echoes, id)
-	} else {
-		t.echoes[id] = s
+		t.echoes.remove(slot)
 	}
 	return true
 }
@@ -100,8 +98,7 @@ func (s *echoSet) set(i int32, c int64) {
 // write of ours not yet read back. Such a version is held whole whatever
 // its day, so that it can be re-appended without reading it again.
 func (t *Tracker) atRisk(id ident) bool {
-	_, ok := t.echoes[id]
-	return ok
+	return t.echoes.find(id) >= 0
 }
 
 // copying reports whether a copy of ours of a version of the key id is on
@@ -110,7 +107,8 @@ func (t *Tracker) copying(id ident) bool {
 	if t.copyEchoes == 0 {
 		return false
 	}
-	return t.echoes[id].copies > 0
+	s := t.echoes.get(id)
+	return s != nil && s.copies > 0
 }
 
 // wantBack asks the caller to read back the indexed version at offset: a

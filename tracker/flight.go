@@ -311,7 +311,7 @@ func (t *Tracker) EndSync(now time.Time) {
 	t.syncing = false
 	nowMs := now.UnixMilli()
 	var tombed []ident
-	for id, s := range t.echoes {
+	t.echoes.each(func(id ident, s *echoSet) {
 		if s.copies > 0 {
 			if e := t.lookupIdent(id); e != nil && e.state == stateFrozen {
 				e.state = statePending
@@ -323,9 +323,9 @@ func (t *Tracker) EndSync(now time.Time) {
 		if s.n > s.copies {
 			tombed = append(tombed, id)
 		}
-	}
-	// A new map, because clear keeps the old one's memory.
-	t.echoes, t.copyEchoes = make(map[ident]echoSet), 0
+	})
+	// A new table: a failure may have left the old one large.
+	t.echoes, t.copyEchoes = echoTable{}, 0
 	for _, id := range tombed {
 		if e := t.lookupIdent(id); e != nil {
 			t.maybeDemote(e, id)

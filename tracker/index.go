@@ -142,7 +142,7 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 	// The key's ident, where it is needed: a copy, a write of ours on its
 	// way, a later day, or an indexed version to replace.
 	var id ident
-	if env.CopyOf >= 0 || len(t.echoes) > 0 || env.DueMs >= t.windowEnd || (prev == nil && len(t.future) > 0) {
+	if env.CopyOf >= 0 || t.echoes.len() > 0 || env.DueMs >= t.windowEnd || (prev == nil && len(t.future) > 0) {
 		id = t.ident(h, r.Key)
 	}
 	if env.CopyOf >= 0 {
@@ -163,7 +163,7 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 			}
 		}
 	}
-	risky := len(t.echoes) > 0 && t.atRisk(id)
+	risky := t.echoes.len() > 0 && t.atRisk(id)
 	later := env.DueMs >= t.windowEnd && !risky && r.Offset <= maxIndexedOffset
 	if prev == nil {
 		t.dropFuture(id)

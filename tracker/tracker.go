@@ -105,8 +105,9 @@ type Tracker struct {
 	parked      map[*entry]int64
 
 	// echoes holds, by key ident, the tombstones and copies we write or
-	// wrote and have not read back (echoSet); copyEchoes counts the copies.
-	echoes     map[ident]echoSet
+	// wrote and have not read back (echoSet, echotable.go); copyEchoes
+	// counts the copies.
+	echoes     echoTable
 	copyEchoes int
 
 	// gone remembers, for goneWindow offsets, keys left without a live
@@ -175,7 +176,6 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		future:      make(map[ident]uint64),
 		heldDaily:   make(map[int64]int64),
 		futureDaily: make(map[int64]int64),
-		echoes:      make(map[ident]echoSet),
 		gone:        make(map[ident]int64),
 		start:       start,
 		end:         end,
