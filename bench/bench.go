@@ -49,6 +49,7 @@ import (
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/service"
 )
 
@@ -336,9 +337,7 @@ func (r *run) schedule(target string, due time.Time) *kgo.Record {
 // target topic for a phase.
 func (r *run) topics(ctx context.Context, name string) (schedules, target string, err error) {
 	schedules, target = "bench-"+r.id+"-"+name, "bench-"+r.id+"-"+name+"-target"
-	_, err = service.EnsureTopics(ctx, r.cl, []service.TopicSet{{
-		Schedules: schedules, States: schedules + envelope.DefaultStatesPostfix, Logs: schedules + envelope.DefaultLogsPostfix,
-	}}, service.TopicOptions{Partitions: r.cfg.Partitions, ReplicationFactor: -1, LogsRetention: time.Hour, Create: true})
+	_, err = service.EnsureTopics(ctx, r.cl, []topic.Set{topic.Names(schedules, topic.DefaultStatesPostfix, topic.DefaultLogsPostfix)}, service.TopicOptions{Partitions: r.cfg.Partitions, ReplicationFactor: -1, LogsRetention: time.Hour, Create: true})
 	if err != nil {
 		return "", "", err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/internal/record"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/service"
 )
 
@@ -185,7 +186,7 @@ func (r *run) baselineConsume(ctx context.Context, topic string) (float64, error
 // tombstones after targets).
 func (r *run) baselineProduce(ctx context.Context, schedules, target string) (float64, error) {
 	n, b := r.cfg.Schedules, r.cfg.BatchSize
-	logs := schedules + envelope.DefaultLogsPostfix
+	logs := topic.Names(schedules, topic.DefaultStatesPostfix, topic.DefaultLogsPostfix).Logs
 	opts := append(slices.Clone(r.base), kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.MaxBufferedRecords(4*b+1000), kgo.ProducerLinger(0))
 	if r.cfg.ExactlyOnce {

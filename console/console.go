@@ -44,15 +44,11 @@ import (
 
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 //go:embed assets templates
 var files embed.FS
-
-// Set is a schedules topic with its states and logs topics.
-type Set struct {
-	Schedules, States, Logs string
-}
 
 // Engine is what the console reads of the service's loop.
 type Engine interface {
@@ -70,7 +66,7 @@ const (
 
 // Config configures a Console.
 type Config struct {
-	Sets       []Set
+	Sets       []topic.Set
 	InstanceID string
 	Group      string
 	// StateInterval is the service's --state-interval: a report older than

@@ -20,6 +20,7 @@ import (
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/record"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -40,7 +41,7 @@ func (f *fakeEngine) Find(context.Context, string, int32, []byte) (consumer.Held
 func newTestConsole(t testing.TB, eng Engine, gath prometheus.Gatherer) *Console {
 	t.Helper()
 	c, err := New(Config{
-		Sets:       []Set{{Schedules: "s", States: "s_states", Logs: "s_logs"}},
+		Sets:       []topic.Set{{Schedules: "s", States: "s_states", Logs: "s_logs"}},
 		InstanceID: "alpha", Group: "g", StateInterval: 5 * time.Second,
 		Opts:   []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")},
 		Engine: eng, Gatherer: gath, Now: func() time.Time { return testNow },
@@ -378,7 +379,7 @@ func TestReaderIsOneClient(t *testing.T) {
 
 	var clients atomic.Int64
 	con, err := New(Config{
-		Sets: []Set{{Schedules: "s", States: "s_states", Logs: "s_logs"}}, InstanceID: "x",
+		Sets: []topic.Set{{Schedules: "s", States: "s_states", Logs: "s_logs"}}, InstanceID: "x",
 		Opts: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.WithHooks(newClientHook{&clients})},
 	})
 	require.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // found is a record of the key, without its payload.
@@ -40,7 +41,7 @@ const logSlack = 5 * time.Minute
 // reads), then of the logs topic. The schedules topic is compacted, but the
 // logs topic keeps every audit record for days: when a schedules record
 // dates the end of the version, the logs are read from shortly before it.
-func (f *Finder) history(ctx context.Context, set Set, p int32, key []byte) (history, error) {
+func (f *Finder) history(ctx context.Context, set topic.Set, p int32, key []byte) (history, error) {
 	var h history
 	sched, missing, err := f.scan(ctx, set.Schedules, p, -1, key)
 	if err != nil {

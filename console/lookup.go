@@ -14,6 +14,7 @@ import (
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/cron"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -83,7 +84,7 @@ type Instance interface {
 
 // FinderConfig configures a Finder.
 type FinderConfig struct {
-	Sets        []Set
+	Sets        []topic.Set
 	Opts        []kgo.Opt    // connect a reader to the cluster
 	Admin       *kadm.Client // metadata and offsets
 	Partitioner string       // how keys were partitioned (partitioner.Partitioner); default partitioner.Default
@@ -149,19 +150,19 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 	return res, nil
 }
 
-func (f *Finder) set(topic string) (Set, bool) {
+func (f *Finder) set(schedules string) (topic.Set, bool) {
 	if len(f.cfg.Sets) == 0 {
-		return Set{}, false
+		return topic.Set{}, false
 	}
-	if topic == "" {
+	if schedules == "" {
 		return f.cfg.Sets[0], true
 	}
 	for _, s := range f.cfg.Sets {
-		if s.Schedules == topic {
+		if s.Schedules == schedules {
 			return s, true
 		}
 	}
-	return Set{}, false
+	return topic.Set{}, false
 }
 
 func (f *Finder) partitions(ctx context.Context, topic string) (int, error) {
@@ -180,7 +181,7 @@ func (f *Finder) partitions(ctx context.Context, topic string) (int, error) {
 	return n, nil
 }
 
-func (f *Finder) lookup(ctx context.Context, set Set, p int32, key []byte) (Result, error) {
+func (f *Finder) lookup(ctx context.Context, set topic.Set, p int32, key []byte) (Result, error) {
 	if f.cfg.Instance != nil {
 		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		held, err := f.cfg.Instance.Find(mctx, set.Schedules, p, key)
@@ -203,7 +204,7 @@ func (f *Finder) lookup(ctx context.Context, set Set, p int32, key []byte) (Resu
 
 // fromMemory answers from the tracker's version of a key. An indexed
 // version (due on a later day) is known by offset only: its record is read.
-func (f *Finder) fromMemory(ctx context.Context, set Set, p int32, key []byte, v tracker.Version) (Result, bool) {
+func (f *Finder) fromMemory(ctx context.Context, set topic.Set, p int32, key []byte, v tracker.Version) (Result, bool) {
 	var rec *kgo.Record
 	if v.Held {
 		rec = &kgo.Record{Key: v.Key, Value: v.Value, Headers: v.Headers, Offset: v.Offset}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -46,8 +47,8 @@ type group struct {
 // from the start: a report is small and the topics are compacted, and the
 // newest report of a poll is the only one decoded per partition.
 type reader struct {
-	sets    []Set
-	byState map[string]Set
+	sets    []topic.Set
+	byState map[string]topic.Set
 	cl      *kgo.Client
 	adm     *kadm.Client
 	log     zerolog.Logger
@@ -60,8 +61,8 @@ type reader struct {
 // healthComponent is the name the reader's problems take in the registry.
 const healthComponent = "console_states_reader"
 
-func newReader(sets []Set, opts []kgo.Opt, log zerolog.Logger, now func() time.Time, reg *health.Registry) (*reader, error) {
-	r := &reader{sets: sets, byState: map[string]Set{}, log: log, now: now, health: reg, every: 10 * time.Second}
+func newReader(sets []topic.Set, opts []kgo.Opt, log zerolog.Logger, now func() time.Time, reg *health.Registry) (*reader, error) {
+	r := &reader{sets: sets, byState: map[string]topic.Set{}, log: log, now: now, health: reg, every: 10 * time.Second}
 	topics := make([]string, 0, len(sets))
 	for _, s := range sets {
 		r.byState[s.States] = s

@@ -10,16 +10,12 @@ import (
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
-
-// TopicSet is a schedules topic and where its reports and audit records go.
-type TopicSet struct {
-	Schedules, States, Logs string
-}
 
 // Config configures an Engine.
 type Config struct {
-	Sets        []TopicSet
+	Sets        []topic.Set // a schedules topic and where its reports and audit records go
 	Group       string
 	InstanceID  string
 	ExactlyOnce bool

@@ -58,6 +58,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/internal/health"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -75,7 +76,7 @@ type Engine struct {
 	deps Deps
 	adm  *kadm.Client
 	cl   *kgo.Client // group consumer, created by Run
-	sets map[string]TopicSet
+	sets map[string]topic.Set
 	own  map[string]bool
 
 	in       chan any
@@ -138,7 +139,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		log:      cfg.Logger.With().Str("component", "consumer").Logger(),
 		deps:     deps,
 		adm:      kadm.NewClient(deps.Reporter),
-		sets:     map[string]TopicSet{},
+		sets:     map[string]topic.Set{},
 		own:      map[string]bool{},
 		in:       make(chan any, 16),
 		flushed:  make(chan flushed, 2), // a batch's outcome, and the next's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // TestLoopDrainsAMillionInFullBatches holds a million overdue schedules in
@@ -70,7 +71,7 @@ func TestLoopDrainsAMillionInFullBatches(t *testing.T) {
 		p            *partition
 	)
 	e, err = New(Config{
-		Sets:  []TopicSet{{Schedules: schedules, States: schedules + "_states", Logs: schedules + "_logs"}},
+		Sets:  []topic.Set{{Schedules: schedules, States: schedules + "_states", Logs: schedules + "_logs"}},
 		Group: "g", InstanceID: "i", BatchSize: batchSize,
 		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
 		Logger: zerolog.Nop(),

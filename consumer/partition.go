@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/state"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
@@ -19,7 +20,7 @@ const progressEvery = 5 * time.Second
 // partition is one owned schedules partition. Only the loop touches it.
 type partition struct {
 	tp     tp
-	set    TopicSet
+	set    topic.Set
 	log    zerolog.Logger
 	tr     *tracker.Tracker
 	sm     state.Machine

@@ -12,6 +12,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // TestLostPartitionWaitsForItsBatch: a partition lost while a batch of it
@@ -45,7 +46,7 @@ func TestLostPartitionWaitsForItsBatch(t *testing.T) {
 	defer disp.Close()
 
 	e, err := New(Config{
-		Sets:  []TopicSet{{Schedules: schedules, States: schedules + "_states", Logs: schedules + "_logs"}},
+		Sets:  []topic.Set{{Schedules: schedules, States: schedules + "_states", Logs: schedules + "_logs"}},
 		Group: "g", InstanceID: "i", BatchSize: 10,
 		Now:    func() time.Time { return now },
 		Logger: zerolog.Nop(),

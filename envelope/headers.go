@@ -1,6 +1,10 @@
 package envelope
 
-import "github.com/twmb/franz-go/pkg/kgo"
+import (
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	topicname "github.com/scheduler-dev/scheduler/internal/topic"
+)
 
 // Header names of SPEC sections 3 and 10. They are exact: Karafka
 // producers and state readers use the same names. Any header not named
@@ -52,8 +56,8 @@ const (
 	MissedOne            = "one"
 	MissedSkip           = "skip"
 	DefaultTopic         = "scheduled_messages"
-	DefaultStatesPostfix = "_states"
-	DefaultLogsPostfix   = "_logs"
+	DefaultStatesPostfix = topicname.DefaultStatesPostfix
+	DefaultLogsPostfix   = topicname.DefaultLogsPostfix
 )
 
 // maxFutureSeconds bounds a due time: further ahead is bad_epoch (SPEC 5).

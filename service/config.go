@@ -182,7 +182,7 @@ func (c *Config) Validate() error {
 		if !LegalTopic(t) {
 			return bad("--topic: %q is not a legal topic name", t)
 		}
-		for _, name := range []string{t, t + c.StatesPostfix, t + c.LogsPostfix} {
+		for _, name := range topic.Names(t, c.StatesPostfix, c.LogsPostfix).All() {
 			if !LegalTopic(name) {
 				return bad("--states-postfix/--logs-postfix: %q is not a legal topic name", name)
 			}
@@ -196,8 +196,9 @@ func (c *Config) Validate() error {
 		return bad("--states-postfix and --logs-postfix must be non-empty and differ")
 	}
 	for _, t := range c.Topics {
+		set := topic.Names(t, c.StatesPostfix, c.LogsPostfix)
 		for _, u := range c.Topics {
-			if t+c.StatesPostfix == u || t+c.LogsPostfix == u {
+			if u != t && set.Owns(u) {
 				return bad("--topic: %q is also the states or logs topic of %q", u, t)
 			}
 		}

@@ -185,12 +185,8 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.targets = dispatcher.NewTargets(s.rep, cfg.TargetWait, now, log.With().Str("component", "targets").Logger())
 
-	var sets []consumer.TopicSet
-	for _, t := range cfg.TopicSets() {
-		sets = append(sets, consumer.TopicSet{Schedules: t.Schedules, States: t.States, Logs: t.Logs})
-	}
 	s.engine, err = consumer.New(consumer.Config{
-		Sets: sets, Group: cfg.Group, InstanceID: cfg.InstanceID, ExactlyOnce: cfg.ExactlyOnce,
+		Sets: cfg.TopicSets(), Group: cfg.Group, InstanceID: cfg.InstanceID, ExactlyOnce: cfg.ExactlyOnce,
 		BatchSize: cfg.FlushBatchSize, StateInterval: cfg.StateInterval, TargetWait: cfg.TargetWait,
 		Partitioner: cfg.Partitioner, AllowTarget: cfg.AllowTarget, Lead: cfg.DayLead,
 		CronMinInterval: cfg.CronMinInterval, CronGrace: cfg.CronGrace,
@@ -213,12 +209,8 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
-		var sets []console.Set
-		for _, t := range cfg.TopicSets() {
-			sets = append(sets, console.Set{Schedules: t.Schedules, States: t.States, Logs: t.Logs})
-		}
 		s.console, err = console.New(console.Config{
-			Sets: sets, InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
+			Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
 			Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
 			Refresh: cfg.ConsoleRefresh,
 		})

@@ -13,22 +13,17 @@ import (
 
 	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
-// TopicSet is a schedules topic and the topics named after it.
-type TopicSet struct {
-	Schedules string
-	States    string
-	Logs      string // "" when audit records are off
-}
-
-// TopicSets returns the topic sets the configuration names.
-func (c *Config) TopicSets() []TopicSet {
-	var out []TopicSet
+// TopicSets returns the topic sets the configuration names; a set has no
+// logs topic when audit records are off.
+func (c *Config) TopicSets() []topic.Set {
+	var out []topic.Set
 	for _, t := range c.Topics {
-		s := TopicSet{Schedules: t, States: t + c.StatesPostfix}
-		if c.Logs {
-			s.Logs = t + c.LogsPostfix
+		s := topic.Names(t, c.StatesPostfix, c.LogsPostfix)
+		if !c.Logs {
+			s.Logs = ""
 		}
 		out = append(out, s)
 	}
@@ -66,7 +61,7 @@ var ErrTopics = errors.New("topics")
 //
 // It reads metadata with direct requests, never the client's cache: a topic
 // created a moment ago must not look missing.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, sets []TopicSet, o TopicOptions) (map[string]int, error) {
+func EnsureTopics(ctx context.Context, cl *kgo.Client, sets []topic.Set, o TopicOptions) (map[string]int, error) {
 	adm := kadm.NewClient(cl)
 	counts := map[string]int{}
 	for _, s := range sets {

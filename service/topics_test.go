@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 func TestEnsureTopics(t *testing.T) {
@@ -26,7 +27,7 @@ func TestEnsureTopics(t *testing.T) {
 	_, err = adm.CreateTopic(ctx, 1, 1, nil, "existing_states")
 	require.NoError(t, err)
 
-	sets := []TopicSet{
+	sets := []topic.Set{
 		{Schedules: "existing", States: "existing_states", Logs: "existing_logs"},
 		{Schedules: "fresh", States: "fresh_states", Logs: "fresh_logs"},
 	}

@@ -15,13 +15,14 @@ import (
 	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // inspectOpts is the parsed command line of inspect.
 type inspectOpts struct {
 	conn        kclient.Conn
 	timeout     time.Duration
-	topic, logs string
+	topics      topic.Set // Logs: where audit records are looked for
 	partitioner string
 	json        bool
 	query       console.Query
@@ -44,7 +45,7 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 	}
 	defer cl.Close()
 	f := console.NewFinder(console.FinderConfig{
-		Sets: []console.Set{{Schedules: o.topic, Logs: o.logs}},
+		Sets: []topic.Set{o.topics},
 		Opts: opts, Admin: kadm.NewClient(cl), Partitioner: o.partitioner,
 	})
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -64,7 +65,7 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 	}
 	if res.State == console.StateUnknown {
 		return fmt.Errorf("key %q was never seen in %s partition %d nor in %s (or compaction and retention removed every trace of it); if it was not partitioned by its key, give --partition or --partition-key",
-			res.Key, res.Topic, res.Partition, o.logs)
+			res.Key, res.Topic, res.Partition, o.topics.Logs)
 	}
 	return nil
 }
@@ -72,11 +73,11 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspectOpts, error) {
 	f := newFlagSet("inspect", "Where a schedule stands (SPEC 11): pending with its due time, recurring, dispatched\n(when, how late), cancelled or rejected (with its code), read from the key's partition of\nthe schedules topic and of the logs topic. Shows header names, never payloads or header\nvalues. Exits 1 for a key that was never seen.")
 	o := &inspectOpts{}
-	topic, logsPostfix := envelope.DefaultTopic, envelope.DefaultLogsPostfix
+	schedules, logsPostfix := envelope.DefaultTopic, envelope.DefaultLogsPostfix
 	var partition optInt
 	var partitionKey optString
 	toolConn(f, &o.conn)
-	f.String(&topic, "topic", "schedules topic of the schedule")
+	f.String(&schedules, "topic", "schedules topic of the schedule")
 	f.String(&logsPostfix, "logs-postfix", "logs topic = schedules topic + this")
 	partitionerFlag(f, &o.partitioner)
 	f.String(&o.query.Key, "key", "key of the schedule (required)")
@@ -86,18 +87,18 @@ func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspec
 	timeoutFlag(f, &o.timeout)
 	if err := parseCommon(f, args, lookupEnv, common{
 		conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner,
-		topic: &topic, postfix: &postfix{flag: "logs-postfix", value: &logsPostfix},
+		topic: &schedules, postfix: &postfix{flag: "logs-postfix", value: &logsPostfix},
 	}); err != nil {
 		return nil, err
 	}
-	o.topic, o.logs = topic, topic+logsPostfix
+	o.topics = topic.Names(schedules, envelope.DefaultStatesPostfix, logsPostfix)
 	switch {
 	case o.query.Key == "":
 		return nil, f.usageErrf("--key: required")
 	case partition.set && partitionKey.set:
 		return nil, f.usageErrf("--partition and --partition-key: give at most one")
 	}
-	o.query.Topic, o.query.Partition = o.topic, -1
+	o.query.Topic, o.query.Partition = o.topics.Schedules, -1
 	if partition.set {
 		p, err := partition.partition(f, "partition")
 		if err != nil {

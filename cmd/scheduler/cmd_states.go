@@ -19,6 +19,7 @@ import (
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/health"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
+	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -156,9 +157,9 @@ const defaultWatchInterval = 2 * time.Second
 func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesOpts, error) {
 	f := newFlagSet("states", "Read the states topic from its start to its end and print the latest report of each\npartition: state, when it was written, offsets read, pending schedules per UTC day, and\nwhy the partition is stopped or the last error; then a histogram of pending schedules per\nUTC day for the next 14 days. --watch prints it again every --interval.")
 	o := &statesOpts{}
-	topic, statesPostfix := envelope.DefaultTopic, envelope.DefaultStatesPostfix
+	schedules, statesPostfix := envelope.DefaultTopic, envelope.DefaultStatesPostfix
 	toolConn(f, &o.conn)
-	f.String(&topic, "topic", "schedules topic whose states topic to read")
+	f.String(&schedules, "topic", "schedules topic whose states topic to read")
 	f.String(&statesPostfix, "states-postfix", "states topic = schedules topic + this")
 	f.Bool(&o.json, "json", "print a JSON array of {partition, key, offset, report}")
 	f.Bool(&o.watch, "watch", "read and print again every --interval until interrupted")
@@ -167,14 +168,14 @@ func parseStates(args []string, lookupEnv func(string) (string, bool)) (*statesO
 	timeoutFlag(f, &o.timeout)
 	if err := parseCommon(f, args, lookupEnv, common{
 		conn: &o.conn, timeout: &o.timeout,
-		topic: &topic, postfix: &postfix{flag: "states-postfix", value: &statesPostfix},
+		topic: &schedules, postfix: &postfix{flag: "states-postfix", value: &statesPostfix},
 	}); err != nil {
 		return nil, err
 	}
 	if o.every < 100*time.Millisecond {
 		return nil, f.usageErrf("--interval: %v is below 100ms", o.every)
 	}
-	o.topic = topic + statesPostfix
+	o.topic = topic.Names(schedules, statesPostfix, envelope.DefaultLogsPostfix).States
 	return o, nil
 }
 

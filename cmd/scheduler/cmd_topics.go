@@ -140,7 +140,7 @@ func parseTopicsCreate(args []string, lookupEnv func(string) (string, bool)) (*t
 	}
 	for _, t := range o.targets {
 		for _, set := range c.TopicSets() {
-			if t == set.Schedules || t == set.States || t == set.Logs {
+			if set.Owns(t) {
 				return nil, f.usageErrf("--target: %q is one of the scheduler's own topics", t)
 			}
 		}

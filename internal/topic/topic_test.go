@@ -19,3 +19,17 @@ func TestLegal(t *testing.T) {
 	b := []byte("orders")
 	require.Zero(t, testing.AllocsPerRun(100, func() { Legal(b) }))
 }
+
+func TestNames(t *testing.T) {
+	s := Names("orders", DefaultStatesPostfix, DefaultLogsPostfix)
+	require.Equal(t, Set{Schedules: "orders", States: "orders_states", Logs: "orders_logs"}, s)
+	for _, name := range []string{"orders", "orders_states", "orders_logs"} {
+		require.True(t, s.Owns(name), name)
+	}
+	for _, name := range []string{"", "orders_x", "other"} {
+		require.False(t, s.Owns(name), name)
+	}
+	s.Logs = ""
+	require.False(t, s.Owns(""), "a set without logs owns no empty name")
+	require.Equal(t, []string{"orders", "orders_states"}, s.All())
+}
