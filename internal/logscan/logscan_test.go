@@ -1,0 +1,205 @@
+package logscan
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// partition is a partition written the ways the service's topics are:
+// plain and transactional producers (commits and aborts, so control
+// markers and aborted batches lie between the records), every codec,
+// null values, headers, keys written many times, then compaction.
+type partition struct {
+	cl    *kgo.Client
+	r     *Reader
+	topic string
+	keys  []string
+}
+
+func newPartition(t *testing.T, seed uint64) *partition {
+	t.Helper()
+	const topic = "t"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	p := &partition{cl: cl, r: New(cl), topic: topic}
+	for i := range 40 {
+		p.keys = append(p.keys, fmt.Sprintf("k%02d", i))
+	}
+	rng := rand.New(rand.NewPCG(seed, seed))
+	ctx := context.Background()
+	codecs := []kgo.CompressionCodec{kgo.NoCompression(), kgo.SnappyCompression(), kgo.GzipCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()}
+	rec := func() *kgo.Record {
+		r := &kgo.Record{Topic: topic, Partition: 0, Key: []byte(p.keys[rng.IntN(len(p.keys))])}
+		if rng.IntN(5) > 0 {
+			r.Value = fmt.Appendf(nil, "v%d", rng.Int())
+		}
+		for h := range rng.IntN(3) {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: fmt.Sprintf("h%d", h), Value: []byte("x")})
+		}
+		return r
+	}
+	for round := range 30 {
+		opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.ProducerBatchCompression(codecs[round%len(codecs)])}
+		txn := round%3 != 0
+		if txn {
+			opts = append(opts, kgo.TransactionalID(fmt.Sprintf("tx%d", round%4)))
+		}
+		pr, err := kgo.NewClient(opts...)
+		require.NoError(t, err)
+		if txn {
+			require.NoError(t, pr.BeginTransaction())
+		}
+		var recs []*kgo.Record
+		for range 1 + rng.IntN(60) {
+			recs = append(recs, rec())
+		}
+		require.NoError(t, pr.ProduceSync(ctx, recs...).FirstErr())
+		if txn {
+			require.NoError(t, pr.EndTransaction(ctx, kgo.TransactionEndTry(rng.IntN(3) > 0)))
+		}
+		pr.Close()
+		if round == 20 {
+			c.Compact()
+		}
+	}
+	return p
+}
+
+// rawFetch is one Fetch as Reader makes it, answered.
+func (p *partition) rawFetch(t *testing.T, offset int64) *kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	id, leader, err := p.r.route(context.Background(), p.topic, 0, false)
+	require.NoError(t, err)
+	req := kmsg.NewPtrFetchRequest()
+	req.MinBytes, req.MaxBytes, req.IsolationLevel = 1, 4096, 1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = p.topic, id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset, rp.PartitionMaxBytes = offset, 4096
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := p.cl.Broker(int(leader)).Request(context.Background(), req)
+	require.NoError(t, err)
+	return &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+}
+
+// TestBatchesAgreeWithFranzGo: on the same fetched bytes, batches returns
+// the records franz-go's own read_committed decoding returns, and the same
+// offset to fetch next, from every offset of a partition full of aborted
+// transactions, markers, compression and compaction gaps.
+func TestBatchesAgreeWithFranzGo(t *testing.T) {
+	for seed := range uint64(3) {
+		p := newPartition(t, seed)
+		_, end, err := p.r.Bounds(context.Background(), p.topic, 0)
+		require.NoError(t, err)
+		require.Greater(t, end, int64(100))
+		for off := int64(0); off < end; off++ {
+			part := p.rawFetch(t, off)
+			fp, wantNext := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+				Offset: off, IsolationLevel: kgo.ReadCommitted(), Topic: p.topic,
+			}, part, kgo.DefaultDecompressor(), nil)
+			require.NoError(t, fp.Err)
+			var got []*Record
+			next, read, err := batches(part, off, math.MaxInt64, nil, kgo.DefaultDecompressor(), nil, func(r *Record) bool {
+				got = append(got, r)
+				return true
+			})
+			require.NoError(t, err)
+			require.Equal(t, wantNext, next, "seed %d offset %d: next", seed, off)
+			require.Equal(t, int64(len(fp.Records)), read, "seed %d offset %d: records read", seed, off)
+			require.Len(t, got, len(fp.Records), "seed %d offset %d", seed, off)
+			for i, w := range fp.Records {
+				g := got[i]
+				require.Equal(t, w.Offset, g.Offset)
+				require.Equal(t, w.Key, g.Key)
+				require.Equal(t, w.Value == nil, g.Value == nil, "offset %d: null value", w.Offset)
+				require.Equal(t, string(w.Value), string(g.Value))
+				require.Equal(t, w.Timestamp.UnixMilli(), g.Timestamp)
+				require.Equal(t, len(w.Headers), len(g.Headers))
+				for j := range w.Headers {
+					require.Equal(t, w.Headers[j].Key, g.Headers[j].Key)
+					require.Equal(t, string(w.Headers[j].Value), string(g.Headers[j].Value))
+				}
+			}
+		}
+	}
+}
+
+// TestNewestIsTheLastOfAForwardRead: Newest finds, for every key and for
+// ranges of every shape, the record a full forward read of the range
+// finds last, and none where the range holds none.
+func TestNewestIsTheLastOfAForwardRead(t *testing.T) {
+	p := newPartition(t, 7)
+	ctx := context.Background()
+	_, end, err := p.r.Bounds(ctx, p.topic, 0)
+	require.NoError(t, err)
+	var all []*Record
+	_, err = p.r.Scan(ctx, p.topic, 0, 0, end, nil, nil, func(r *Record) bool { all = append(all, r); return true })
+	require.NoError(t, err)
+	require.NotEmpty(t, all)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		lo := rng.Int64N(end)
+		hi := lo + rng.Int64N(end-lo+1)
+		key := p.keys[rng.IntN(len(p.keys))]
+		var want *Record
+		for _, r := range all {
+			if r.Offset >= lo && r.Offset < hi && string(r.Key) == key {
+				want = r
+			}
+		}
+		got, st, err := p.r.Newest(ctx, p.topic, 0, lo, hi, []byte(key), nil)
+		require.NoError(t, err)
+		if want == nil {
+			require.Nil(t, got, "[%d, %d) %s", lo, hi, key)
+			continue
+		}
+		require.NotNil(t, got, "[%d, %d) %s", lo, hi, key)
+		require.Equal(t, want.Offset, got.Offset, "[%d, %d) %s", lo, hi, key)
+		require.LessOrEqual(t, st.Records, hi-lo+1+int64(len(all)), "reads stay near the range")
+	}
+	_, _, err = p.r.Newest(ctx, "missing", 0, 0, 10, []byte("k"), nil)
+	require.ErrorIs(t, err, ErrNoPartition)
+}
+
+// TestNewestStopsEarly: the newest record of a key written last is found
+// by reading one chunk, not the partition.
+func TestNewestStopsEarly(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	require.NoError(t, err)
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	require.NoError(t, err)
+	defer cl.Close()
+	var recs []*kgo.Record
+	for i := range 50_000 {
+		recs = append(recs, &kgo.Record{Topic: "t", Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")})
+	}
+	require.NoError(t, cl.ProduceSync(context.Background(), recs...).FirstErr())
+	r := New(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, st, err := r.Newest(ctx, "t", 0, 0, 50_000, []byte("k49990"), nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(49990), got.Offset)
+	require.Less(t, st.Records, int64(5000), "one chunk read, not the partition")
+
+	got, st, err = r.Newest(ctx, "t", 0, 0, 50_000, []byte("absent"), nil)
+	require.NoError(t, err)
+	require.Nil(t, got)
+	require.GreaterOrEqual(t, st.Records, int64(50_000), "an absent key is looked for everywhere")
+}
