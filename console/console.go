@@ -31,6 +31,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -58,10 +59,11 @@ type Engine interface {
 
 // Defaults of Config.
 const (
-	DefaultStateInterval = consumer.DefaultStateInterval // the service's own
-	DefaultLookupTimeout = 10 * time.Second
-	DefaultRefresh       = 5 * time.Second
-	DefaultSampleEvery   = 10 * time.Second
+	DefaultStateInterval     = consumer.DefaultStateInterval // the service's own
+	DefaultLookupTimeout     = 10 * time.Second
+	DefaultLookupConcurrency = 4
+	DefaultRefresh           = 5 * time.Second
+	DefaultSampleEvery       = 10 * time.Second
 )
 
 // Config configures a Console.
@@ -73,8 +75,11 @@ type Config struct {
 	// three of them is marked stale. Default DefaultStateInterval.
 	StateInterval time.Duration
 	// Opts connect the console's clients to the cluster.
-	Opts        []kgo.Opt
-	Partitioner string // how schedule keys are partitioned; default murmur2
+	Opts []kgo.Opt
+	// KeyPartitioner is how producers partitioned the schedule keys a
+	// lookup looks for (partitioner.Auto: any known partitioner). Default
+	// partitioner.DefaultKey.
+	KeyPartitioner string
 	// Engine is the service's loop: this instance's detail and memory.
 	// Default nil: no instance section, lookups read the topics.
 	Engine Engine
@@ -88,6 +93,9 @@ type Config struct {
 	// LookupTimeout bounds a lookup that reads the topics. Default
 	// DefaultLookupTimeout.
 	LookupTimeout time.Duration
+	// LookupConcurrency bounds the lookups running at once; one more is
+	// answered 429 at once. Default DefaultLookupConcurrency.
+	LookupConcurrency int
 	// Refresh is how often the page refreshes itself. Default
 	// DefaultRefresh.
 	Refresh time.Duration
@@ -106,6 +114,9 @@ func (c *Config) defaults() {
 	if c.LookupTimeout <= 0 {
 		c.LookupTimeout = DefaultLookupTimeout
 	}
+	if c.LookupConcurrency <= 0 {
+		c.LookupConcurrency = DefaultLookupConcurrency
+	}
 	if c.Refresh <= 0 {
 		c.Refresh = DefaultRefresh
 	}
@@ -122,9 +133,14 @@ type Console struct {
 	reader *reader
 	rates  *rates
 	finder *Finder
-	page   *template.Template
-	assets http.Handler
-	bufs   sync.Pool
+	// lookups holds a token per lookup running; lookupCl is their client,
+	// apart from the states reader's, whose long polls would hold a
+	// lookup's fetches behind them on a shared connection.
+	lookups  chan struct{}
+	lookupCl *kgo.Client
+	page     *template.Template
+	assets   http.Handler
+	bufs     sync.Pool
 }
 
 // New builds a Console. It connects nothing until Run.
@@ -138,7 +154,12 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, reader: r}
+	lcl, err := kgo.NewClient(cfg.Opts...)
+	if err != nil {
+		r.cl.Close()
+		return nil, err
+	}
+	c := &Console{cfg: cfg, reader: r, lookups: make(chan struct{}, cfg.LookupConcurrency), lookupCl: lcl}
 	var status func() *consumer.Status
 	var inst Instance
 	if cfg.Engine != nil {
@@ -146,12 +167,12 @@ func New(cfg Config) (*Console, error) {
 	}
 	c.rates = newRates(cfg.Gatherer, status, cfg.SampleEvery, cfg.Now)
 	c.finder = NewFinder(FinderConfig{
-		Sets: cfg.Sets, Opts: cfg.Opts, Admin: r.adm, Partitioner: cfg.Partitioner,
+		Sets: cfg.Sets, Client: lcl, KeyPartitioner: cfg.KeyPartitioner,
 		Instance: inst, Owner: c.owner, Now: cfg.Now,
 	})
 	c.page, err = template.New("page.html").Funcs(funcs).ParseFS(files, "templates/page.html")
 	if err != nil {
-		r.cl.Close()
+		c.Close()
 		return nil, err
 	}
 	assets, _ := fs.Sub(files, "assets")
@@ -160,16 +181,37 @@ func New(cfg Config) (*Console, error) {
 }
 
 // Run reads the states topics and samples the metrics until ctx ends. It
-// returns once its client is closed.
+// returns once its clients are closed.
 func (c *Console) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { c.rates.run(ctx) })
 	c.reader.run(ctx)
 	wg.Wait()
+	c.lookupCl.Close()
 }
 
-// Close releases the client when Run was never called.
-func (c *Console) Close() { c.reader.cl.Close() }
+// Close releases the clients when Run was never called.
+func (c *Console) Close() {
+	c.reader.cl.Close()
+	c.lookupCl.Close()
+}
+
+// errBusy is the answer to a lookup beyond LookupConcurrency.
+var errBusy = errors.New("too many lookups are running")
+
+// lookup runs one lookup, bounded by LookupTimeout, if fewer than
+// LookupConcurrency run now; else it fails at once with errBusy.
+func (c *Console) lookup(ctx context.Context, q Query) (Result, error) {
+	select {
+	case c.lookups <- struct{}{}:
+		defer func() { <-c.lookups }()
+	default:
+		return Result{}, fmt.Errorf("%w (%d at once, --lookup-concurrency); try again in a second", errBusy, cap(c.lookups))
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.LookupTimeout)
+	defer cancel()
+	return c.finder.Lookup(ctx, q)
+}
 
 // Register mounts the console on mux: GET (and HEAD) only; any other method
 // gets 405 from the mux.
@@ -208,18 +250,26 @@ func securityHeaders(w http.ResponseWriter) {
 func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 	now := c.cfg.Now()
 	v := c.view(now)
+	status := http.StatusOK
 	if q, ok, err := query(r, r.URL.Query().Get("key")); ok {
 		v.Form = formView{Key: q.Key, Topic: r.URL.Query().Get("topic"), Partition: r.URL.Query().Get("partition"), PartitionKey: r.URL.Query().Get("partition_key")}
 		lv := &lookupView{Asked: true}
-		if err != nil {
+		switch {
+		case err != nil:
 			lv.Problem = err.Error()
-		} else {
-			ctx, cancel := context.WithTimeout(r.Context(), c.cfg.LookupTimeout)
-			res, err := c.finder.Lookup(ctx, q)
-			cancel()
-			if err != nil {
+		case r.Method == http.MethodHead:
+			// A HEAD is answered without the lookup: it has no body to
+			// show it in, and link checkers and probes send them.
+		default:
+			res, err := c.lookup(r.Context(), q)
+			switch {
+			case errors.Is(err, errBusy):
 				lv.Problem = err.Error()
-			} else {
+				status = http.StatusTooManyRequests
+				w.Header().Set("Retry-After", "1")
+			case err != nil:
+				lv.Problem = err.Error()
+			default:
 				lv.Result = &res
 			}
 		}
@@ -235,6 +285,7 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -293,10 +344,19 @@ func (c *Console) serveSchedule(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, r, http.StatusBadRequest, map[string]string{"key": key, "problem": err.Error()})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.LookupTimeout)
-	defer cancel()
-	res, err := c.finder.Lookup(ctx, q)
+	if r.Method == http.MethodHead {
+		// No lookup for a HEAD: it would cost a GET's reads to answer
+		// nothing. 200 says the API is there, not that the key is.
+		securityHeaders(w)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	res, err := c.lookup(r.Context(), q)
 	switch {
+	case errors.Is(err, errBusy):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, r, http.StatusTooManyRequests, map[string]string{"key": key, "problem": err.Error()})
 	case errors.Is(err, ErrBadQuery):
 		writeJSON(w, r, http.StatusBadRequest, map[string]string{"key": key, "problem": err.Error()})
 	case err != nil:

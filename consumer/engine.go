@@ -80,6 +80,7 @@ type Engine struct {
 	own  map[string]bool
 
 	in       chan any
+	finds    chan evFind // lookups' questions (find.go), apart from the events
 	flushed  chan flushed
 	loopDone chan struct{} // closed when the loop has returned
 	kill     chan struct{} // closed by Kill
@@ -142,6 +143,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		sets:     map[string]topic.Set{},
 		own:      map[string]bool{},
 		in:       make(chan any, 16),
+		finds:    make(chan evFind, findQueue),
 		flushed:  make(chan flushed, 2), // a batch's outcome, and the next's
 		loopDone: make(chan struct{}),
 		kill:     make(chan struct{}),

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/scheduler-dev/scheduler/tracker"
@@ -27,12 +28,25 @@ type evFind struct {
 	reply chan Held
 }
 
+// findQueue is how many questions may wait for the loop; one more is
+// refused (ErrBusy), so that people looking keys up can never queue work
+// in front of dispatching.
+const findQueue = 16
+
+// ErrBusy is the error of a Find the loop has no room for now.
+var ErrBusy = errors.New("the dispatch loop is busy; ask again")
+
 // Find returns what the loop knows of key in a schedules partition. It is
-// safe to call from any goroutine; it waits for the loop, until ctx ends.
+// safe to call from any goroutine. The question waits in a queue of its
+// own (never in front of records or batch outcomes); when that queue is
+// full Find fails at once with ErrBusy, and the loop answers from memory
+// without waiting on anything.
 func (e *Engine) Find(ctx context.Context, topic string, partition int32, key []byte) (Held, error) {
 	ev := evFind{tp: tp{topic, partition}, key: key, reply: make(chan Held, 1)}
-	if !e.send(ctx, ev) {
-		return Held{}, fmt.Errorf("asking the loop about %s: %w", ev.tp, context.Cause(ctx))
+	select {
+	case e.finds <- ev:
+	default:
+		return Held{}, fmt.Errorf("asking the loop about %s: %w", ev.tp, ErrBusy)
 	}
 	select {
 	case h := <-ev.reply:

@@ -22,6 +22,11 @@ func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error
 			select {
 			case ev := <-e.in:
 				e.handle(ev)
+			case ev := <-e.finds:
+				// A question changes nothing: no tick, and the timer
+				// stands as it was set.
+				e.onFind(ev)
+				continue
 			case f := <-e.flushed:
 				e.onFlushed(f)
 			case <-e.deps.Targets.Updated():
@@ -77,8 +82,6 @@ func (e *Engine) handle(ev any) {
 		e.onScan(ev, now)
 	case evReadBack:
 		e.onReadBack(ev, now)
-	case evFind:
-		e.onFind(ev)
 	case evFatal:
 		e.fatal = ev.err
 	}

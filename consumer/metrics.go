@@ -23,6 +23,8 @@ type Metrics struct {
 	BatchSize     prometheus.Histogram
 	FlushErrors   prometheus.Counter
 	Reappended    prometheus.Counter
+	// CancelsUnmatched: see PartitionStatus.CancelsUnmatched.
+	CancelsUnmatched *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg, if not nil.
@@ -68,10 +70,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Reappended: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scheduler_reappended_total", Help: "Schedules re-appended because a tombstone shadowed them (SPEC 3.4).",
 		}),
+		CancelsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scheduler_cancels_unmatched_total",
+			Help: "Cancels read for a key the partition held no schedule of: written to another partition than the schedule (producers and cancellers partitioning keys differently), or after it was dispatched.",
+		}, tp),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Dispatched, m.Rejected, m.Pending, m.PendingToday, m.BufferBytes, m.Loading, m.State,
-			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended)
+			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended, m.CancelsUnmatched)
 	}
 	return m
 }
@@ -82,6 +88,7 @@ func labels(p *partition) []string {
 
 func (m *Metrics) partition(p *partition) {
 	m.Dispatched.WithLabelValues(labels(p)...)
+	m.CancelsUnmatched.WithLabelValues(labels(p)...)
 }
 
 func (m *Metrics) rejected(p *partition, code envelope.Code) {
@@ -93,6 +100,10 @@ func (m *Metrics) observe(p *partition, ps PartitionStatus) {
 	if d := ps.Dispatched - p.dispatched; d > 0 {
 		m.Dispatched.WithLabelValues(l...).Add(float64(d))
 		p.dispatched = ps.Dispatched
+	}
+	if d := ps.CancelsUnmatched - p.cancelsUnmatched; d > 0 {
+		m.CancelsUnmatched.WithLabelValues(l...).Add(float64(d))
+		p.cancelsUnmatched = ps.CancelsUnmatched
 	}
 	m.Pending.WithLabelValues(l...).Set(float64(ps.Pending))
 	m.PendingToday.WithLabelValues(l...).Set(float64(ps.PendingToday))

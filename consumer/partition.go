@@ -44,6 +44,9 @@ type partition struct {
 
 	lat        lateness
 	dispatched int64 // tracker's Dispatched already added to the metric
+	// cancelsUnmatched is the tracker's CancelsUnmatched already added
+	// to the metric.
+	cancelsUnmatched int64
 
 	lastReport  time.Time
 	progressAt  time.Time

@@ -129,23 +129,26 @@ type Status struct {
 
 // PartitionStatus is one owned partition in Status.
 type PartitionStatus struct {
-	Topic        string           `json:"topic"`
-	Partition    int32            `json:"partition"`
-	State        state.State      `json:"state"`
-	Reason       string           `json:"reason,omitempty"`
-	Offsets      StatusOffsets    `json:"offsets"`
-	PendingToday int64            `json:"pending_today"`
-	Pending      int64            `json:"pending"`
-	Recurring    int64            `json:"recurring"` // of Pending, how many recur
-	Held         int              `json:"held"`
-	BufferBytes  int              `json:"buffer_bytes"`
-	Dispatched   int64            `json:"dispatched"`
-	Rejected     int64            `json:"rejected"`
-	Reappended   int64            `json:"reappended"`
-	Reloads      int64            `json:"reloads"`
-	LastError    string           `json:"last_error,omitempty"`
-	Lateness     *state.Lateness  `json:"lateness_ms,omitempty"`
-	Daily        map[string]int64 `json:"daily"`
+	Topic        string        `json:"topic"`
+	Partition    int32         `json:"partition"`
+	State        state.State   `json:"state"`
+	Reason       string        `json:"reason,omitempty"`
+	Offsets      StatusOffsets `json:"offsets"`
+	PendingToday int64         `json:"pending_today"`
+	Pending      int64         `json:"pending"`
+	Recurring    int64         `json:"recurring"` // of Pending, how many recur
+	Held         int           `json:"held"`
+	BufferBytes  int           `json:"buffer_bytes"`
+	Dispatched   int64         `json:"dispatched"`
+	Rejected     int64         `json:"rejected"`
+	Reappended   int64         `json:"reappended"`
+	Reloads      int64         `json:"reloads"`
+	// CancelsUnmatched counts cancels read for a key this partition
+	// held no version of (tracker.Status.CancelsUnmatched).
+	CancelsUnmatched int64            `json:"cancels_unmatched"`
+	LastError        string           `json:"last_error,omitempty"`
+	Lateness         *state.Lateness  `json:"lateness_ms,omitempty"`
+	Daily            map[string]int64 `json:"daily"`
 }
 
 // StatusOffsets is where a partition's reading stands.
@@ -177,7 +180,7 @@ func (e *Engine) snapshot(now time.Time) {
 			Offsets:      StatusOffsets{Low: p.start, Position: st.Position, End: p.end, Loading: loadFraction(p)},
 			PendingToday: today, Pending: int64(st.Held + st.Future), Recurring: int64(st.Recurring), Held: st.Held, BufferBytes: st.Bytes,
 			Dispatched: st.Dispatched, Rejected: st.Rejected, Reappended: st.Reappended, Reloads: p.reloads,
-			LastError: p.lastErr, Lateness: p.lat.summary(), Daily: daily,
+			CancelsUnmatched: st.CancelsUnmatched, LastError: p.lastErr, Lateness: p.lat.summary(), Daily: daily,
 		}
 		if ps.LastError == "" && st.Syncing {
 			ps.LastError = "settling after a failed batch"

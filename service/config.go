@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
@@ -66,7 +67,7 @@ type Config struct {
 	ExactlyOnce    bool          // transactions fenced by the group; default DefaultExactlyOnce
 	StateInterval  time.Duration // at most this long between state reports; default consumer.DefaultStateInterval
 	AllowTarget    []string      // glob patterns of allowed target topics; default [consumer.DefaultAllowTarget]
-	Partitioner    string        // target partitioner: murmur2 or consistent_random; default partitioner.Default
+	Partitioner    string        // target partitioner: murmur2, consistent_random or fnv1a; default partitioner.Default
 
 	CreateTopics      bool // create missing topics at start; default true
 	Partitions        int  // partitions of created schedules topics; default DefaultPartitions
@@ -100,6 +101,16 @@ type Config struct {
 	// Gatherer serves /metrics when Registerer is set. Default: the fresh
 	// registry.
 	Gatherer prometheus.Gatherer
+	// KeyPartitioner is how producers partitioned schedule keys, for the
+	// console's lookups: auto (any known partitioner), or one of them.
+	// Default partitioner.DefaultKey.
+	KeyPartitioner string
+	// LookupConcurrency bounds the console's lookups running at once.
+	// Default console.DefaultLookupConcurrency.
+	LookupConcurrency int
+	// LookupTimeout bounds one lookup's reading of the topics. Default
+	// console.DefaultLookupTimeout.
+	LookupTimeout time.Duration
 	// ConsoleRefresh is how often the console page refreshes itself.
 	// Default console.DefaultRefresh.
 	ConsoleRefresh time.Duration
@@ -159,6 +170,9 @@ func Default() Config {
 		CronMinInterval:    tracker.DefaultCronMinInterval,
 		CronGrace:          tracker.DefaultCronGrace,
 		ConfigFaultWait:    DefaultConfigFaultWait,
+		KeyPartitioner:     partitioner.DefaultKey,
+		LookupConcurrency:  console.DefaultLookupConcurrency,
+		LookupTimeout:      console.DefaultLookupTimeout,
 	}
 }
 
@@ -225,6 +239,15 @@ func (c *Config) Validate() error {
 	}
 	if err := partitioner.Check(c.Partitioner); err != nil {
 		return bad("--partitioner: %w", err)
+	}
+	if err := partitioner.CheckKey(c.KeyPartitioner); err != nil {
+		return bad("--key-partitioner: %w", err)
+	}
+	if c.LookupConcurrency < 1 || c.LookupConcurrency > 1024 {
+		return bad("--lookup-concurrency: %d is not between 1 and 1024", c.LookupConcurrency)
+	}
+	if c.LookupTimeout < 100*time.Millisecond {
+		return bad("--lookup-timeout: %v is below 100ms", c.LookupTimeout)
 	}
 	if c.Partitions < 1 {
 		return bad("--partitions: %d is below 1", c.Partitions)

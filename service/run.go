@@ -211,8 +211,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		s.httpLn = ln
 		s.console, err = console.New(console.Config{
 			Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
-			Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
-			Refresh: cfg.ConsoleRefresh,
+			Opts: base, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
+			Refresh:        cfg.ConsoleRefresh,
+			KeyPartitioner: cfg.KeyPartitioner, LookupConcurrency: cfg.LookupConcurrency, LookupTimeout: cfg.LookupTimeout,
 		})
 		if err != nil {
 			return nil, err

@@ -223,8 +223,12 @@ func (t *Tracker) cancel(key []byte, at int64) {
 	id := t.ident(h, key)
 	if prev := t.lookup(h, key); prev != nil {
 		t.forget(prev)
-	} else {
-		t.dropFuture(id)
+	} else if _, ok := t.dropFuture(id); !ok && t.loaded {
+		// Read live, for a key with no version here: written to another
+		// partition than its schedule (another partitioner), or after
+		// the schedule ended. Not counted while loading, which reads
+		// the cancels of every earlier run again.
+		t.cancelsUnmatched++
 	}
 	t.noteGone(id, t.copying(id), at)
 }

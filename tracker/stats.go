@@ -22,6 +22,11 @@ type Status struct {
 	Reappended   int64     // acked re-appends
 	Wanted       int       // versions waiting to be read back
 	ShadowMisses int64     // versions read back but gone: compaction ran first
+	// CancelsUnmatched counts producers' cancels read once loaded for a
+	// key this partition held no version of: a rise shows producers and
+	// cancellers partitioning keys differently (or cancels that came
+	// after the dispatch).
+	CancelsUnmatched int64
 }
 
 // Status returns the tracker's progress and counts.
@@ -32,7 +37,7 @@ func (t *Tracker) Status() Status {
 		Held: t.held(), Bytes: t.arena.bytes, Future: len(t.future),
 		Recurring:  int(t.recurHeld) + len(t.futureRecur),
 		Dispatched: t.dispatched, Rejected: t.rejected, Reappended: t.reappended,
-		Wanted: len(t.wanted), ShadowMisses: t.shadowMisses,
+		Wanted: len(t.wanted), ShadowMisses: t.shadowMisses, CancelsUnmatched: t.cancelsUnmatched,
 	}
 }
 

@@ -153,6 +153,7 @@ type Tracker struct {
 	blockedAt       int64
 
 	dispatched, rejected, reappended, shadowMisses int64
+	cancelsUnmatched                               int64 // Status.CancelsUnmatched
 }
 
 // New returns the tracker of a partition to be read from offset start up to

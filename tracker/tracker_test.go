@@ -542,3 +542,26 @@ func TestLoadingForgetsEndedKeysOnceLoaded(t *testing.T) {
 	require.Zero(t, len(tr.gone)+len(tr.goneQ))
 	require.LessOrEqual(t, cap(tr.heap), minHeapRoom, "room kept for 2 000 records that left nothing to hold")
 }
+
+// TestCancelsUnmatched counts the cancels read once loaded for a key the
+// partition holds no version of, today's or a later day's, and none of
+// those read while loading.
+func TestCancelsUnmatched(t *testing.T) {
+	var f fixture
+	recs := []*kgo.Record{
+		f.sched("today", t0.Add(time.Hour), "t"),
+		f.sched("later", t0.Add(72*time.Hour), "l"),
+		f.cancel("elsewhere-while-loading"),
+		f.sched("kept", t0.Add(time.Hour), "k"),
+	}
+	tr := New(Config{}, 0, int64(len(recs)), t0)
+	observe(tr, t0, recs...)
+	require.True(t, tr.Status().Loaded)
+	require.Zero(t, tr.Status().CancelsUnmatched, "loading reads old cancels again: not counted")
+
+	observe(tr, t0, f.cancel("today"), f.cancel("later"))
+	require.Zero(t, tr.Status().CancelsUnmatched, "each cancelled a version held here")
+	observe(tr, t0, f.cancel("written-elsewhere"), f.cancel("today"))
+	require.Equal(t, int64(2), tr.Status().CancelsUnmatched, "a key never here, and one already cancelled")
+	require.Equal(t, 1, tr.Status().Held, "kept is still pending")
+}

@@ -9,9 +9,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
@@ -20,12 +17,12 @@ import (
 
 // inspectOpts is the parsed command line of inspect.
 type inspectOpts struct {
-	conn        kclient.Conn
-	timeout     time.Duration
-	topics      topic.Set // Logs: where audit records are looked for
-	partitioner string
-	json        bool
-	query       console.Query
+	conn           kclient.Conn
+	timeout        time.Duration
+	topics         topic.Set // Logs: where audit records are looked for
+	keyPartitioner string
+	json           bool
+	query          console.Query
 }
 
 // inspectCmd looks a schedule up as the console's lookup box does, from
@@ -35,24 +32,20 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts, err := o.conn.Opts()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	cl, err := connect(ctx, &o.conn)
 	if err != nil {
 		return err
-	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("creating client: %w", err)
 	}
 	defer cl.Close()
 	f := console.NewFinder(console.FinderConfig{
-		Sets: []topic.Set{o.topics},
-		Opts: opts, Admin: kadm.NewClient(cl), Partitioner: o.partitioner,
+		Sets: []topic.Set{o.topics}, Client: cl, KeyPartitioner: o.keyPartitioner,
+		Progress: searchProgress(s.err, time.Now()),
 	})
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
 	res, err := f.Lookup(ctx, o.query)
 	if err != nil {
-		return err
+		return kclient.Explained(o.conn.Diagnose(err))
 	}
 	if o.json {
 		enc := json.NewEncoder(s.out)
@@ -64,8 +57,11 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 		printInspect(s.out, res, time.Now())
 	}
 	if res.State == console.StateUnknown {
-		return fmt.Errorf("key %q was never seen in %s partition %d nor in %s (or compaction and retention removed every trace of it); if it was not partitioned by its key, give --partition or --partition-key",
-			res.Key, res.Topic, res.Partition, o.topics.Logs)
+		if res.Incomplete {
+			return fmt.Errorf("key %q was not found in what could be read in --timeout: %s", res.Key, res.Note)
+		}
+		return fmt.Errorf("key %q was never seen in %s partition %s nor in %s (or compaction and retention removed every trace of it); if it was not partitioned by its key, give --partition or --partition-key",
+			res.Key, res.Topic, searchedList(res.Searched), o.topics.Logs)
 	}
 	return nil
 }
@@ -79,14 +75,14 @@ func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspec
 	toolConn(f, &o.conn)
 	f.String(&schedules, "topic", "schedules topic of the schedule")
 	f.String(&logsPostfix, "logs-postfix", "logs topic = schedules topic + this")
-	partitionerFlag(f, &o.partitioner)
+	keyPartitionerFlag(f, &o.keyPartitioner)
 	f.String(&o.query.Key, "key", "key of the schedule (required)")
 	f.Var(&partition, "partition", "partition of the schedule, when it was not partitioned by its key")
 	f.Var(&partitionKey, "partition-key", "hash this instead of the key to find the partition")
 	f.Bool(&o.json, "json", "print the answer as one JSON object (the body of GET /api/schedules/{key})")
 	timeoutFlag(f, &o.timeout)
 	if err := parseCommon(f, args, lookupEnv, common{
-		conn: &o.conn, timeout: &o.timeout, partitioner: &o.partitioner,
+		conn: &o.conn, timeout: &o.timeout, keyPartitioner: &o.keyPartitioner,
 		topic: &schedules, postfix: &postfix{flag: "logs-postfix", value: &logsPostfix},
 	}); err != nil {
 		return nil, err
@@ -98,7 +94,7 @@ func parseInspect(args []string, lookupEnv func(string) (string, bool)) (*inspec
 	case partition.set && partitionKey.set:
 		return nil, f.usageErrf("--partition and --partition-key: give at most one")
 	}
-	o.query.Topic, o.query.Partition = o.topics.Schedules, -1
+	o.query.Topic, o.query.Partition, o.query.KeyPartitioner = o.topics.Schedules, -1, o.keyPartitioner
 	if partition.set {
 		p, err := partition.partition(f, "partition")
 		if err != nil {
@@ -122,6 +118,9 @@ func printInspect(w io.Writer, r console.Result, now time.Time) {
 	line("state", r.State)
 	line("topic", r.Topic)
 	line("partition", fmt.Sprint(r.Partition))
+	if len(r.Searched) > 1 {
+		line("searched", searchedList(r.Searched))
+	}
 	if r.Due != nil {
 		rel := "in " + r.Due.Sub(now).Round(time.Second).String()
 		if r.Due.Before(now) {

@@ -43,7 +43,7 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Bool(&cfg.ExactlyOnce, "exactly-once", "each batch is one transaction fenced by the group; false: at-least-once")
 	f.Duration(&cfg.StateInterval, "state-interval", "at most this long between state reports")
 	f.List(&cfg.AllowTarget, "allow-target", "glob patterns of allowed target topics, comma-separated")
-	f.String(&cfg.Partitioner, "partitioner", "target partitioner: murmur2 (Kafka's) or consistent_random (librdkafka's)")
+	f.String(&cfg.Partitioner, "partitioner", "target partitioner: murmur2 (Kafka's), consistent_random (librdkafka's) or fnv1a (sarama's)")
 	f.Bool(&cfg.CreateTopics, "create-topics", "create missing topics at start")
 	f.Int(&cfg.Partitions, "partitions", "partitions of created schedules topics")
 	f.Int(&cfg.ReplicationFactor, "replication-factor", "replication factor of created topics; -1: the broker's default")
@@ -59,6 +59,9 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Duration(&cfg.DayLead, "day-lead", "how long before a UTC midnight the next day's schedules are read into memory")
 	f.Duration(&cfg.CronMinInterval, "cron-min-interval", "shortest interval between two firings of a recurring schedule; a more frequent expression is rejected (bad_cron)")
 	f.Duration(&cfg.CronGrace, "cron-grace", "how late a recurring schedule's firing may be before its schedule_missed applies (one or skip)")
+	f.String(&cfg.KeyPartitioner, "key-partitioner", "how producers partitioned schedule keys, for the console's lookups: auto (look in the partition of each known partitioner), murmur2, consistent_random or fnv1a")
+	f.Int(&cfg.LookupConcurrency, "lookup-concurrency", "console lookups running at once; one more is answered 429 at once")
+	f.Duration(&cfg.LookupTimeout, "lookup-timeout", "bound on one console lookup's reading of the topics; a lookup cut short says so")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {
 		return cfg, err
 	}

@@ -393,6 +393,9 @@ type common struct {
 	embedded    bool
 	timeout     *time.Duration // the tools' --timeout (timeoutFlag); nil where none
 	partitioner *string        // --partitioner (partitionerFlag); nil where none
+	// keyPartitioner is --key-partitioner (keyPartitionerFlag); nil where
+	// none.
+	keyPartitioner *string
 	// topic is a tool's one schedules topic (--topic), and postfix the
 	// flag of the postfix it reads beside it (states, logs); nil where
 	// none. run and topics create take several topics, which
@@ -431,6 +434,11 @@ func parseCommon(f *flagSet, args []string, lookupEnv func(string) (string, bool
 	if c.partitioner != nil {
 		if err := partitioner.Check(*c.partitioner); err != nil {
 			return f.usageErrf("--partitioner: %w", err)
+		}
+	}
+	if c.keyPartitioner != nil {
+		if err := partitioner.CheckKey(*c.keyPartitioner); err != nil {
+			return f.usageErrf("--key-partitioner: %w", err)
 		}
 	}
 	if c.topic != nil {

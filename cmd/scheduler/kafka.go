@@ -16,7 +16,7 @@ import (
 // schedules topic.
 func partitionerFlag(f *flagSet, p *string) {
 	*p = partitioner.Default
-	f.String(p, "partitioner", "how the record is partitioned in the schedules topic: murmur2 (Kafka's and franz-go's default) or consistent_random (librdkafka's, as Ruby producers write)")
+	f.String(p, "partitioner", "how the record is partitioned in the schedules topic: murmur2 (Kafka's and franz-go's default), consistent_random (librdkafka's, as Ruby producers write) or fnv1a (sarama's)")
 }
 
 // placement chooses the partition of the one record a tool writes: fixed

@@ -293,11 +293,69 @@ func TestCancel(t *testing.T) {
 		key := differentlyPlaced(t)
 		stdout, _ := cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--in", "1h", "--key", key, "--partitioner", "consistent_random")
 		s := parseWritten(t, stdout)
-		stdout, _ = cliAt(t, addr, "", "cancel", "--key", key, "--partitioner", "consistent_random", "--json")
+		// The defaults find it where librdkafka's partitioner put it.
+		stdout, _ = cliAt(t, addr, "", "cancel", "--key", key, "--json")
 		var res result
 		require.NoError(t, json.Unmarshal([]byte(stdout), &res))
 		require.Equal(t, s.partition, res.Partition)
 		requireCancel(t, written{partition: res.Partition, offset: res.Offset}, key)
+	})
+
+	t.Run("named key partitioner", func(t *testing.T) {
+		t.Parallel()
+		key := differentlyPlaced(t) + "-named"
+		stdout, _ := cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--in", "1h", "--key", key, "--partitioner", "fnv1a")
+		s := parseWritten(t, stdout)
+		stdout, _ = cliAt(t, addr, "", "cancel", "--key", key, "--key-partitioner", "fnv1a")
+		c := parseWritten(t, stdout)
+		require.Equal(t, s.partition, c.partition)
+		requireCancel(t, c, key)
+	})
+
+	t.Run("live in two partitions", func(t *testing.T) {
+		t.Parallel()
+		key := differentlyPlaced(t)
+		key += "-twice"
+		for key != "" && partitioner.Partitioner(partitioner.Murmur2).Partition([]byte(key), testPartitions) == partitioner.Partitioner(partitioner.ConsistentRandom).Partition([]byte(key), testPartitions) {
+			key += "x"
+		}
+		a := parseWritten(t, first(cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--in", "1h", "--key", key)))
+		b := parseWritten(t, first(cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--in", "1h", "--key", key, "--partitioner", "consistent_random")))
+		require.NotEqual(t, a.partition, b.partition)
+		stdout, stderr := cliAt(t, addr, "", "cancel", "--key", key)
+		require.Contains(t, stderr, "live schedule in 2 partitions")
+		lines := strings.Split(strings.TrimSpace(stdout), "\n")
+		require.Len(t, lines, 2, stdout)
+		var parts []int32
+		for _, l := range lines {
+			c := parseWritten(t, l+"\n")
+			requireCancel(t, c, key)
+			parts = append(parts, c.partition)
+		}
+		require.ElementsMatch(t, []int32{a.partition, b.partition}, parts)
+	})
+
+	t.Run("nothing holds the key", func(t *testing.T) {
+		t.Parallel()
+		ends := endOffsets(t, addr, envelope.DefaultTopic)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		code, stdout, stderr := invoke(t, ctx, map[string]string{"SCHEDULER_BROKERS": addr}, "", "cancel", "--key", "never-scheduled")
+		require.Equal(t, exitFailure, code)
+		require.Empty(t, stdout)
+		require.Contains(t, stderr, `no live schedule of key "never-scheduled" in scheduled_messages partition `)
+		for _, c := range partitioner.Candidates(partitioner.Auto, []byte("never-scheduled"), testPartitions) {
+			require.Contains(t, stderr, fmt.Sprintf("%d (%s)", c.Partition, c.Names()), "names each partition searched")
+		}
+		require.Contains(t, stderr, "nothing written")
+		require.Contains(t, stderr, "--partition")
+		require.Equal(t, ends, endOffsets(t, addr, envelope.DefaultTopic), "nothing written")
+
+		// A cancelled schedule is not live either.
+		cliAt(t, addr, "", "schedule", "--target-topic", "orders", "--in", "1h", "--key", "cancelled-once")
+		cliAt(t, addr, "", "cancel", "--key", "cancelled-once")
+		code, _, stderr = invoke(t, ctx, map[string]string{"SCHEDULER_BROKERS": addr}, "", "cancel", "--key", "cancelled-once")
+		require.Equal(t, exitFailure, code, stderr)
 	})
 
 	t.Run("partition", func(t *testing.T) {
@@ -310,10 +368,18 @@ func TestCancel(t *testing.T) {
 
 	t.Run("partition key", func(t *testing.T) {
 		t.Parallel()
-		stdout, _ := cliAt(t, addr, "", "cancel", "--key", "k", "--partition-key", "customer-7")
+		// Under a named key partitioner the partition key says where.
+		stdout, _ := cliAt(t, addr, "", "cancel", "--key", "k", "--partition-key", "customer-7", "--key-partitioner", "murmur2")
 		c := parseWritten(t, stdout)
 		require.Equal(t, int32(partitioner.Partitioner(partitioner.Murmur2).Partition([]byte("customer-7"), testPartitions)), c.partition)
 		requireCancel(t, c, "k")
+
+		// Under auto it is searched like a key: nothing live, nothing written.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		code, _, stderr := invoke(t, ctx, map[string]string{"SCHEDULER_BROKERS": addr}, "", "cancel", "--key", "k2", "--partition-key", "customer-7")
+		require.Equal(t, exitFailure, code)
+		require.Contains(t, stderr, "nothing written")
 	})
 
 	t.Run("partition beyond the topic", func(t *testing.T) {
@@ -324,6 +390,21 @@ func TestCancel(t *testing.T) {
 		require.Equal(t, exitFailure, code)
 		require.Contains(t, stderr, "scheduler cancel: producing to scheduled_messages")
 	})
+}
+
+func first(a, _ string) string { return a }
+
+// endOffsets lists the end offset of each partition of topic.
+func endOffsets(t *testing.T, addr, topic string) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	require.NoError(t, err)
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(t.Context(), topic)
+	require.NoError(t, err)
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
 }
 
 func TestTopicsCreate(t *testing.T) {
