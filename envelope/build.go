@@ -153,9 +153,14 @@ func schedule(targetTopic string, at time.Time, payload []byte, rec *Recurrence,
 	return &kgo.Record{Topic: s.topic, Key: []byte(s.key), Value: payload, Headers: headers}, nil
 }
 
-// Cancel builds the cancel record of SPEC 3.2 for a schedule key. It must
-// reach the schedule's partition: with the default partitioner that holds
-// when the schedule was keyed the same way.
+// Cancel builds the cancel record of SPEC 3.2 for a schedule key. Its
+// Partition is left to the client that produces it, and it cancels only
+// in the partition holding the schedule (SPEC 3.2.1): produce it with the
+// partitioner the schedule was produced with (the same client and
+// settings), or set Partition to the schedule's. Written elsewhere it is a
+// record the service counts as unmatched (scheduler_cancels_unmatched_total)
+// and the schedule is still delivered. `scheduler cancel` finds the
+// partition by reading the topic.
 func Cancel(key string, opts ...CancelOpt) *kgo.Record {
 	s := spec{topic: DefaultTopic}
 	for _, o := range opts {
