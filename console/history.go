@@ -96,7 +96,7 @@ func (rd *reading) newest(ctx context.Context, topic string, p int32, fromMilli 
 // cut turns the error of a read the lookup's deadline ended into one
 // wrapping errStopped, and notes what was left unread.
 func (rd *reading) cut(ctx context.Context, topic string, p int32, read int64, err error) error {
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	rd.stopped = append(rd.stopped, fmt.Sprintf("%s partition %d (%d records read)", topic, p, read))

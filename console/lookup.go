@@ -125,6 +125,9 @@ type FinderConfig struct {
 	// Progress is told how many records a lookup has read of the
 	// partition it reads now, after every fetch. Default: nothing.
 	Progress func(topic string, partition int32, read int64)
+	// ReadRate bounds the bytes per second all lookups together fetch.
+	// Default 0: as fast as the brokers answer.
+	ReadRate int
 }
 
 // Finder answers lookups: from this instance's memory when it owns the
@@ -142,7 +145,7 @@ func NewFinder(cfg FinderConfig) *Finder {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Finder{cfg: cfg, reader: logscan.New(cfg.Client)}
+	return &Finder{cfg: cfg, reader: logscan.New(cfg.Client, cfg.ReadRate)}
 }
 
 // place is one partition the key may be in, and what the lookup learnt of

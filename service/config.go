@@ -111,6 +111,10 @@ type Config struct {
 	// LookupTimeout bounds one lookup's reading of the topics. Default
 	// console.DefaultLookupTimeout.
 	LookupTimeout time.Duration
+	// LookupReadRate bounds what the console's lookups together read from
+	// the brokers, in MiB per second; 0: no bound. Default
+	// console.DefaultLookupReadRate in MiB.
+	LookupReadRate int
 	// ConsoleRefresh is how often the console page refreshes itself.
 	// Default console.DefaultRefresh.
 	ConsoleRefresh time.Duration
@@ -173,6 +177,7 @@ func Default() Config {
 		KeyPartitioner:     partitioner.DefaultKey,
 		LookupConcurrency:  console.DefaultLookupConcurrency,
 		LookupTimeout:      console.DefaultLookupTimeout,
+		LookupReadRate:     console.DefaultLookupReadRate >> 20,
 	}
 }
 
@@ -248,6 +253,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LookupTimeout < 100*time.Millisecond {
 		return bad("--lookup-timeout: %v is below 100ms", c.LookupTimeout)
+	}
+	if c.LookupReadRate < 0 || c.LookupReadRate > 1<<20 {
+		return bad("--lookup-read-rate: %d is not between 0 (no bound) and %d MiB/s", c.LookupReadRate, 1<<20)
 	}
 	if c.Partitions < 1 {
 		return bad("--partitions: %d is below 1", c.Partitions)

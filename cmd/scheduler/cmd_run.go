@@ -62,6 +62,7 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.String(&cfg.KeyPartitioner, "key-partitioner", "how producers partitioned schedule keys, for the console's lookups: auto (look in the partition of each known partitioner), murmur2, consistent_random or fnv1a")
 	f.Int(&cfg.LookupConcurrency, "lookup-concurrency", "console lookups running at once; one more is answered 429 at once")
 	f.Duration(&cfg.LookupTimeout, "lookup-timeout", "bound on one console lookup's reading of the topics; a lookup cut short says so")
+	f.Int(&cfg.LookupReadRate, "lookup-read-rate", "MiB per second the console's lookups together may read from the brokers, so that people looking keys up cannot slow dispatching; 0: no bound")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {
 		return cfg, err
 	}

@@ -34,7 +34,7 @@ func newPartition(t *testing.T, seed uint64) *partition {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)
-	p := &partition{cl: cl, r: New(cl), topic: topic}
+	p := &partition{cl: cl, r: New(cl, 0), topic: topic}
 	for i := range 40 {
 		p.keys = append(p.keys, fmt.Sprintf("k%02d", i))
 	}
@@ -190,7 +190,7 @@ func TestNewestStopsEarly(t *testing.T) {
 		recs = append(recs, &kgo.Record{Topic: "t", Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")})
 	}
 	require.NoError(t, cl.ProduceSync(context.Background(), recs...).FirstErr())
-	r := New(cl)
+	r := New(cl, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got, st, err := r.Newest(ctx, "t", 0, 0, 50_000, []byte("k49990"), nil)

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/time/rate"
 )
 
 // Defaults of Reader.
@@ -30,9 +31,10 @@ var ErrNoPartition = errors.New("no such topic or partition")
 // Reader reads partitions through one client. It is safe for concurrent
 // use; each call makes its own requests.
 type Reader struct {
-	cl   *kgo.Client
-	dec  kgo.Decompressor
-	bufs bufPool
+	cl    *kgo.Client
+	dec   kgo.Decompressor
+	bufs  bufPool
+	limit *rate.Limiter // bytes fetched per second, all reads together; nil: no bound
 
 	mu   sync.Mutex
 	meta map[string]topicMeta
@@ -44,10 +46,17 @@ type topicMeta struct {
 	at      time.Time
 }
 
-// New returns a Reader on cl, which the caller keeps and closes.
-func New(cl *kgo.Client) *Reader {
+// New returns a Reader on cl, which the caller keeps and closes. A
+// positive bytesPerSecond bounds what all its reads together fetch: a
+// service that reads for people beside its real work spends a bounded
+// share of its CPU and of the brokers' on them; 0 reads as fast as the
+// broker answers.
+func New(cl *kgo.Client, bytesPerSecond int) *Reader {
 	r := &Reader{cl: cl, meta: map[string]topicMeta{}}
 	r.dec = kgo.DefaultDecompressor(&r.bufs)
+	if bytesPerSecond > 0 {
+		r.limit = rate.NewLimiter(rate.Limit(bytesPerSecond), max(bytesPerSecond, 2*DefaultFetchBytes))
+	}
 	return r
 }
 
@@ -78,11 +87,13 @@ type Progress func(read int64)
 type Stats struct {
 	Records int64 // records decoded (their keys compared)
 	Fetches int   // Fetch requests
+	Bytes   int64 // of record batches fetched, as the broker sent them
 }
 
 func (s *Stats) add(o Stats) {
 	s.Records += o.Records
 	s.Fetches += o.Fetches
+	s.Bytes += o.Bytes
 }
 
 // route returns the topic's id and the partition's leader.
@@ -174,6 +185,14 @@ func (r *Reader) fetch(ctx context.Context, topic string, p int32, offset, to in
 		}
 		next, n, err := batches(part, offset, to, key, r.dec, &r.bufs, visit)
 		st.Records += n
+		st.Bytes += int64(len(part.RecordBatches))
+		if r.limit != nil && err == nil {
+			// Pay for what came before asking again. A wait that would
+			// outlast ctx's deadline fails at once: the read is over.
+			if werr := r.limit.WaitN(ctx, min(len(part.RecordBatches), r.limit.Burst())); werr != nil {
+				err = fmt.Errorf("%w: the read rate bound leaves no time to read on (%v)", context.DeadlineExceeded, werr)
+			}
+		}
 		return next, part.LastStableOffset, st, err
 	}
 }
