@@ -209,23 +209,25 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
-		s.console, err = console.New(console.Config{
-			Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
-			Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
-			Refresh: cfg.ConsoleRefresh,
-		})
-		if err != nil {
-			return nil, err
+		if cfg.Console {
+			s.console, err = console.New(console.Config{
+				Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
+				Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
+				Refresh: cfg.ConsoleRefresh,
+			})
+			if err != nil {
+				return nil, err
+			}
 		}
 		s.http = newHTTP(s, gath)
 		s.httpWG.Add(1)
 		go func() {
 			defer s.httpWG.Done()
-			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.serveHTTP(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("http server")
 			}
 		}()
-		log.Info().Str("addr", ln.Addr().String()).Msg("serving the console on /, and /healthz, /readyz, /status, /metrics")
+		s.logHTTP()
 	}
 
 	if s.console != nil {
@@ -295,6 +297,8 @@ func (s *Service) close() {
 		_ = s.http.Shutdown(ctx)
 		cancel()
 		s.httpWG.Wait()
+	} else if s.httpLn != nil {
+		_ = s.httpLn.Close() // Start failed before serving on it
 	}
 	if s.stopCon != nil {
 		s.stopCon()
