@@ -136,6 +136,10 @@ func (s *Service) logHTTP() {
 	}
 	if s.cfg.WebConfigFile == "" {
 		ev.Msg("serving " + paths + " over plain HTTP without authentication")
+		if tcp, ok := s.httpLn.Addr().(*net.TCPAddr); ok && s.console != nil && !tcp.IP.IsLoopback() {
+			s.log.Warn().Str("addr", tcp.String()).
+				Msg("the console is open beyond loopback: whoever reaches this port reads schedule keys, topics, due times and errors; guard it with --web-config-file or a network policy, or set --console=false")
+		}
 		return
 	}
 	// Validate read the file a moment ago; a failure now shows when the
