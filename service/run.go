@@ -209,21 +209,25 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
-		if cfg.Console {
-			s.console, err = console.New(console.Config{
-				Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
-				Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
-				Refresh: cfg.ConsoleRefresh,
-			})
-			if err != nil {
-				return nil, err
-			}
+	}
+	// --console=false builds none of the console: no reader of the states
+	// topics, no lookups, nothing on /, /api/ and /assets/.
+	if s.httpLn != nil && cfg.Console {
+		s.console, err = console.New(console.Config{
+			Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
+			Opts: base, Partitioner: cfg.Partitioner, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
+			Refresh: cfg.ConsoleRefresh,
+		})
+		if err != nil {
+			return nil, err
 		}
+	}
+	if s.httpLn != nil {
 		s.http = newHTTP(s, gath)
 		s.httpWG.Add(1)
 		go func() {
 			defer s.httpWG.Done()
-			if err := s.serveHTTP(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.serveHTTP(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("http server")
 			}
 		}()
