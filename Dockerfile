@@ -16,7 +16,10 @@ COPY --from=build /scheduler /scheduler
 # The embedded broker (run without --brokers) needs a writable directory.
 COPY --from=build --chown=65532:65532 /data /data
 ENV SCHEDULER_DATA_DIR=/data
-# In a container the loopback default would make HTTP unreachable.
+# In a container the loopback default would make HTTP unreachable (probes,
+# Prometheus, a published port). Whoever reaches the port reads the console:
+# guard it with --web-config-file (TLS, basic auth), a NetworkPolicy, or
+# --console=false (README "Exposing the console").
 ENV SCHEDULER_HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080
 VOLUME ["/data"]

@@ -77,6 +77,17 @@ type Config struct {
 	LogLevel  string // default DefaultLogLevel
 	LogFormat string // json or console; default DefaultLogFormat
 
+	// Console serves the operators' console (/, /api/, /assets/) beside
+	// the probes, /status and /metrics; false builds no console at all
+	// (no reader of the states topics). Default true.
+	Console bool
+	// WebConfigFile is a Prometheus exporter-toolkit web configuration
+	// (TLS, mutual TLS, basic auth with bcrypt hashes, response headers)
+	// applied to every HTTP endpoint; read again for every connection and
+	// request, so certificates rotate without a restart. Default "": plain
+	// HTTP, no authentication.
+	WebConfigFile string
+
 	SessionTimeout     time.Duration // group session; default consumer.DefaultSessionTimeout
 	RebalanceTimeout   time.Duration // default consumer.DefaultRebalanceTimeout
 	TransactionTimeout time.Duration // default DefaultTransactionTimeout
@@ -163,6 +174,7 @@ func Default() Config {
 		Partitions:         DefaultPartitions,
 		ReplicationFactor:  DefaultReplicationFactor,
 		HTTPAddr:           DefaultHTTPAddr,
+		Console:            true,
 		LogLevel:           DefaultLogLevel,
 		LogFormat:          DefaultLogFormat,
 		SessionTimeout:     consumer.DefaultSessionTimeout,
@@ -281,6 +293,14 @@ func (c *Config) Validate() error {
 	}
 	if c.RebalanceTimeout < c.FlushTimeout {
 		return bad("--rebalance-timeout (%v) must be at least --flush-timeout (%v): a revoked partition waits for its batch", c.RebalanceTimeout, c.FlushTimeout)
+	}
+	if c.WebConfigFile != "" {
+		if c.HTTPAddr == "" {
+			return bad("--web-config-file: HTTP is off (--http-addr is empty)")
+		}
+		if _, err := loadWebConfig(c.WebConfigFile); err != nil {
+			return bad("--web-config-file %s: %w", c.WebConfigFile, err)
+		}
 	}
 	if len(c.Conn.Brokers) == 0 {
 		if c.EmbeddedAddr == "" {

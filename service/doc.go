@@ -18,6 +18,7 @@
 // Files: config.go (settings, defaults, validation), run.go (building the
 // components, accessors, shutdown), startup.go (the startup steps, the
 // loop, the fault watch, the embedded broker), topics.go (the topics of
-// SPEC 2), http.go (the endpoints of SPEC 7), problems.go (problems logged
-// once).
+// SPEC 2), http.go (the endpoints of SPEC 7), web.go (TLS and basic auth
+// on them through the exporter-toolkit's web configuration, SPEC 9),
+// problems.go (problems logged once).
 package service

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/consumer"
@@ -80,7 +82,10 @@ func newHTTP(s *Service, gath prometheus.Gatherer) *http.Server {
 		}{s.engine.Status(), s.health.Problems()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gath, promhttp.HandlerOpts{}))
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// The server's own errors (a TLS handshake refused, a client sending
+	// plain HTTP to the TLS port) go to the service's log, not stderr.
+	errLog := slog.NewLogLogger(zerolog.NewSlogHandler(s.log.With().Str("component", "http").Logger()), slog.LevelWarn)
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
 }
 
 func isClosed(c <-chan struct{}) bool {

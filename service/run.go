@@ -209,6 +209,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("--http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		s.httpLn = ln
+	}
+	// --console=false builds none of the console: no reader of the states
+	// topics, no lookups, nothing on /, /api/ and /assets/.
+	if s.httpLn != nil && cfg.Console {
 		s.console, err = console.New(console.Config{
 			Sets: cfg.TopicSets(), InstanceID: cfg.InstanceID, Group: cfg.Group, StateInterval: cfg.StateInterval,
 			Opts: base, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
@@ -219,15 +223,17 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if s.httpLn != nil {
 		s.http = newHTTP(s, gath)
 		s.httpWG.Add(1)
 		go func() {
 			defer s.httpWG.Done()
-			if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.serveHTTP(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("http server")
 			}
 		}()
-		log.Info().Str("addr", ln.Addr().String()).Msg("serving the console on /, and /healthz, /readyz, /status, /metrics")
+		s.logHTTP()
 	}
 
 	if s.console != nil {
@@ -297,6 +303,8 @@ func (s *Service) close() {
 		_ = s.http.Shutdown(ctx)
 		cancel()
 		s.httpWG.Wait()
+	} else if s.httpLn != nil {
+		_ = s.httpLn.Close() // Start failed before serving on it
 	}
 	if s.stopCon != nil {
 		s.stopCon()

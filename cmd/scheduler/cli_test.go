@@ -225,15 +225,22 @@ func TestUsageErrors(t *testing.T) {
 				e[k] = v
 			}
 			code, stdout, stderr := invoke(t, ctx, e, "", tc.args...)
-			require.Equal(t, exitUsage, code, "stderr: %s", stderr)
-			require.Empty(t, stdout)
-			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-			require.Len(t, lines, 2, "one line of error, one of hint: %q", stderr)
-			require.True(t, strings.HasPrefix(lines[0], "scheduler "+tc.cmd+": "), "%q", lines[0])
-			require.Contains(t, lines[0], tc.want)
-			require.Equal(t, "see 'scheduler "+tc.cmd+" -h'", lines[1])
+			requireUsageError(t, code, stdout, stderr, tc.cmd, tc.want)
 		})
 	}
+}
+
+// requireUsageError checks that a command exited 2 with one line naming
+// the problem (containing want) and one pointing at its help.
+func requireUsageError(t *testing.T, code int, stdout, stderr, cmd, want string) {
+	t.Helper()
+	require.Equal(t, exitUsage, code, "stderr: %s", stderr)
+	require.Empty(t, stdout)
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	require.Len(t, lines, 2, "one line of error, one of hint: %q", stderr)
+	require.True(t, strings.HasPrefix(lines[0], "scheduler "+cmd+": "), "%q", lines[0])
+	require.Contains(t, lines[0], want)
+	require.Equal(t, "see 'scheduler "+cmd+" -h'", lines[1])
 }
 
 func TestTopLevel(t *testing.T) {

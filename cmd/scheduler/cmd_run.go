@@ -48,6 +48,8 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Int(&cfg.Partitions, "partitions", "partitions of created schedules topics")
 	f.Int(&cfg.ReplicationFactor, "replication-factor", "replication factor of created topics; -1: the broker's default")
 	f.String(&cfg.HTTPAddr, "http-addr", "serve /healthz, /readyz, /status and /metrics here; empty disables")
+	f.Bool(&cfg.Console, "console", "serve the operators' console (/, /api/, /assets/) on --http-addr; false: only the probes, /status and /metrics")
+	f.String(&cfg.WebConfigFile, "web-config-file", "Prometheus exporter-toolkit web configuration (TLS, mutual TLS, basic auth with bcrypt hashes) for every HTTP endpoint; read again per connection")
 	f.String(&cfg.LogLevel, "log-level", "debug, info, warn or error")
 	f.String(&cfg.LogFormat, "log-format", "json or console")
 	f.Duration(&cfg.SessionTimeout, "session-timeout", "consumer group session timeout")
