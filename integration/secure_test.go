@@ -630,17 +630,20 @@ func TestLeastPrivilegeOtherFeatures(t *testing.T) {
 }
 
 // count returns how many log lines match.
-func (l *logBuffer) count(match func(map[string]any) bool) int {
+func (l *logBuffer) count(match func(map[string]any) bool) int { return len(l.matching(match)) }
+
+// matching returns the log lines that match.
+func (l *logBuffer) matching(match func(map[string]any) bool) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	var out []string
 	for _, line := range strings.Split(l.b.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && match(m) {
-			n++
+			out = append(out, line)
 		}
 	}
-	return n
+	return out
 }
 
 func (l *logBuffer) String() string {
@@ -702,9 +705,10 @@ func TestSecureFailuresNameTheCause(t *testing.T) {
 			require.NoError(t, ctx.Err(), "gave up within its wait, not at the deadline")
 			require.Contains(t, err.Error(), tc.hint)
 			require.NotContains(t, err.Error(), wrongPass)
-			require.Equal(t, 1, logs.count(func(m map[string]any) bool {
+			said := logs.matching(func(m map[string]any) bool {
 				return (m["level"] == "warn" || m["level"] == "error") && m["cause"] == tc.cause
-			}), "one log line for the cause, not one per retry")
+			})
+			require.Len(t, said, 1, "one log line for the cause, not one per retry: %s", strings.Join(said, "\n"))
 			require.NotContains(t, logs.String(), wrongPass)
 			require.NotContains(t, logs.String(), svcPass)
 		})
