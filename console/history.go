@@ -52,6 +52,7 @@ var errStopped = errors.New("stopped at the lookup's time bound")
 type reading struct {
 	f        *Finder
 	read     int64    // records read, all partitions
+	bytes    int64    // of record batches fetched, all partitions
 	stopped  []string // reads cut short by the time bound
 	progress func(topic string, p int32, read int64)
 }
@@ -84,6 +85,7 @@ func (rd *reading) newest(ctx context.Context, topic string, p int32, fromMilli 
 		}
 	})
 	rd.read += st.Records
+	rd.bytes += st.Bytes
 	if err != nil {
 		return nil, false, rd.cut(ctx, topic, p, st.Records, err)
 	}
@@ -112,5 +114,6 @@ func (rd *reading) readOne(ctx context.Context, topic string, p int32, offset in
 		return false
 	})
 	rd.read += st.Records
+	rd.bytes += st.Bytes
 	return out, err
 }

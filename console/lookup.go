@@ -73,6 +73,7 @@ type Result struct {
 	// reading all it meant to: the note says what is unread.
 	Incomplete  bool  `json:"incomplete,omitempty"`
 	RecordsRead int64 `json:"records_read"` // from the topics, for this answer
+	BytesRead   int64 `json:"bytes_read"`   // of record batches fetched for this answer
 }
 
 // Searched is one partition a lookup looked in and what it found there.
@@ -210,7 +211,7 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 	}
 	res := choose(places)
 	res.Key, res.Topic = q.Key, set.Schedules
-	res.RecordsRead = rd.read
+	res.RecordsRead, res.BytesRead = rd.read, rd.bytes
 	if len(rd.stopped) > 0 {
 		res.Incomplete = true
 		res.Note = join(res.Note, "The lookup stopped at its time bound before reading all of "+strings.Join(rd.stopped, ", ")+

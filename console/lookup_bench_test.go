@@ -189,7 +189,7 @@ func benchLookup(b *testing.B, f *lookupFixture, q Query, want string) {
 	fd := NewFinder(FinderConfig{Sets: []topic.Set{f.set}, Client: f.cl})
 	b.ReportAllocs()
 	cpu := processCPU()
-	var records int64
+	var records, bytes int64
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		res, err := fd.Lookup(ctx, q)
@@ -197,13 +197,14 @@ func benchLookup(b *testing.B, f *lookupFixture, q Query, want string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		records = res.RecordsRead
+		records, bytes = res.RecordsRead, res.BytesRead
 		if res.State != want || res.Incomplete {
 			b.Fatalf("%s: state %s, want %s (%s)", q.Key, res.State, want, res.Note)
 		}
 	}
 	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(records), "records/op")
+	b.ReportMetric(float64(bytes), "fetched-B/op")
 }
 
 // BenchmarkCancelSearch is `scheduler cancel`'s search for where a key's
