@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scheduler-dev/scheduler/consumer"
 	"github.com/scheduler-dev/scheduler/dispatcher"
@@ -18,6 +19,7 @@ import (
 	"github.com/scheduler-dev/scheduler/internal/logx"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/topic"
+	"github.com/scheduler-dev/scheduler/internal/tracing"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -105,9 +107,25 @@ type Config struct {
 	ConsoleRefresh time.Duration
 	// Hooks are for tests and the benchmark only. Default none.
 	Hooks Hooks
-	// ClientOpts are added to every Kafka client the service builds, such
-	// as kgo.WithHooks for tracing (OpenTelemetry's kotel). Default none.
+	// ClientOpts are added to every Kafka client the service builds.
+	// Default none. For traces use OTel or TracerProvider, not kotel's
+	// hooks here: kotel would replace the traceparent of every record the
+	// service writes (a recurring schedule's next version too, so that each
+	// firing became a child of the one before) with its own span's.
 	ClientOpts []kgo.Opt
+
+	// OTel exports traces over OTLP (SPEC 13), configured by the standard
+	// OTEL_* environment variables (internal/tracing). Default false.
+	OTel bool
+	// OTelProtocol is the OTLP protocol: http/protobuf, http/json or grpc.
+	// Default tracing.DefaultProtocol.
+	OTelProtocol string
+	// Version is the service.version of the spans. Default "" (omitted).
+	Version string
+	// TracerProvider, when set, receives the service's spans instead of an
+	// OTLP exporter of its own, whatever OTel says; the caller shuts it
+	// down. Default nil.
+	TracerProvider trace.TracerProvider
 }
 
 // Hooks are every way tests and the benchmark reach into a running
@@ -159,6 +177,7 @@ func Default() Config {
 		CronMinInterval:    tracker.DefaultCronMinInterval,
 		CronGrace:          tracker.DefaultCronGrace,
 		ConfigFaultWait:    DefaultConfigFaultWait,
+		OTelProtocol:       tracing.DefaultProtocol,
 	}
 }
 
@@ -250,6 +269,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RebalanceTimeout < c.FlushTimeout {
 		return bad("--rebalance-timeout (%v) must be at least --flush-timeout (%v): a revoked partition waits for its batch", c.RebalanceTimeout, c.FlushTimeout)
+	}
+	if c.OTel {
+		if err := tracing.CheckProtocol(c.OTelProtocol); err != nil {
+			return bad("--otel: %w", err)
+		}
 	}
 	if len(c.Conn.Brokers) == 0 {
 		if c.EmbeddedAddr == "" {

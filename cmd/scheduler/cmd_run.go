@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"runtime/debug"
 
 	"github.com/scheduler-dev/scheduler/internal/logx"
+	"github.com/scheduler-dev/scheduler/internal/tracing"
 	"github.com/scheduler-dev/scheduler/service"
 )
 
@@ -18,6 +20,8 @@ func runCmd(ctx context.Context, s *stdio, args []string) error {
 		return &usageError{cmd: "run", err: err} // parseRun checked both already
 	}
 	cfg.Logger = &log
+	info, _ := debug.ReadBuildInfo()
+	cfg.Version = versionString(version, info) // of the spans (--otel)
 	if err := service.Run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("scheduler stopped")
 		return errReported
@@ -59,8 +63,17 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Duration(&cfg.DayLead, "day-lead", "how long before a UTC midnight the next day's schedules are read into memory")
 	f.Duration(&cfg.CronMinInterval, "cron-min-interval", "shortest interval between two firings of a recurring schedule; a more frequent expression is rejected (bad_cron)")
 	f.Duration(&cfg.CronGrace, "cron-grace", "how late a recurring schedule's firing may be before its schedule_missed applies (one or skip)")
+	var otel optBool
+	f.Var(&otel, "otel", "export traces over OTLP, configured by the standard OTEL_* variables; default: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {
 		return cfg, err
+	}
+	traces, err := tracing.Resolve(otel.v, otel.set, lookupEnv)
+	if err != nil {
+		return cfg, f.usageErr(err)
+	}
+	if cfg.OTel = traces.On; traces.On {
+		cfg.OTelProtocol = traces.Protocol
 	}
 	if _, err := logx.New(cfg.LogLevel, cfg.LogFormat, io.Discard); err != nil {
 		return cfg, f.usageErr(err)
