@@ -16,8 +16,10 @@ import (
 // startTracing returns the tracer provider of the service's spans (SPEC
 // 13): Config.TracerProvider, the caller's; else with Config.OTel one
 // exporting over OTLP, which the service owns and shuts down (stopTracing);
-// else nil, and nothing is traced.
-func (s *Service) startTracing(ctx context.Context) (trace.TracerProvider, error) {
+// else nil, and nothing is traced. It is built whatever the run's context
+// says (the exporter refuses a cancelled one): a service told to stop
+// while starting still stops the way it always does.
+func (s *Service) startTracing() (trace.TracerProvider, error) {
 	if s.cfg.TracerProvider != nil {
 		return s.cfg.TracerProvider, nil
 	}
@@ -33,7 +35,7 @@ func (s *Service) startTracing(ctx context.Context) (trace.TracerProvider, error
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
 		warn.Warn().Err(err).Msg("OpenTelemetry (logged at most once a minute)")
 	}))
-	tp, err := tracing.New(ctx, s.cfg.OTelProtocol, tracing.Resource{InstanceID: s.cfg.InstanceID, Version: s.cfg.Version})
+	tp, err := tracing.New(context.Background(), s.cfg.OTelProtocol, tracing.Resource{InstanceID: s.cfg.InstanceID, Version: s.cfg.Version})
 	if err != nil {
 		return nil, err
 	}

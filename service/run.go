@@ -164,7 +164,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 
-	tp, err := s.startTracing(ctx)
+	tp, err := s.startTracing()
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -52,4 +53,16 @@ func TestParseRunOTel(t *testing.T) {
 
 	_, stdout, _ := invoke(t, t.Context(), nil, "", "run", "-h")
 	require.Contains(t, stdout, "--otel  [SCHEDULER_OTEL]")
+}
+
+// TestRunOTelStops: `run` with traces on, told to stop before it started,
+// stops as it does without them.
+func TestRunOTelStops(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	env := map[string]string{"SCHEDULER_DATA_DIR": t.TempDir(), "SCHEDULER_EMBEDDED_ADDR": "127.0.0.1:0", "SCHEDULER_HTTP_ADDR": "",
+		tracing.EnvEndpoint: "http://127.0.0.1:1"}
+	code, _, stderr := invoke(t, ctx, env, "", "run", "--log-format", "json")
+	require.Equal(t, exitOK, code, stderr)
 }
