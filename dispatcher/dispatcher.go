@@ -27,8 +27,9 @@
 // produce.go (an item's records, producing them, reading refusals, and the
 // at-least-once batch), targets.go (Targets, the target topics' metadata
 // the caller resolves items with), partition.go (TargetPartition),
-// retry.go (backoff), hooks.go (test hooks). The records themselves are
-// built by internal/record.
+// retry.go (backoff), hooks.go (test hooks), trace.go (the spans of SPEC
+// 13, with Config.TracerProvider). The records themselves are built by
+// internal/record.
 package dispatcher
 
 import (
@@ -41,6 +42,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scheduler-dev/scheduler/internal/record"
 )
@@ -75,6 +77,12 @@ type Config struct {
 
 	// Hooks are for tests only (Hooks.OnPoint). Default none.
 	Hooks Hooks
+
+	// TracerProvider, when set, traces each batch and each schedule it
+	// dispatches (trace.go), and the target messages carry their
+	// dispatch span's context. Its producer client then takes
+	// ProducerTracing. Default nil: no spans, and no header is changed.
+	TracerProvider trace.TracerProvider
 }
 
 // Points of Hooks.OnPoint.
@@ -167,6 +175,8 @@ type Dispatcher struct {
 	// metadata of (see awaitPartitions). Only Flush touches them.
 	seenFor *kgo.Client
 	seen    []string
+
+	tracing *tracing // nil without Config.TracerProvider
 }
 
 // New returns a Dispatcher writing with clients newClient builds, with
@@ -182,7 +192,11 @@ func New(newClient func() (*kgo.Client, error), cfg Config) (*Dispatcher, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}, firstWritten: map[record.Source]struct{}{}}, nil
+	d := &Dispatcher{cfg: cfg, newClient: newClient, cl: cl, topicIDs: map[string][16]byte{}, firstWritten: map[record.Source]struct{}{}}
+	if cfg.TracerProvider != nil {
+		d.tracing = newTracing(cfg.TracerProvider)
+	}
+	return d, nil
 }
 
 func (d *Dispatcher) client() *kgo.Client {
@@ -308,6 +322,7 @@ func (d *Dispatcher) report(err error) {
 // good become rejections (their Reject is set) and are written as such.
 func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
 	start := time.Now()
+	spans := d.startTrace(b)
 	res := Result{}
 	for {
 		res.Attempts++
@@ -342,5 +357,6 @@ func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
 		break
 	}
 	res.Duration = time.Since(start)
+	spans.end(res)
 	return res
 }

@@ -38,6 +38,8 @@ type Item struct {
 	// target and tomb are built ahead by Build, for the first attempt to
 	// write the item; later attempts build their own.
 	target, tomb *kgo.Record
+
+	trace *itemTrace // its dispatch span while Flush writes it, with tracing on
 }
 
 // Build builds ahead the target message and tombstone of a resolved
@@ -60,7 +62,7 @@ func (it *Item) buildTarget(s *record.Slab) *kgo.Record {
 	if it.Fire.Count > 0 {
 		headers = record.Fired(headers, it.Fire.TimeMs, it.Fire.Count)
 	}
-	target := s.Target(&it.Env, headers, it.Source)
+	target := it.newTarget(s, headers)
 	target.Partition = it.TargetPartition
 	return target
 }

@@ -69,6 +69,8 @@ func (d *Dispatcher) records(it *Item, at time.Time, s *record.Slab) writes {
 		it.target, it.tomb = nil, nil // a record is produced once
 		if target == nil || tomb == nil {
 			target, tomb = it.buildTarget(s), it.buildLast(s)
+		} else if it.trace != nil {
+			target = it.buildTarget(s) // built ahead without its dispatch span's context
 		}
 		w.add(target, roleTarget)
 		if d.cfg.Logs {
@@ -133,6 +135,9 @@ func (d *Dispatcher) produce(n int) *production {
 func (p *production) add(ctx context.Context, r *kgo.Record, w produced) {
 	p.recs = append(p.recs, r)
 	p.who = append(p.who, w)
+	if w.role == roleTarget && w.it.trace != nil {
+		w.it.trace.produce(ctx, r)
+	}
 	p.cl.Produce(ctx, r, p.promise)
 }
 

@@ -61,9 +61,7 @@ func BenchmarkWritePath(b *testing.B) {
 	items := dispatchItems(b, n)
 	d := &Dispatcher{cfg: Config{Logs: true, LogPayload: true}}
 	at := time.Now()
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuTime()
+	report := perSchedule(b)
 	batches := 0
 	b.ReportAllocs()
 	for b.Loop() {
@@ -84,13 +82,26 @@ func BenchmarkWritePath(b *testing.B) {
 		writeSink.recs, writeSink.who = recs, who
 		batches++
 	}
-	cpu := cpuTime() - cpu0
-	runtime.ReadMemStats(&ms1)
-	schedules := float64(batches * n)
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/schedules, "ns/schedule")
-	b.ReportMetric(float64(cpu.Nanoseconds())/schedules, "cpu-ns/schedule")
-	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/schedules, "allocs/schedule")
-	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/schedules, "B/schedule")
+	report(batches * n)
+}
+
+// perSchedule starts measuring what a benchmark spends per schedule; the
+// function it returns reports it for the schedules written since: wall
+// time, the CPU time of every thread, allocations and bytes allocated.
+func perSchedule(b *testing.B) func(schedules int) {
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0 := cpuTime()
+	return func(n int) {
+		cpu := cpuTime() - cpu0
+		var ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms1)
+		schedules := float64(n)
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/schedules, "ns/schedule")
+		b.ReportMetric(float64(cpu.Nanoseconds())/schedules, "cpu-ns/schedule")
+		b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/schedules, "allocs/schedule")
+		b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/schedules, "B/schedule")
+	}
 }
 
 // cpuTime is the CPU time the process has used so far, on every thread.

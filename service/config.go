@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/consumer"
@@ -19,6 +20,7 @@ import (
 	"github.com/scheduler-dev/scheduler/internal/logx"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/topic"
+	"github.com/scheduler-dev/scheduler/internal/tracing"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -131,9 +133,25 @@ type Config struct {
 	ConsoleRefresh time.Duration
 	// Hooks are for tests and the benchmark only. Default none.
 	Hooks Hooks
-	// ClientOpts are added to every Kafka client the service builds, such
-	// as kgo.WithHooks for tracing (OpenTelemetry's kotel). Default none.
+	// ClientOpts are added to every Kafka client the service builds.
+	// Default none. For traces use OTel or TracerProvider, not kotel's
+	// hooks here: kotel would replace the traceparent of every record the
+	// service writes (a recurring schedule's next version too, so that each
+	// firing became a child of the one before) with its own span's.
 	ClientOpts []kgo.Opt
+
+	// OTel exports traces over OTLP (SPEC 13), configured by the standard
+	// OTEL_* environment variables (internal/tracing). Default false.
+	OTel bool
+	// OTelProtocol is the OTLP protocol: http/protobuf, http/json or grpc.
+	// Default tracing.DefaultProtocol.
+	OTelProtocol string
+	// Version is the service.version of the spans. Default "" (omitted).
+	Version string
+	// TracerProvider, when set, receives the service's spans instead of an
+	// OTLP exporter of its own, whatever OTel says; the caller shuts it
+	// down. Default nil.
+	TracerProvider trace.TracerProvider
 }
 
 // Hooks are every way tests and the benchmark reach into a running
@@ -190,6 +208,7 @@ func Default() Config {
 		LookupConcurrency:  console.DefaultLookupConcurrency,
 		LookupTimeout:      console.DefaultLookupTimeout,
 		LookupReadRate:     console.DefaultLookupReadRate >> 20,
+		OTelProtocol:       tracing.DefaultProtocol,
 	}
 }
 
@@ -300,6 +319,11 @@ func (c *Config) Validate() error {
 		}
 		if _, err := loadWebConfig(c.WebConfigFile); err != nil {
 			return bad("--web-config-file %s: %w", c.WebConfigFile, err)
+		}
+	}
+	if c.OTel {
+		if err := tracing.CheckProtocol(c.OTelProtocol); err != nil {
+			return bad("--otel: %w", err)
 		}
 	}
 	if len(c.Conn.Brokers) == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/scheduler-dev/scheduler/console"
 	"github.com/scheduler-dev/scheduler/consumer"
@@ -57,6 +58,8 @@ type Service struct {
 	httpLn  net.Listener
 	httpWG  sync.WaitGroup
 	probs   *problems // logs each problem once; reg is health
+
+	tp *sdktrace.TracerProvider // built with Config.OTel (otel.go), shut down by close
 
 	kill     chan struct{} // closed by Kill
 	killOnce sync.Once
@@ -161,6 +164,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 
+	tp, err := s.startTracing()
+	if err != nil {
+		return nil, err
+	}
 	// The dispatcher may replace its producer (dispatcher.Reset), so it
 	// owns it. Each producer gets metrics of its own, under the same
 	// names: a kprom set belongs to one client, and the replaced client's
@@ -169,6 +176,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	newProducer := func() (*kgo.Client, error) {
 		opts := append(slices.Clone(base), kmetrics("producer"))
 		opts = append(opts, dispatcher.ProducerOpts(cfg.ExactlyOnce, cfg.Group+"-"+cfg.InstanceID, cfg.TransactionTimeout, cfg.FlushBatchSize, logx.Kgo(log))...)
+		if tp != nil {
+			opts = append(opts, dispatcher.ProducerTracing(tp, "scheduler-"+cfg.InstanceID))
+		}
 		return kgo.NewClient(opts...)
 	}
 	member := new(consumer.Member)
@@ -178,7 +188,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Logs:      cfg.Logs, LogPayload: cfg.LogPayload, FlushTimeout: cfg.FlushTimeout,
 		Logger:  log.With().Str("component", "dispatcher").Logger(),
 		OnError: func(err error) { s.probs.report(consumer.ComponentDispatcher, err) },
-		Hooks:   cfg.Hooks.Hooks,
+		Hooks:   cfg.Hooks.Hooks, TracerProvider: tp,
 	})
 	if err != nil {
 		return nil, err
@@ -319,6 +329,7 @@ func (s *Service) close() {
 		s.clients[i].Close()
 	}
 	s.clients = nil
+	s.stopTracing() // after the producer: its last spans have ended
 	if s.cluster != nil {
 		s.cluster.Close()
 		s.cluster = nil

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"runtime/debug"
 
 	"github.com/scheduler-dev/scheduler/internal/logx"
+	"github.com/scheduler-dev/scheduler/internal/tracing"
 	"github.com/scheduler-dev/scheduler/service"
 )
 
@@ -18,6 +20,8 @@ func runCmd(ctx context.Context, s *stdio, args []string) error {
 		return &usageError{cmd: "run", err: err} // parseRun checked both already
 	}
 	cfg.Logger = &log
+	info, _ := debug.ReadBuildInfo()
+	cfg.Version = versionString(version, info) // of the spans (--otel)
 	if err := service.Run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("scheduler stopped")
 		return errReported
@@ -65,8 +69,17 @@ func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Con
 	f.Int(&cfg.LookupConcurrency, "lookup-concurrency", "console lookups running at once; one more is answered 429 at once")
 	f.Duration(&cfg.LookupTimeout, "lookup-timeout", "bound on one console lookup's reading of the topics; a lookup cut short says so")
 	f.Int(&cfg.LookupReadRate, "lookup-read-rate", "MiB per second the console's lookups together may read from the brokers, so that people looking keys up cannot slow dispatching; 0: no bound")
+	var otel optBool
+	f.Var(&otel, "otel", "export traces over OTLP, configured by the standard OTEL_* variables; default: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {
 		return cfg, err
+	}
+	traces, err := tracing.Resolve(otel.v, otel.set, lookupEnv)
+	if err != nil {
+		return cfg, f.usageErr(err)
+	}
+	if cfg.OTel = traces.On; traces.On {
+		cfg.OTelProtocol = traces.Protocol
 	}
 	if _, err := logx.New(cfg.LogLevel, cfg.LogFormat, io.Discard); err != nil {
 		return cfg, f.usageErr(err)

@@ -315,6 +315,30 @@ func (o *optInt) partition(f *flagSet, name string) (int32, error) {
 	return int32(o.v), nil
 }
 
+// optBool is a bool flag that knows whether it was given, for a default
+// that depends on something else (--otel on the OTEL_* variables).
+type optBool struct {
+	v   bool
+	set bool
+}
+
+func (o *optBool) Set(s string) error {
+	var b boolValue
+	if err := b.Set(s); err != nil {
+		return err
+	}
+	o.v, o.set = bool(b), true
+	return nil
+}
+
+func (o *optBool) String() string {
+	if !o.set {
+		return ""
+	}
+	return strconv.FormatBool(o.v)
+}
+func (o *optBool) IsBoolFlag() bool { return true }
+
 // optDuration is a duration flag that knows whether it was given.
 type optDuration struct {
 	v   time.Duration

@@ -79,8 +79,40 @@ func Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo
 
 // Target is Target, carved from s.
 func (s *Slab) Target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source) *kgo.Record {
+	return s.target(env, headers, src, nil)
+}
+
+// W3C Trace Context header names (SPEC 13).
+const (
+	HeaderTraceparent = "traceparent"
+	HeaderTracestate  = "tracestate"
+)
+
+// Trace is the trace context a target message carries when tracing is on:
+// the W3C traceparent and tracestate values of the span that dispatched
+// it (SPEC 13). State may be empty.
+type Trace struct {
+	Parent, State []byte
+}
+
+// TracedTarget is Target for a schedule dispatched in a trace: the
+// schedule's traceparent and tracestate headers, the producer's, are
+// replaced by tr's, so that the target carries exactly one of each (none
+// for an empty State), and its consumers continue the dispatch's trace.
+// Every other header is as Target writes it.
+func (s *Slab) TracedTarget(env *envelope.Envelope, headers []kgo.RecordHeader, src Source, tr Trace) *kgo.Record {
+	return s.target(env, headers, src, &tr)
+}
+
+// target builds the target message, with tr's trace context when tr is
+// not nil.
+func (s *Slab) target(env *envelope.Envelope, headers []kgo.RecordHeader, src Source, tr *Trace) *kgo.Record {
 	s = s.orOne()
-	out := s.headers(len(headers) + targetExtra)
+	n := len(headers) + targetExtra
+	if tr != nil {
+		n += 2
+	}
+	out := s.headers(n)
 	for _, h := range headers {
 		switch h.Key {
 		case envelope.HeaderCopyOf, envelope.HeaderSourceTopic, envelope.HeaderSourcePartition,
@@ -89,8 +121,18 @@ func (s *Slab) Target(env *envelope.Envelope, headers []kgo.RecordHeader, src So
 			// names the version it succeeds, and a target must name once
 			// the version it was sent for.
 			continue
+		case HeaderTraceparent, HeaderTracestate:
+			if tr != nil {
+				continue // the producer's: replaced by the dispatch's below
+			}
 		}
 		out = append(out, h)
+	}
+	if tr != nil {
+		out = append(out, kgo.RecordHeader{Key: HeaderTraceparent, Value: tr.Parent})
+		if len(tr.State) > 0 {
+			out = append(out, kgo.RecordHeader{Key: HeaderTracestate, Value: tr.State})
+		}
 	}
 	s.roomForInts(2)
 	out = append(out,

@@ -110,13 +110,15 @@ func TestRecordsOwnHeaders(t *testing.T) {
 			target2 := s.Target(&env, headers, Source{Topic: "s", Partition: 1, Offset: 10})
 			logNoPayload := s.Dispatched(target2, "l", 1, env.Key, now, 0, false)
 			tomb2 := s.Tombstone(env.Key, headers, Source{Topic: "s", Partition: 1, Offset: 10})
+			traced := s.TracedTarget(&env, headers, src, Trace{Parent: []byte("dispatch-span"), State: []byte("v=1")})
+			tracedLog := s.Dispatched(traced, "l", 1, env.Key, now, 0, true)
 			cp := Copy(env.Key, env.Value, headers, src)
 			rej := Rejected(env.Key, env.Value, headers, "l", 1, Errorf(envelope.CodeTooLarge, "x"), true)
-			recs := []*kgo.Record{target, log, tomb, target2, logNoPayload, tomb2, cp, rej}
+			recs := []*kgo.Record{target, log, tomb, target2, logNoPayload, tomb2, traced, tracedLog, cp, rej}
 			if s != nil {
 				// The carved records neighbour each other in the
 				// slab's chunks: an overrun would reach the next.
-				for i, r := range recs[:6] {
+				for i, r := range recs[:8] {
 					require.True(t, within(s.hdrs, r.Headers), "record %d: headers in the slab's chunk", i)
 					require.True(t, within(s.recs, unsafe.Slice(r, 1)), "record %d: in the slab's chunk", i)
 				}
@@ -153,6 +155,49 @@ func TestRecordsOwnHeaders(t *testing.T) {
 			require.False(t, has, "a copy mark is left out of the target")
 		})
 	}
+}
+
+// TestTracedTarget: a target in a trace carries the dispatch's
+// traceparent and tracestate, once each, in place of the producer's, and
+// every other header as Target writes it; an empty state writes none.
+func TestTracedTarget(t *testing.T) {
+	sched := schedule(t, envelope.WithHeader(HeaderTraceparent, []byte("producer-span")),
+		envelope.WithHeader("after", []byte("a")), envelope.WithHeader(HeaderTracestate, []byte("p=1")))
+	env, err := envelope.Parse(sched, now)
+	require.NoError(t, err)
+	src := Source{Topic: "s", Partition: 1, Offset: 9}
+	untraced := Target(&env, sched.Headers, src)
+	for _, s := range []*Slab{nil, new(Slab)} {
+		for _, tr := range []Trace{{Parent: []byte("dispatch-span"), State: []byte("d=1")}, {Parent: []byte("dispatch-span")}} {
+			got := s.TracedTarget(&env, sched.Headers, src, tr)
+			require.Equal(t, len(got.Headers), cap(got.Headers), "no spare capacity")
+			var rest []kgo.RecordHeader
+			var parents, states []string
+			for _, h := range got.Headers {
+				switch h.Key {
+				case HeaderTraceparent:
+					parents = append(parents, string(h.Value))
+				case HeaderTracestate:
+					states = append(states, string(h.Value))
+				default:
+					rest = append(rest, h)
+				}
+			}
+			require.Equal(t, []string{"dispatch-span"}, parents)
+			if len(tr.State) > 0 {
+				require.Equal(t, []string{"d=1"}, states)
+			} else {
+				require.Empty(t, states, "the dispatch has no state: the producer's is not left behind")
+			}
+			require.Equal(t, slices.DeleteFunc(slices.Clone(untraced.Headers), func(h kgo.RecordHeader) bool {
+				return h.Key == HeaderTraceparent || h.Key == HeaderTracestate
+			}), rest, "every other header as Target writes it, in order")
+			require.Equal(t, untraced.Topic, got.Topic)
+			require.Equal(t, untraced.Value, got.Value)
+		}
+	}
+	v, _ := envelope.Header(untraced.Headers, HeaderTraceparent)
+	require.Equal(t, "producer-span", string(v), "without a trace, the producer's header is the user's")
 }
 
 // hookSets are the headers a tracing hook sets on every record it sees: one
