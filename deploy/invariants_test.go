@@ -49,6 +49,9 @@ func (o *objects) invariants() error {
 		e.ValueFrom.FieldRef.FieldPath != "metadata.name" || e.Value != "" {
 		bad("SCHEDULER_INSTANCE_ID is not the pod name (downward API metadata.name): %+v", e)
 	}
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		bad("service links are on: Kubernetes would add SCHEDULER_* variables (SCHEDULER_PORT, ...) of a Service named scheduler to the environment the flags read")
+	}
 	if len(c.Args) == 0 || c.Args[0] != "run" {
 		bad("the container does not run `scheduler run`: %v", c.Args)
 	}
