@@ -4,15 +4,27 @@
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 60s
 
-.PHONY: run test lint fuzz bench build soak
+.PHONY: run test lint fuzz bench build soak chart
 
 # Run the service on its embedded broker (no --brokers).
 run:
 	go run ./cmd/scheduler run
 
-# The test suite, as CI runs it.
+# The test suite, as CI runs it (.ci/run also runs the deploy module's).
 test:
 	go test -race ./...
+	cd deploy && go test ./...
+
+# The Helm chart through the helm CLI itself (built from the module proxy,
+# which takes minutes the first time): lint, and render it on each ci/
+# values file; then renew its README's values table.
+HELM := helm.sh/helm/v4/cmd/helm@v4.3.2
+chart:
+	cd deploy && go run $(HELM) lint --strict helm/scheduler
+	cd deploy && for f in helm/scheduler/ci/*-values.yaml; do \
+		go run $(HELM) lint --strict helm/scheduler -f $$f && \
+		go run $(HELM) template scheduler helm/scheduler -f $$f > /dev/null || exit 1; done
+	cd deploy && go run ./cmd/chartdoc
 
 build:
 	go build -trimpath -o bin/scheduler ./cmd/scheduler
@@ -21,6 +33,7 @@ lint:
 	gofmt -l . | (! grep .)
 	go vet ./...
 	go run $(STATICCHECK) ./...
+	cd deploy && go vet ./... && go run $(STATICCHECK) ./...
 
 # Each fuzz target for FUZZTIME; new findings land in testdata/fuzz.
 fuzz:

@@ -112,6 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		kill: make(chan struct{}), started: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.health.Set(ComponentStartup, health.CauseStarting, "building the service")
+	reg.MustRegister(problemsCollector{s.health})
 	ok := false
 	defer func() {
 		if !ok {

@@ -11,9 +11,13 @@ import (
 )
 
 func runCmd(ctx context.Context, s *stdio, args []string) error {
-	cfg, err := parseRun(args, s.lookupEnv)
+	var check checkFlag
+	cfg, err := parseRunWith(args, s.lookupEnv, check.register)
 	if err != nil {
 		return err
+	}
+	if check.on {
+		return check.print(s.out, &cfg)
 	}
 	log, err := logx.New(cfg.LogLevel, cfg.LogFormat, s.err)
 	if err != nil {
@@ -32,8 +36,17 @@ func runCmd(ctx context.Context, s *stdio, args []string) error {
 // parseRun turns the run flags and environment into a validated service
 // configuration. Every error is a usage error.
 func parseRun(args []string, lookupEnv func(string) (string, bool)) (service.Config, error) {
+	return parseRunWith(args, lookupEnv, nil)
+}
+
+// parseRunWith is parseRun with more flags that configure the command
+// rather than the service (--check), registered by more when not nil.
+func parseRunWith(args []string, lookupEnv func(string) (string, bool), more func(*flagSet)) (service.Config, error) {
 	cfg := service.Default()
 	f := newFlagSet("run", "Run the service: load schedules, dispatch them when due, publish state reports.\nWithout --brokers it starts an embedded broker on --embedded-addr persisting to --data-dir.")
+	if more != nil {
+		more(f)
+	}
 	embeddedConn(f, &cfg.Conn, &cfg.EmbeddedAddr, &cfg.DataDir, "where the embedded broker persists its data")
 	f.List(&cfg.Topics, "topic", "schedules topics; repeatable or comma-separated")
 	f.String(&cfg.Group, "group", "consumer group")
