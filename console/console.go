@@ -62,7 +62,7 @@ const (
 	DefaultStateInterval     = consumer.DefaultStateInterval // the service's own
 	DefaultLookupTimeout     = 10 * time.Second
 	DefaultLookupConcurrency = 4
-	DefaultLookupReadRate    = 32 << 20 // bytes per second
+	DefaultLookupShare       = 0.25 // of the clock
 	DefaultRefresh           = 5 * time.Second
 	DefaultSampleEvery       = 10 * time.Second
 )
@@ -97,11 +97,11 @@ type Config struct {
 	// LookupConcurrency bounds the lookups running at once; one more is
 	// answered 429 at once. Default DefaultLookupConcurrency.
 	LookupConcurrency int
-	// LookupReadRate bounds the bytes per second all lookups together
-	// fetch from the brokers: what people ask for takes a bounded share
-	// of the CPU that dispatching needs. Default DefaultLookupReadRate;
-	// negative: no bound.
-	LookupReadRate int
+	// LookupShare bounds the fraction of the clock all lookups together
+	// spend reading the topics (fetching and decoding): what people ask
+	// for takes a bounded share of the CPU dispatching needs, on any
+	// machine. Default DefaultLookupShare; 1 or more: no bound.
+	LookupShare float64
 	// Refresh is how often the page refreshes itself. Default
 	// DefaultRefresh.
 	Refresh time.Duration
@@ -123,8 +123,8 @@ func (c *Config) defaults() {
 	if c.LookupConcurrency <= 0 {
 		c.LookupConcurrency = DefaultLookupConcurrency
 	}
-	if c.LookupReadRate == 0 {
-		c.LookupReadRate = DefaultLookupReadRate
+	if c.LookupShare <= 0 {
+		c.LookupShare = DefaultLookupShare
 	}
 	if c.Refresh <= 0 {
 		c.Refresh = DefaultRefresh
@@ -176,7 +176,7 @@ func New(cfg Config) (*Console, error) {
 	}
 	c.rates = newRates(cfg.Gatherer, status, cfg.SampleEvery, cfg.Now)
 	c.finder = NewFinder(FinderConfig{
-		Sets: cfg.Sets, Client: lcl, KeyPartitioner: cfg.KeyPartitioner, ReadRate: max(cfg.LookupReadRate, 0),
+		Sets: cfg.Sets, Client: lcl, KeyPartitioner: cfg.KeyPartitioner, Share: cfg.LookupShare,
 		Instance: inst, Owner: c.owner, Now: cfg.Now,
 	})
 	c.page, err = template.New("page.html").Funcs(funcs).ParseFS(files, "templates/page.html")

@@ -126,9 +126,9 @@ type FinderConfig struct {
 	// Progress is told how many records a lookup has read of the
 	// partition it reads now, after every fetch. Default: nothing.
 	Progress func(topic string, partition int32, read int64)
-	// ReadRate bounds the bytes per second all lookups together fetch.
-	// Default 0: as fast as the brokers answer.
-	ReadRate int
+	// Share bounds the fraction of the clock all lookups together spend
+	// reading (logscan.New). Default 0: as fast as the brokers answer.
+	Share float64
 }
 
 // Finder answers lookups: from this instance's memory when it owns the
@@ -146,7 +146,7 @@ func NewFinder(cfg FinderConfig) *Finder {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Finder{cfg: cfg, reader: logscan.New(cfg.Client, cfg.ReadRate)}
+	return &Finder{cfg: cfg, reader: logscan.New(cfg.Client, cfg.Share)}
 }
 
 // place is one partition the key may be in, and what the lookup learnt of

@@ -124,10 +124,10 @@ type Config struct {
 	// LookupTimeout bounds one lookup's reading of the topics. Default
 	// console.DefaultLookupTimeout.
 	LookupTimeout time.Duration
-	// LookupReadRate bounds what the console's lookups together read from
-	// the brokers, in MiB per second; 0: no bound. Default
-	// console.DefaultLookupReadRate in MiB.
-	LookupReadRate int
+	// LookupShare bounds the share of the clock the console's lookups
+	// together spend reading the topics, in percent; 100: no bound.
+	// Default console.DefaultLookupShare in percent.
+	LookupShare int
 	// ConsoleRefresh is how often the console page refreshes itself.
 	// Default console.DefaultRefresh.
 	ConsoleRefresh time.Duration
@@ -207,7 +207,7 @@ func Default() Config {
 		KeyPartitioner:     partitioner.DefaultKey,
 		LookupConcurrency:  console.DefaultLookupConcurrency,
 		LookupTimeout:      console.DefaultLookupTimeout,
-		LookupReadRate:     console.DefaultLookupReadRate >> 20,
+		LookupShare:        int(console.DefaultLookupShare * 100),
 		OTelProtocol:       tracing.DefaultProtocol,
 	}
 }
@@ -285,8 +285,8 @@ func (c *Config) Validate() error {
 	if c.LookupTimeout < 100*time.Millisecond {
 		return bad("--lookup-timeout: %v is below 100ms", c.LookupTimeout)
 	}
-	if c.LookupReadRate < 0 || c.LookupReadRate > 1<<20 {
-		return bad("--lookup-read-rate: %d is not between 0 (no bound) and %d MiB/s", c.LookupReadRate, 1<<20)
+	if c.LookupShare < 1 || c.LookupShare > 100 {
+		return bad("--lookup-share: %d is not a percentage between 1 and 100 (no bound)", c.LookupShare)
 	}
 	if c.Partitions < 1 {
 		return bad("--partitions: %d is below 1", c.Partitions)

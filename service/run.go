@@ -229,7 +229,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			Opts: base, Engine: s.engine, Gatherer: gath, Logger: log, Now: now,
 			Refresh:        cfg.ConsoleRefresh,
 			KeyPartitioner: cfg.KeyPartitioner, LookupConcurrency: cfg.LookupConcurrency, LookupTimeout: cfg.LookupTimeout,
-			LookupReadRate: lookupReadRate(cfg.LookupReadRate),
+			LookupShare: float64(cfg.LookupShare) / 100,
 		})
 		if err != nil {
 			return nil, err
@@ -336,13 +336,4 @@ func (s *Service) close() {
 		s.cluster = nil
 	}
 	s.log.Info().Msg("scheduler stopped")
-}
-
-// lookupReadRate turns --lookup-read-rate (MiB/s, 0: none) into the
-// console's bytes per second (negative: none).
-func lookupReadRate(mib int) int {
-	if mib == 0 {
-		return -1
-	}
-	return mib << 20
 }

@@ -81,7 +81,7 @@ func parseRunWith(args []string, lookupEnv func(string) (string, bool), more fun
 	f.String(&cfg.KeyPartitioner, "key-partitioner", "how producers partitioned schedule keys, for the console's lookups: auto (look in the partition of each known partitioner), murmur2, consistent_random or fnv1a")
 	f.Int(&cfg.LookupConcurrency, "lookup-concurrency", "console lookups running at once; one more is answered 429 at once")
 	f.Duration(&cfg.LookupTimeout, "lookup-timeout", "bound on one console lookup's reading of the topics; a lookup cut short says so")
-	f.Int(&cfg.LookupReadRate, "lookup-read-rate", "MiB per second the console's lookups together may read from the brokers, so that people looking keys up cannot slow dispatching; 0: no bound")
+	f.Int(&cfg.LookupShare, "lookup-share", "percent of the clock the console's lookups together may spend reading the topics, so that people looking keys up cannot slow dispatching; 100: no bound")
 	var otel optBool
 	f.Var(&otel, "otel", "export traces over OTLP, configured by the standard OTEL_* variables; default: on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &cfg.Conn, embedded: true}); err != nil {

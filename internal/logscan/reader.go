@@ -31,10 +31,12 @@ var ErrNoPartition = errors.New("no such topic or partition")
 // Reader reads partitions through one client. It is safe for concurrent
 // use; each call makes its own requests.
 type Reader struct {
-	cl    *kgo.Client
-	dec   kgo.Decompressor
-	bufs  bufPool
-	limit *rate.Limiter // bytes fetched per second, all reads together; nil: no bound
+	cl   *kgo.Client
+	dec  kgo.Decompressor
+	bufs bufPool
+	// busy bounds the time all reads together spend fetching and
+	// decoding, in nanoseconds per second; nil: no bound.
+	busy *rate.Limiter
 
 	mu   sync.Mutex
 	meta map[string]topicMeta
@@ -46,16 +48,21 @@ type topicMeta struct {
 	at      time.Time
 }
 
-// New returns a Reader on cl, which the caller keeps and closes. A
-// positive bytesPerSecond bounds what all its reads together fetch: a
-// service that reads for people beside its real work spends a bounded
-// share of its CPU and of the brokers' on them; 0 reads as fast as the
-// broker answers.
-func New(cl *kgo.Client, bytesPerSecond int) *Reader {
+// New returns a Reader on cl, which the caller keeps and closes. A share
+// in (0, 1) bounds the time all its reads together spend fetching and
+// decoding to that fraction of the clock (0.25: a quarter of a second in
+// every second), so that a service reading for people beside its real
+// work leaves it the rest, whatever the machine and however many read at
+// once; 0 (or 1 and more) reads as fast as the broker answers. The time
+// counted is the wall time of each fetch and its decoding, the broker's
+// round trip included: a bound on the CPU the reads can take, and on the
+// broker's time they ask for.
+func New(cl *kgo.Client, share float64) *Reader {
 	r := &Reader{cl: cl, meta: map[string]topicMeta{}}
 	r.dec = kgo.DefaultDecompressor(&r.bufs)
-	if bytesPerSecond > 0 {
-		r.limit = rate.NewLimiter(rate.Limit(bytesPerSecond), max(bytesPerSecond, 2*DefaultFetchBytes))
+	if share > 0 && share < 1 {
+		// A burst of 50 ms of reading, then the bound.
+		r.busy = rate.NewLimiter(rate.Limit(share*float64(time.Second)), int(50*time.Millisecond))
 	}
 	return r
 }
@@ -156,6 +163,7 @@ func (r *Reader) fetch(ctx context.Context, topic string, p int32, offset, to in
 		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = p, offset, DefaultFetchBytes
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
+		began := time.Now()
 		kresp, err := r.cl.Broker(int(leader)).Request(ctx, req)
 		if err != nil {
 			return offset, 0, st, fmt.Errorf("fetching %s partition %d: %w", topic, p, err)
@@ -186,11 +194,13 @@ func (r *Reader) fetch(ctx context.Context, topic string, p int32, offset, to in
 		next, n, err := batches(part, offset, to, key, r.dec, &r.bufs, visit)
 		st.Records += n
 		st.Bytes += int64(len(part.RecordBatches))
-		if r.limit != nil && err == nil {
-			// Pay for what came before asking again. A wait that would
-			// outlast ctx's deadline fails at once: the read is over.
-			if werr := r.limit.WaitN(ctx, min(len(part.RecordBatches), r.limit.Burst())); werr != nil {
-				err = fmt.Errorf("%w: the read rate bound leaves no time to read on (%v)", context.DeadlineExceeded, werr)
+		if r.busy != nil && err == nil {
+			// Pay for the time this fetch took before the next. A wait
+			// that would outlast ctx's deadline fails at once: the read
+			// is over.
+			spent := min(int(time.Since(began)), r.busy.Burst())
+			if werr := r.busy.WaitN(ctx, spent); werr != nil {
+				err = fmt.Errorf("%w: the bound on the lookups' share of time leaves none to read on (%v)", context.DeadlineExceeded, werr)
 			}
 		}
 		return next, part.LastStableOffset, st, err
