@@ -23,6 +23,7 @@ type Metrics struct {
 	BatchSize     prometheus.Histogram
 	FlushErrors   prometheus.Counter
 	Reappended    prometheus.Counter
+	Firings       *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg, if not nil.
@@ -68,10 +69,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Reappended: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "scheduler_reappended_total", Help: "Schedules re-appended because a tombstone shadowed them (SPEC 3.4).",
 		}),
+		Firings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scheduler_firings_total", Help: "Firings of recurring schedules (SPEC 10), by outcome: dispatched, rejected (the target refused it; the recurrence goes on) or skipped (missed, schedule_missed=skip).",
+		}, append(tp, "outcome")),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Dispatched, m.Rejected, m.Pending, m.PendingToday, m.BufferBytes, m.Loading, m.State,
-			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended)
+			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended, m.Firings)
 	}
 	return m
 }
@@ -82,6 +86,17 @@ func labels(p *partition) []string {
 
 func (m *Metrics) partition(p *partition) {
 	m.Dispatched.WithLabelValues(labels(p)...)
+}
+
+// Outcomes of a firing, the outcome label of scheduler_firings_total.
+const (
+	FiringDispatched = "dispatched"
+	FiringRejected   = "rejected"
+	FiringSkipped    = "skipped"
+)
+
+func (m *Metrics) fired(p *partition, outcome string, n int64) {
+	m.Firings.WithLabelValues(append(labels(p), outcome)...).Add(float64(n))
 }
 
 func (m *Metrics) rejected(p *partition, code envelope.Code) {

@@ -70,7 +70,9 @@
 //
 // A firing of a recurring schedule (recur.go) writes the next version of
 // its key instead of a tombstone, marked like a copy with the offset of the
-// fired version: it is judged by the same rule. The fired version stays in
+// fired version: it is judged by the same rule. So does a firing the
+// caller could not deliver and wrote as a rejection (Result.Reject): its
+// echo is a next version all the same, and it counts as rejected. The fired version stays in
 // memory, frozen, until the next version is read back and takes over; a
 // cancel or an update read in between ends it, and the next version,
 // stale, is tombstoned (an update it shadows is re-appended).

@@ -23,7 +23,12 @@ const maxCronCache = 1024
 // zero Firing is that of a schedule sent once.
 //
 // A firing ends its version as a dispatch does, but instead of a tombstone
-// it writes the next version (record.Next) unless it is the last. The next
+// it writes the next version (record.Next) unless it is the last. It does
+// so also when the firing cannot be delivered (its target missing after
+// --target-wait, not authorized, too large): the caller writes a
+// "rejected" audit record for the firing instead of the target, and the
+// recurrence goes on, a standing order (SPEC 10). Only a cancel, its end,
+// or an envelope that can never fire (rejected when read) ends it. The next
 // version is an echo of ours like a copy (doc.go, "Why the echoes"): until
 // it is read back the fired version stays in memory, frozen, so that a
 // cancel or an update read meanwhile ends it, and the next version, read
@@ -115,7 +120,7 @@ func (t *Tracker) plan(it *Item, now time.Time) {
 	if c := s.Missed(due, now, t.grace, policy); c.Late {
 		if c.Fire.IsZero() {
 			it.Op = OpSkip
-			f = Firing{Count: rec.FireCount, Skipped: int64(c.Missed)}
+			f = Firing{Count: rec.FireCount, Skipped: c.Missed}
 			it.e.flags |= flagCounted // neither dispatched nor rejected
 		} else {
 			f.TimeMs = c.Fire.UnixMilli()

@@ -119,17 +119,95 @@ func TestRecurringCancelBeforeNextVersion(t *testing.T) {
 	observe(tr, now, tomb)
 	require.Empty(t, take(tr, now.Add(time.Hour), 10, nil), "no further firing")
 
-	// A reader loading the whole log after a restart, and one loading
-	// the log compacted down to the tombstone, decide alike.
-	for _, log := range [][]*kgo.Record{{v1, cancel, next, tomb}, {v1, cancel, next}, {tomb}} {
-		re := New(Config{}, 0, log[len(log)-1].Offset+1, now)
-		observe(re, now, log...)
-		require.True(t, re.Status().Loaded)
-		got := take(re, now.Add(time.Hour), 10, nil)
-		for _, it := range got {
-			require.Equal(t, OpTombstone, it.Op, "only the stale next version is tombstoned")
+	// A reader loading the log after a restart decides alike: the whole
+	// log, or compacted down to the tombstone, leaves nothing to do; the
+	// log as it stood before the tombstone was written has the stale
+	// next version tombstoned, once, and nothing fired.
+	for _, c := range []struct {
+		name  string
+		log   []*kgo.Record
+		tombs []int64 // offsets tombstoned
+	}{
+		{"whole log", []*kgo.Record{v1, cancel, next, tomb}, nil},
+		{"before the tombstone", []*kgo.Record{v1, cancel, next}, []int64{next.Offset}},
+		{"compacted to the tombstone", []*kgo.Record{tomb}, nil},
+	} {
+		re := New(Config{}, 0, c.log[len(c.log)-1].Offset+1, now)
+		observe(re, now, c.log...)
+		require.True(t, re.Status().Loaded, c.name)
+		var tombs []int64
+		for _, it := range take(re, now.Add(time.Hour), 10, nil) {
+			require.Equal(t, OpTombstone, it.Op, "%s: only the stale next version is tombstoned", c.name)
+			tombs = append(tombs, it.Offset)
 		}
+		require.Equal(t, c.tombs, tombs, c.name)
+		require.Zero(t, re.Status().Recurring, "%s: nothing recurs", c.name)
 	}
+}
+
+// refuse reports items back as written by the caller as rejections, as
+// the consumer does for a firing whose target is missing after
+// --target-wait.
+func refuse(tr *Tracker, items []Item, o Outcome, now time.Time) {
+	rs := make([]Result, len(items))
+	for i, it := range items {
+		rs[i] = Result{Item: it, Outcome: o, Reject: record.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist", "target")}
+	}
+	tr.Advance(rs, now)
+}
+
+// A firing the caller could not deliver counts as rejected, and its next
+// version, written all the same, takes over: the recurrence goes on and
+// fires at its next time. Its last firing refused ends it with a
+// tombstone, as a last firing does.
+func TestRecurringRefusedFiringGoesOn(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s", MaxFires: 3}, t0, "beat"))
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	require.Len(t, items, 1)
+	require.Equal(t, now.Add(time.Second).UnixMilli(), items[0].Fire.NextMs)
+	refuse(tr, items, OutcomeWritten, now)
+	require.Equal(t, int64(1), tr.Status().Rejected)
+	require.Zero(t, tr.Status().Dispatched)
+	require.Equal(t, 1, tr.Status().Held, "frozen until its next version is read back")
+	require.Empty(t, take(tr, now.Add(time.Hour), 10, nil), "nothing before the next version")
+	observe(tr, now, f.nextOf(items[0]))
+	require.Equal(t, 1, tr.Status().Recurring)
+
+	second := fire(t, tr, &f, now.Add(time.Second))
+	require.Equal(t, int64(2), second.Fire.Count, "the refused firing counts among the firings")
+	require.Equal(t, int64(1), tr.Status().Dispatched)
+
+	last := take(tr, now.Add(2*time.Second), 10, nil)
+	require.Len(t, last, 1)
+	require.Zero(t, last[0].Fire.NextMs, "the third firing is the last")
+	refuse(tr, last, OutcomeWritten, now)
+	observe(tr, now, f.tomb("k", last[0].Offset))
+	require.Zero(t, tr.Status().Held)
+	require.Zero(t, tr.Status().Recurring)
+	require.Equal(t, int64(2), tr.Status().Rejected)
+	require.Equal(t, int64(1), tr.Status().Dispatched)
+}
+
+// A refused firing whose batch was reported failed but committed: its
+// next version, read while syncing, takes over, and the firing counts as
+// rejected once, not as dispatched.
+func TestRecurringRefusedFailedButCommitted(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s"}, t0, "beat"))
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	refuse(tr, items, OutcomeFailed, now)
+	observe(tr, now, f.nextOf(items[0]))
+	tr.EndSync(now)
+	require.Empty(t, take(tr, now, 10, nil), "not fired again")
+	require.Equal(t, int64(1), tr.Status().Rejected)
+	require.Zero(t, tr.Status().Dispatched)
+	require.Equal(t, int64(2), fire(t, tr, &f, now.Add(time.Second)).Fire.Count)
+	require.Equal(t, int64(1), tr.Status().Dispatched)
 }
 
 // An update read between a firing and its next version wins: the next
