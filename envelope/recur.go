@@ -68,6 +68,29 @@ func (r *Recurrence) check() (cron.Schedule, *Error) {
 	return s, nil
 }
 
+// TooFrequent is the rejection of a recurring schedule whose expression
+// fires more often than the service's minimum interval between firings
+// (--cron-min-interval): err says how often (cron's CheckInterval).
+func TooFrequent(err error) *Error {
+	return errorf(CodeBadCron, "header %s: %v (--cron-min-interval)", HeaderCron, err)
+}
+
+// CheckCron checks an expression read in a zone as the service checks a
+// recurring envelope's (SPEC 10), with minInterval its minimum interval
+// between firings: it returns the rejection the service would write, with
+// code bad_timezone or bad_cron, or nil. `scheduler cron` says the same.
+func CheckCron(expr, zone string, minInterval time.Duration) *Error {
+	r := Recurrence{Cron: expr, Timezone: zone}
+	s, e := r.check()
+	if e != nil {
+		return e
+	}
+	if err := s.CheckInterval(minInterval); err != nil {
+		return TooFrequent(err)
+	}
+	return nil
+}
+
 // recurHeaders is how many headers appendHeaders may add.
 const recurHeaders = 6
 

@@ -209,6 +209,9 @@ func (t *Tracker) ack(r *Result) {
 	case OpReappend:
 		t.reappended++
 	}
+	if it.Recurring() && it.Key != nil {
+		t.firingWritten(r)
+	}
 	if e.flags&flagGone != 0 {
 		return
 	}
@@ -221,6 +224,9 @@ func (t *Tracker) ack(r *Result) {
 		e.state = stateFrozen
 		e.flags &^= flagReappend | flagShadowed
 		return
+	}
+	if e.flags&flagRecur != 0 && it.Key != nil {
+		t.endRecur(t.ident(it.h, it.Key)) // its last firing
 	}
 	// Only a copy on its way needs the end (noteGone): without one, the
 	// key is not hashed again for nothing.

@@ -283,3 +283,87 @@ func TestRecurringMissed(t *testing.T) {
 		})
 	}
 }
+
+// listed returns the tracker's list of recurring schedules by key.
+func listed(tr *Tracker) map[string]Recurring {
+	out := map[string]Recurring{}
+	tr.EachRecurring(func(r Recurring) bool {
+		out[r.Key] = r
+		return true
+	})
+	return out
+}
+
+// The list of recurring schedules names each one held or indexed, with
+// its expression, zone, next firing and firings so far, and the outcome
+// of its last firing written here; a cancel takes it off.
+func TestRecurringList(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0,
+		f.recur("beat", envelope.Recurrence{Cron: "@every 1m"}, t0, "x"),
+		f.recur("paris", envelope.Recurrence{Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris"}, t0.Add(72*time.Hour), "x"),
+		f.recur("skip", envelope.Recurrence{Cron: "@every 1m", Missed: envelope.MissedSkip}, t0, "x"),
+		f.sched("once", t0.Add(time.Hour), "x"),
+	)
+	l := listed(tr)
+	require.Len(t, l, 3)
+	require.Equal(t, 1, tr.Status().Future, "paris is only indexed, for a later day")
+	p := l["paris"]
+	require.Equal(t, Recurring{Key: "paris", Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris", Offset: 1,
+		NextMs: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC).UnixMilli()}, p, "09:00 Paris on the first weekday after the 25th, 12:00Z")
+	require.Equal(t, "", l["beat"].LastOutcome, "nothing fired yet")
+
+	now := t0.Add(time.Minute)
+	items := take(tr, now, 10, nil)
+	require.Len(t, items, 2)
+	var beat, skip Item
+	for _, it := range items {
+		switch string(it.Key) {
+		case "beat":
+			beat = it
+		case "skip":
+			skip = it
+		}
+	}
+	ack(tr, []Item{beat})
+	refuse(tr, []Item{skip}, OutcomeWritten, now)
+	l = listed(tr)
+	require.Equal(t, Recurring{Key: "beat", Cron: "@every 1m", Offset: 0, NextMs: now.Add(time.Minute).UnixMilli(), FireCount: 1,
+		LastMs: now.UnixMilli(), LastOutcome: envelope.LogDispatched}, l["beat"], "counted and moved on at its ack, before its next version is read")
+	require.Equal(t, envelope.LogRejected, l["skip"].LastOutcome)
+	require.Equal(t, envelope.CodeTargetUnavailable, l["skip"].LastError)
+	observe(tr, now, f.nextOf(beat), f.nextOf(skip))
+	l = listed(tr)
+	require.Equal(t, int64(1), l["beat"].FireCount)
+	require.Equal(t, envelope.LogDispatched, l["beat"].LastOutcome, "the next version keeps the last firing")
+	require.Equal(t, int64(4), l["beat"].Offset, "the next version, read after the four records")
+
+	// Late by more than the grace period: skip skips.
+	late := now.Add(10 * time.Minute)
+	items = take(tr, late, 10, nil)
+	require.Len(t, items, 2)
+	for _, it := range items {
+		if string(it.Key) == "skip" {
+			require.Equal(t, OpSkip, it.Op)
+		}
+	}
+	ack(tr, items)
+	l = listed(tr)
+	require.Equal(t, envelope.LogSkipped, l["skip"].LastOutcome)
+	require.Equal(t, late.Truncate(time.Minute).UnixMilli(), l["skip"].LastMs, "the latest firing skipped")
+	require.Empty(t, l["skip"].LastError)
+
+	observe(tr, late, f.cancel("beat"), f.sched("skip", late.Add(time.Hour), "once now"))
+	l = listed(tr)
+	require.Equal(t, []string{"paris"}, keysOf(l), "cancelled, and replaced by a schedule sent once")
+	require.Equal(t, 1, tr.Status().Recurring)
+}
+
+func keysOf(m map[string]Recurring) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
