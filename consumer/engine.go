@@ -104,9 +104,10 @@ type Engine struct {
 	warmed    map[string]time.Time // target topics warmed lately (ready.go)
 	snap      atomic.Pointer[Status]
 	snapAt    time.Time
-	snapDue   bool // take a snapshot now: a partition changed state
-	snapStale bool // take one within snapEvery: counts changed
-	snaps     int  // snapshots taken, for tests
+	snapDue   bool           // take a snapshot now: a partition changed state
+	snapStale bool           // take one within snapEvery: counts changed
+	snaps     int            // snapshots taken, for tests
+	recur     recurringState // the list of recurring schedules (recurring.go)
 	flushCtx  context.Context
 	results   []tracker.Result // onFlushed's, reused
 

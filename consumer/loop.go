@@ -79,6 +79,8 @@ func (e *Engine) handle(ev any) {
 		e.onReadBack(ev, now)
 	case evFind:
 		e.onFind(ev)
+	case evRecurring:
+		// Gathered below, in tick, if due.
 	case evFatal:
 		e.fatal = ev.err
 	}
@@ -96,6 +98,7 @@ func (e *Engine) tick(now time.Time) {
 	if e.snapDue || now.Sub(e.snapAt) >= snapEvery {
 		e.snapshot(now)
 	}
+	e.maybeGatherRecurring(now)
 }
 
 // snapEvery is how often, at most, the status snapshot is taken for
@@ -107,6 +110,9 @@ func (e *Engine) wake(now time.Time) time.Time {
 	w := now.Add(time.Minute)
 	if e.snapStale {
 		w = minTime(w, e.snapAt.Add(snapEvery))
+	}
+	if at, ok := e.recurringDue(); ok {
+		w = minTime(w, at)
 	}
 	for _, p := range e.order {
 		w = minTime(w, p.lastReport.Add(e.cfg.StateInterval))

@@ -187,6 +187,10 @@ func parseSpec(expr string) (s robfig.Schedule, err error) {
 	return parser.Parse(expr)
 }
 
+// Zone returns the time zone an expression would be read in for the IANA
+// name ("" is UTC), from the same cache as Parse; the error wraps ErrZone.
+func Zone(name string) (*time.Location, error) { return location(name) }
+
 // zones caches loaded zones by name: time.LoadLocation reads and decodes
 // the zone file on every call, and every recurring envelope names one. Only
 // zones that loaded are kept, so the cache is bounded by the zone database.
