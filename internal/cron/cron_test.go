@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/scheduler-dev/scheduler/internal/cron/crontest"
 )
 
 func utc(s string) time.Time {
@@ -302,4 +304,24 @@ func ExampleSchedule_Next() {
 	// Output:
 	// 2026-03-08T03:00:00-04:00 7:00AM
 	// 2026-03-09T02:30:00-04:00 6:30AM
+}
+
+// TestNextDSTTable: Next gives the firings of the table worked out by hand
+// for the 2026 changes of the clocks in New York and Paris, which
+// `scheduler cron` and the service are checked against too.
+func TestNextDSTTable(t *testing.T) {
+	for _, c := range crontest.DST(t) {
+		t.Run(c.Name(), func(t *testing.T) {
+			s, err := Parse(c.Expr, c.Zone)
+			require.NoError(t, err)
+			var got []time.Time
+			for at := c.From; len(got) < len(c.Want); {
+				n, ok := s.Next(at)
+				require.True(t, ok)
+				got = append(got, n.UTC())
+				at = n
+			}
+			require.Equal(t, c.Want, got)
+		})
+	}
 }
