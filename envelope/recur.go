@@ -13,9 +13,11 @@ import (
 // Recurring builds a recurring schedule envelope (SPEC 10): deliver payload
 // to targetTopic at each firing of rec.Cron read in rec.Timezone, until
 // rec.Until or rec.MaxFires ends it. The envelope is due at the first
-// firing after now, which Recurring computes with the rules of SPEC 10 (a
-// wall-clock time that clocks skip fires at the jump; one that repeats,
-// once, at its first occurrence).
+// firing after now, which Recurring computes with the rules of SPEC 10 (an
+// expression at fixed times fires at the jump for a time clocks skip, and
+// once, at its first occurrence, for a time they repeat; one with a
+// wildcard or a step in its seconds, minute or hour fires at every
+// matching instant that exists).
 //
 // It fails, with an error wrapping ErrBadSchedule and an *Error carrying
 // the code the service would reject it with, when the expression or zone
