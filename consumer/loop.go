@@ -8,6 +8,7 @@ import (
 // loop is the event loop. It returns when ctx ends (after the batch in
 // flight) or on a fatal error.
 func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error {
+	e.recur.running.Store(true)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var graceTimer <-chan time.Time

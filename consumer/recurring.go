@@ -61,8 +61,9 @@ type RecurringSchedule struct {
 
 // recurringState is the engine's side of the list.
 type recurringState struct {
-	list  atomic.Pointer[RecurringList]
-	asked atomic.Int64 // Unix nanoseconds of the last ask not answered yet; 0 if none
+	list    atomic.Pointer[RecurringList]
+	asked   atomic.Int64 // Unix nanoseconds of the last ask not answered yet; 0 if none
+	running atomic.Bool  // the loop has started: an ask can be answered
 	// published is closed and replaced each time a list is published:
 	// a reader waiting for a new one waits on it.
 	published atomic.Pointer[chan struct{}]
@@ -80,7 +81,9 @@ type evRecurring struct{}
 func (e *Engine) Recurring(ctx context.Context) *RecurringList {
 	r := &e.recur
 	cur := r.list.Load()
-	if cur != nil && e.cfg.Now().Sub(cur.At) < recurringEvery {
+	if cur != nil && e.cfg.Now().Sub(cur.At) < recurringEvery || !r.running.Load() {
+		// Fresh enough; or no loop yet (the service is starting) to
+		// gather one: the page must not wait for it.
 		return cur
 	}
 	wait := r.published.Load()

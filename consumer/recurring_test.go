@@ -19,6 +19,7 @@ import (
 // no group, broker or loop: the test plays the loop.
 func recurringEngine(t testing.TB, n int, now time.Time) *Engine {
 	e := &Engine{cfg: Config{Now: func() time.Time { return now }}, in: make(chan any, 16), loopDone: make(chan struct{})}
+	e.recur.running.Store(true) // the test plays the loop
 	for part := range 2 {
 		tr := tracker.New(tracker.Config{}, 0, 0, now)
 		for i := range n {
@@ -64,6 +65,10 @@ func TestRecurringListFirstByNextFiring(t *testing.T) {
 func TestRecurringListAskedFor(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	e := recurringEngine(t, 3, now)
+	e.recur.running.Store(false)
+	require.Nil(t, e.Recurring(context.Background()), "no loop yet: no list, at once")
+	require.Empty(t, e.in)
+	e.recur.running.Store(true)
 	_, asked := e.recurringDue()
 	require.False(t, asked, "nobody asked: nothing to gather")
 	e.maybeGatherRecurring(now)
