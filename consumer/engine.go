@@ -13,7 +13,8 @@
 // assignment and revocation callbacks), loop.go (events and the timer),
 // partition.go (assignment, revocation, syncing after a failed batch),
 // flush.go (batches), scan.go (re-reading partitions), report.go and
-// metrics.go (state reports, status, metrics), find.go (lookups).
+// metrics.go (state reports, status, metrics), find.go (lookups),
+// recurring.go (the list of recurring schedules, and refused firings).
 //
 // # Goroutines and who owns what
 //

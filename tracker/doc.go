@@ -37,7 +37,8 @@
 // (versions by key, held and indexed; keys.go, the table of held ones),
 // targets.go (the allow-list of target topics, Warm), echoes.go (the
 // service's own writes read back, below), ready.go, item.go and flight.go
-// (items out, outcomes back), recur.go (firings of recurring schedules),
+// (items out, outcomes back), recur.go (firings of recurring schedules,
+// and the list of them for operators),
 // heap.go (the order items go out in), window.go (the day window),
 // stats.go and find.go (counts and lookups), arena.go and pack.go (how
 // versions are held in memory).
