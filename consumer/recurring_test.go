@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
@@ -123,4 +127,42 @@ func BenchmarkGatherRecurring(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*2*n), "ns/schedule")
 		})
 	}
+}
+
+// TestFiringsCounted: scheduler_firings_total counts the firings of
+// recurring schedules by outcome, written ones only: dispatched, rejected
+// (the target refused one, the recurrence goes on) and skipped (each
+// firing a skip skipped); a schedule sent once is not a firing.
+func TestFiringsCounted(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	e := recurringEngine(t, 0, now)
+	e.cfg.Metrics = NewMetrics(nil)
+	p := e.order[0]
+	p.log = zerolog.Nop()
+	item := func(op tracker.Op, fire tracker.Firing, reject *envelope.Error) *dispatcher.Item {
+		return &dispatcher.Item{Item: tracker.Item{Op: op, DueMs: now.UnixMilli(), Key: []byte("k"), Fire: fire}, Reject: reject}
+	}
+	refused := &envelope.Error{Code: envelope.CodeTooLarge, Msg: "too large"}
+	for _, it := range []*dispatcher.Item{
+		item(tracker.OpDispatch, tracker.Firing{TimeMs: now.UnixMilli(), Count: 1, NextMs: now.Add(time.Minute).UnixMilli()}, nil),
+		item(tracker.OpDispatch, tracker.Firing{TimeMs: now.UnixMilli(), Count: 2, NextMs: now.Add(time.Minute).UnixMilli()}, refused),
+		item(tracker.OpDispatch, tracker.Firing{TimeMs: now.UnixMilli(), Count: 3}, refused),
+		item(tracker.OpSkip, tracker.Firing{TimeMs: now.UnixMilli(), Count: 3, Skipped: 5, NextMs: now.Add(time.Minute).UnixMilli()}, nil),
+		item(tracker.OpDispatch, tracker.Firing{}, nil),
+		item(tracker.OpDispatch, tracker.Firing{}, refused),
+	} {
+		e.account(p, it, now)
+	}
+	m := e.cfg.Metrics
+	for outcome, want := range map[string]float64{FiringDispatched: 1, FiringRejected: 2, FiringSkipped: 5} {
+		require.Equal(t, want, value(t, m.Firings.WithLabelValues("s", "0", outcome)), outcome)
+	}
+	require.Equal(t, 3.0, value(t, m.Rejected.WithLabelValues("s", "0", string(envelope.CodeTooLarge))), "rejections by code count refused firings too")
+}
+
+// value reads a counter.
+func value(t *testing.T, c prometheus.Counter) float64 {
+	var m dto.Metric
+	require.NoError(t, c.Write(&m))
+	return m.GetCounter().GetValue()
 }
