@@ -89,33 +89,51 @@ func percentiles(v []float64) (p50, p99, p999, max float64) {
 	return at(0.5), at(0.99), at(0.999), s[len(s)-1]
 }
 func (r *run) lateness(ctx context.Context) error {
-	total := r.cfg.Rate * r.cfg.RateSeconds
-	schedules, target, err := r.topics(ctx, "steady")
+	r.cfg.Progress("lateness: %d schedules due at %d/s", r.cfg.Rate*r.cfg.RateSeconds, r.cfg.Rate)
+	lateness, early, err := r.stream(ctx, "steady", nil, nil)
 	if err != nil {
 		return err
 	}
-	c := newCommitted(total, nil)
+	r.res.LatenessP50Ms, r.res.LatenessP99Ms, r.res.LatenessP999Ms, r.res.LatenessMaxMs = percentiles(lateness)
+	r.res.EarlyDispatches = early
+	return nil
+}
+
+// stream starts the service, loaded, on a new schedules topic for the
+// phase name, and writes Rate x RateSeconds schedules due at Rate from
+// three seconds on; during, when set, runs once they are written. It
+// returns the lateness of the schedules committed that filter keeps (nil:
+// all), and how many went out before their due time.
+func (r *run) stream(ctx context.Context, name string, filter func(*dispatcher.Item) bool, during func(schedules, target string, first time.Time) error) (lateness []float64, early int, err error) {
+	total := r.cfg.Rate * r.cfg.RateSeconds
+	schedules, target, err := r.topics(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	c := newCommitted(total, filter)
 	_, stop, err := r.loadedService(ctx, schedules, c, nil)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	defer stop()
-	r.cfg.Progress("lateness: %d schedules due at %d/s", total, r.cfg.Rate)
 	first := time.Now().Add(3 * time.Second)
 	step := time.Second / time.Duration(r.cfg.Rate)
-	if err := r.produce(ctx, "lateness: writing", schedules, total, func(i int) *kgo.Record {
+	if err := r.produce(ctx, name+": writing", schedules, total, func(i int) *kgo.Record {
 		return r.schedule(target, first.Add(time.Duration(i)*step))
 	}); err != nil {
-		return err
+		return nil, 0, err
+	}
+	if during != nil {
+		if err := during(schedules, target, first); err != nil {
+			return nil, 0, err
+		}
 	}
 	if err := c.wait(ctx, time.Duration(r.cfg.RateSeconds)*time.Second+time.Minute); err != nil {
-		return err
+		return nil, 0, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r.res.LatenessP50Ms, r.res.LatenessP99Ms, r.res.LatenessP999Ms, r.res.LatenessMaxMs = percentiles(c.lateness)
-	r.res.EarlyDispatches = c.early
-	return nil
+	return c.lateness, c.early, nil
 }
 
 // rollover places the service's clock shortly before a UTC midnight, with N

@@ -2,7 +2,8 @@
 // GET / that shows the whole group (every partition's latest state report,
 // read from the states topics), pending schedules per UTC day, this
 // instance's last hour, and finds a schedule by key; and the JSON behind
-// it, GET /api/group and GET /api/schedules/{key}.
+// it, GET /api/group, GET /api/schedules/{key} and GET /api/recurring (the
+// recurring schedules this instance holds, recurring.go).
 //
 // It is read-only and renders no payload and no header value: header
 // names only, and of the schedule's control headers only the due time and
@@ -55,6 +56,10 @@ var files embed.FS
 type Engine interface {
 	Instance
 	Status() *consumer.Status
+	// Recurring lists the recurring schedules the loop holds
+	// (consumer.Engine.Recurring), waiting for a fresh list until ctx
+	// ends.
+	Recurring(ctx context.Context) *consumer.RecurringList
 }
 
 // Defaults of Config.
@@ -228,6 +233,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", c.servePage)
 	mux.HandleFunc("GET /api/group", c.serveGroup)
 	mux.HandleFunc("GET /api/schedules/{key...}", c.serveSchedule)
+	mux.HandleFunc("GET /api/recurring", c.serveRecurring)
 	mux.Handle("GET /assets/", c.assets)
 }
 
@@ -260,6 +266,9 @@ func (c *Console) servePage(w http.ResponseWriter, r *http.Request) {
 	now := c.cfg.Now()
 	v := c.view(now)
 	status := http.StatusOK
+	if v.Inst != nil {
+		v.Inst.Recurring = c.recurringSection(r.Context(), now)
+	}
 	if q, ok, err := query(r, r.URL.Query().Get("key")); ok {
 		v.Form = formView{Key: q.Key, Topic: r.URL.Query().Get("topic"), Partition: r.URL.Query().Get("partition"), PartitionKey: r.URL.Query().Get("partition_key")}
 		lv := &lookupView{Asked: true}

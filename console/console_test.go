@@ -22,16 +22,22 @@ import (
 	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/internal/topic"
 	"github.com/scheduler-dev/scheduler/state"
+	"github.com/scheduler-dev/scheduler/tracker"
 )
 
 var testNow = time.Date(2026, 11, 22, 10, 30, 0, 0, time.UTC)
 
-// fakeEngine is a loop that owns the partitions its status lists.
+// fakeEngine is a loop that owns the partitions its status lists, and
+// the recurring schedules its list has.
 type fakeEngine struct {
-	status *consumer.Status
+	status    *consumer.Status
+	recurring *consumer.RecurringList
 }
 
 func (f *fakeEngine) Status() *consumer.Status { return f.status }
+func (f *fakeEngine) Recurring(context.Context) *consumer.RecurringList {
+	return f.recurring
+}
 func (f *fakeEngine) Find(context.Context, string, int32, []byte) (consumer.Held, error) {
 	return consumer.Held{}, nil
 }
@@ -163,6 +169,8 @@ func TestEscapingAndMethods(t *testing.T) {
 	evil := `<script>alert(1)</script>`
 	eng := &fakeEngine{status: &consumer.Status{Instance: "alpha", Partitions: []consumer.PartitionStatus{
 		{Topic: "s", Partition: 0, State: state.Loaded, LastError: "boom " + evil},
+	}}, recurring: &consumer.RecurringList{At: testNow, Total: 1, Schedules: []consumer.RecurringSchedule{
+		{Topic: "s", Recurring: tracker.Recurring{Key: evil, Cron: "@every 1m", NextMs: testNow.UnixMilli()}},
 	}}}
 	c := newTestConsole(t, eng, nil)
 	r := report(0, state.Stopped, evil, testNow, nil)
@@ -188,10 +196,10 @@ func TestEscapingAndMethods(t *testing.T) {
 		}
 	})
 	require.Equal(t, 1, scripts, "the page's own script only")
-	require.GreaterOrEqual(t, len(texts), 3, "the owner, the reason and the error show as text: %q", texts)
+	require.GreaterOrEqual(t, len(texts), 4, "the owner, the reason, the error and a recurring schedule's key show as text: %q", texts)
 	require.Contains(t, body, "partition must be a partition number")
 
-	for _, path := range []string{"/", "/api/group", "/api/schedules/k", "/assets/console.js"} {
+	for _, path := range []string{"/", "/api/group", "/api/schedules/k", "/api/recurring", "/assets/console.js"} {
 		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions} {
 			require.Equal(t, http.StatusMethodNotAllowed, get(t, c.Handler(), m, path).Code, "%s %s", m, path)
 		}

@@ -330,6 +330,7 @@ type instView struct {
 	Rate       spark
 	Rejected   []rejectedView
 	Partitions []consumer.PartitionStatus
+	Recurring  *recurringView // recurring.go
 }
 
 type rejectedView struct {
@@ -415,11 +416,7 @@ var funcs = template.FuncMap{
 		if t == nil {
 			return ""
 		}
-		d := t.Sub(now)
-		if d < 0 {
-			return fmtAge(-d) + " ago"
-		}
-		return "in " + fmtAge(d)
+		return fmtUntil(t.Sub(now))
 	},
 	"i64": func(p *int64) string {
 		if p == nil {

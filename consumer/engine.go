@@ -13,7 +13,8 @@
 // assignment and revocation callbacks), loop.go (events and the timer),
 // partition.go (assignment, revocation, syncing after a failed batch),
 // flush.go (batches), scan.go (re-reading partitions), report.go and
-// metrics.go (state reports, status, metrics), find.go (lookups).
+// metrics.go (state reports, status, metrics), find.go (lookups),
+// recurring.go (the list of recurring schedules, and refused firings).
 //
 // # Goroutines and who owns what
 //
@@ -105,9 +106,10 @@ type Engine struct {
 	warmed    map[string]time.Time // target topics warmed lately (ready.go)
 	snap      atomic.Pointer[Status]
 	snapAt    time.Time
-	snapDue   bool // take a snapshot now: a partition changed state
-	snapStale bool // take one within snapEvery: counts changed
-	snaps     int  // snapshots taken, for tests
+	snapDue   bool           // take a snapshot now: a partition changed state
+	snapStale bool           // take one within snapEvery: counts changed
+	snaps     int            // snapshots taken, for tests
+	recur     recurringState // the list of recurring schedules (recurring.go)
 	flushCtx  context.Context
 	results   []tracker.Result // onFlushed's, reused
 

@@ -385,13 +385,26 @@ func (e *Engine) account(p *partition, it *dispatcher.Item, at time.Time) {
 		ms := float64(at.Sub(time.UnixMilli(it.DueMs)).Microseconds()) / 1000
 		p.lat.add(ms)
 		m.Lateness.Observe(ms / 1000)
+		if it.Recurring() {
+			m.fired(p, FiringDispatched, 1)
+		}
 	case tracker.OpReject:
 		// Logged once: here, when the rejection is committed.
 		err := it.RejectErr()
 		m.rejected(p, err.Code)
+		if err.Code == envelope.CodeTargetUnavailable && it.Env.TargetTopic != "" {
+			e.deps.Targets.Gone(it.Env.TargetTopic)
+		}
+		if it.Recurring() {
+			m.fired(p, FiringRejected, 1)
+			e.refusedFiring(p, it, err)
+			break
+		}
 		p.log.Warn().Int64("offset", it.Offset).Str("key", string(it.Key)).Str("code", string(err.Code)).Str("error", err.Msg).Msg("schedule rejected")
 	case tracker.OpReappend:
 		m.Reappended.Inc()
+	case tracker.OpSkip:
+		m.fired(p, FiringSkipped, it.Fire.Skipped)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 // loop is the event loop. It returns when ctx ends (after the batch in
 // flight) or on a fatal error.
 func (e *Engine) loop(ctx context.Context, cancelFlush context.CancelFunc) error {
+	e.recur.running.Store(true)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var graceTimer <-chan time.Time
@@ -82,6 +83,8 @@ func (e *Engine) handle(ev any) {
 		e.onScan(ev, now)
 	case evReadBack:
 		e.onReadBack(ev, now)
+	case evRecurring:
+		// Gathered below, in tick, if due.
 	case evFatal:
 		e.fatal = ev.err
 	}
@@ -99,6 +102,7 @@ func (e *Engine) tick(now time.Time) {
 	if e.snapDue || now.Sub(e.snapAt) >= snapEvery {
 		e.snapshot(now)
 	}
+	e.maybeGatherRecurring(now)
 }
 
 // snapEvery is how often, at most, the status snapshot is taken for
@@ -110,6 +114,9 @@ func (e *Engine) wake(now time.Time) time.Time {
 	w := now.Add(time.Minute)
 	if e.snapStale {
 		w = minTime(w, e.snapAt.Add(snapEvery))
+	}
+	if at, ok := e.recurringDue(); ok {
+		w = minTime(w, at)
 	}
 	for _, p := range e.order {
 		w = minTime(w, p.lastReport.Add(e.cfg.StateInterval))

@@ -25,6 +25,7 @@ type Metrics struct {
 	Reappended    prometheus.Counter
 	// CancelsUnmatched: see PartitionStatus.CancelsUnmatched.
 	CancelsUnmatched *prometheus.CounterVec
+	Firings          *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg, if not nil.
@@ -74,10 +75,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "scheduler_cancels_unmatched_total",
 			Help: "Cancels read for a key the partition held no schedule of: written to another partition than the schedule (producers and cancellers partitioning keys differently), or after it was dispatched.",
 		}, tp),
+		Firings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scheduler_firings_total", Help: "Firings of recurring schedules (SPEC 10), by outcome: dispatched, rejected (the target refused it; the recurrence goes on) or skipped (missed, schedule_missed=skip).",
+		}, append(tp, "outcome")),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Dispatched, m.Rejected, m.Pending, m.PendingToday, m.BufferBytes, m.Loading, m.State,
-			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended, m.CancelsUnmatched)
+			m.Lateness, m.FlushDuration, m.BatchSize, m.FlushErrors, m.Reappended, m.CancelsUnmatched, m.Firings)
 	}
 	return m
 }
@@ -89,6 +93,17 @@ func labels(p *partition) []string {
 func (m *Metrics) partition(p *partition) {
 	m.Dispatched.WithLabelValues(labels(p)...)
 	m.CancelsUnmatched.WithLabelValues(labels(p)...)
+}
+
+// Outcomes of a firing, the outcome label of scheduler_firings_total.
+const (
+	FiringDispatched = "dispatched"
+	FiringRejected   = "rejected"
+	FiringSkipped    = "skipped"
+)
+
+func (m *Metrics) fired(p *partition, outcome string, n int64) {
+	m.Firings.WithLabelValues(append(labels(p), outcome)...).Add(float64(n))
 }
 
 func (m *Metrics) rejected(p *partition, code envelope.Code) {

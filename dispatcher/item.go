@@ -77,6 +77,19 @@ func (it *Item) buildLast(s *record.Slab) *kgo.Record {
 	return s.Tombstone(it.Key, it.Headers, it.Source)
 }
 
+// rejectedLog builds the "rejected" audit record of an item written as a
+// rejection. A firing of a recurring schedule that cannot be delivered is
+// refused as a firing, not as a schedule (SPEC 10): its record names the
+// firing's time and number, as its target would have, and the next
+// version follows it (buildLast), not a tombstone.
+func (it *Item) rejectedLog(withPayload bool) *kgo.Record {
+	headers := it.Headers
+	if it.Fire.Count > 0 {
+		headers = record.Fired(headers, it.Fire.TimeMs, it.Fire.Count)
+	}
+	return record.Rejected(it.Key, it.Value, headers, it.LogsTopic, it.Source.Partition, it.RejectErr(), withPayload)
+}
+
 // WriteOp is what the item's records do: the tracker's Op, or OpReject
 // once Reject is set.
 func (it *Item) WriteOp() tracker.Op {

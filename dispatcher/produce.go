@@ -80,9 +80,12 @@ func (d *Dispatcher) records(it *Item, at time.Time, s *record.Slab) writes {
 		last = tomb
 	case tracker.OpReject:
 		if d.cfg.Logs {
-			w.add(record.Rejected(it.Key, it.Value, it.Headers, it.LogsTopic, src.Partition, it.RejectErr(), d.cfg.LogPayload && !it.omitLog), roleLog)
+			w.add(it.rejectedLog(d.cfg.LogPayload && !it.omitLog), roleLog)
 		}
-		if it.Key != nil {
+		switch {
+		case it.Fire.Count > 0:
+			last = it.buildLast(s) // a refused firing: the recurrence goes on
+		case it.Key != nil:
 			last = s.Tombstone(it.Key, it.Headers, src)
 		}
 	case tracker.OpReappend:
@@ -115,6 +118,8 @@ type production struct {
 
 	mu      sync.Mutex
 	answers []answer // the promises run so far, in the order they ran
+
+	gone []string // target topics the broker does not have (see forgetGone)
 }
 
 // answer is the outcome of one record.
@@ -183,7 +188,9 @@ func (d *Dispatcher) produceAll(ctx context.Context, recs []*kgo.Record, who []p
 	for i, r := range recs {
 		p.add(ctx, r, who[i])
 	}
-	return p.wait(ctx)
+	refused, failed, err = p.wait(ctx)
+	d.forgetGone(p)
+	return refused, failed, err
 }
 
 // grant names the ACL a refused produce lacked: writing to the topic, or
@@ -249,6 +256,9 @@ func (p *production) wait(ctx context.Context) (refused int, failed []bool, err 
 				}
 			} else if w.it.WriteOp() == tracker.OpDispatch {
 				w.it.Reject = record.Errorf(code, "the broker refused the message for %s: %v", w.it.Env.TargetTopic, perr)
+				if code == envelope.CodeTargetUnavailable {
+					p.gone = append(p.gone, p.recs[i].Topic)
+				}
 				refused++
 				continue
 			}

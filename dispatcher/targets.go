@@ -96,6 +96,25 @@ func (t *Targets) Lookup(topic string, now time.Time) (TargetState, int) {
 	return ti.state, ti.partitions
 }
 
+// Gone tells the cache that the broker refused a record to topic as
+// missing: a topic deleted since it was last fetched. Its schedules then
+// wait for it (are parked) up to --target-wait like those of any missing
+// topic, instead of holding up a batch while the producer finds it
+// missing, and it is fetched again at once.
+func (t *Targets) Gone(topic string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ti := t.topics[topic]
+	if ti == nil || ti.state != TargetReady {
+		return
+	}
+	ti.state, ti.partitions, ti.checked = TargetPending, 0, time.Time{}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (t *Targets) stale(ti *targetInfo, now time.Time) bool {
 	switch ti.state {
 	case TargetReady:

@@ -69,6 +69,7 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	if aerr := end(ctx); aerr != nil {
 		return 0, fmt.Errorf("%w (after: %v)", aerr, err)
 	}
+	d.forgetGone(prod)
 	return refused, err
 }
 

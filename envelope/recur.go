@@ -13,9 +13,11 @@ import (
 // Recurring builds a recurring schedule envelope (SPEC 10): deliver payload
 // to targetTopic at each firing of rec.Cron read in rec.Timezone, until
 // rec.Until or rec.MaxFires ends it. The envelope is due at the first
-// firing after now, which Recurring computes with the rules of SPEC 10 (a
-// wall-clock time that clocks skip fires at the jump; one that repeats,
-// once, at its first occurrence).
+// firing after now, which Recurring computes with the rules of SPEC 10 (an
+// expression at fixed times fires at the jump for a time clocks skip, and
+// once, at its first occurrence, for a time they repeat; one with a
+// wildcard or a step in its seconds, minute or hour fires at every
+// matching instant that exists).
 //
 // It fails, with an error wrapping ErrBadSchedule and an *Error carrying
 // the code the service would reject it with, when the expression or zone
@@ -66,6 +68,29 @@ func (r *Recurrence) check() (cron.Schedule, *Error) {
 		return s, errorf(CodeBadCron, "header %s is %d, reaching %s %d: no firing is left", HeaderFireCount, r.FireCount, HeaderMaxFires, r.MaxFires)
 	}
 	return s, nil
+}
+
+// TooFrequent is the rejection of a recurring schedule whose expression
+// fires more often than the service's minimum interval between firings
+// (--cron-min-interval): err says how often (cron's CheckInterval).
+func TooFrequent(err error) *Error {
+	return errorf(CodeBadCron, "header %s: %v (--cron-min-interval)", HeaderCron, err)
+}
+
+// CheckCron checks an expression read in a zone as the service checks a
+// recurring envelope's (SPEC 10), with minInterval its minimum interval
+// between firings: it returns the rejection the service would write, with
+// code bad_timezone or bad_cron, or nil. `scheduler cron` says the same.
+func CheckCron(expr, zone string, minInterval time.Duration) *Error {
+	r := Recurrence{Cron: expr, Timezone: zone}
+	s, e := r.check()
+	if e != nil {
+		return e
+	}
+	if err := s.CheckInterval(minInterval); err != nil {
+		return TooFrequent(err)
+	}
+	return nil
 }
 
 // recurHeaders is how many headers appendHeaders may add.

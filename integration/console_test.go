@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -37,6 +38,8 @@ type consoleFixture struct {
 	keys     map[string]string // state -> key
 	perDay   map[string]int64  // expected pending per UTC day
 	instance map[string]string // instance id -> HTTP address
+	// recurring are the recurring schedules, as produced.
+	recurring []*kgo.Record
 }
 
 func newConsoleFixture(t *testing.T, instances ...string) *consoleFixture {
@@ -80,6 +83,25 @@ func newConsoleFixture(t *testing.T, instances ...string) *consoleFixture {
 	// Never deliverable: an internal topic is never a target.
 	recs = append(recs, h.schedule("__internal", day(1), secretPayload, envelope.WithKey("rejected-1")))
 	f.keys[console.StateRejected] = "rejected-1"
+	// Recurring: one due within the hour, one only indexed, for a day
+	// after tomorrow.
+	for key, r := range map[string]envelope.Recurrence{
+		"recurring-hourly": {Cron: "@every 1h"},
+		"recurring-paris":  {Cron: "0 9 * * *", Timezone: "Europe/Paris"},
+	} {
+		after := time.Now()
+		if r.Timezone != "" {
+			after = day(2)
+		}
+		rec, err := envelope.Recurring("orders", r, after, []byte(secretPayload), envelope.WithKey(key),
+			envelope.WithHeader(secretHeader, []byte(secretValue)))
+		require.NoError(t, err)
+		env, err := envelope.Parse(rec, time.Now())
+		require.NoError(t, err)
+		f.perDay[env.Due().UTC().Format(time.DateOnly)]++
+		f.recurring = append(f.recurring, rec)
+		recs = append(recs, rec)
+	}
 	h.produce(recs...)
 	return f
 }
@@ -200,7 +222,7 @@ func TestConsoleGroupAndChart(t *testing.T) {
 			total += n
 		}
 	}
-	require.Equal(t, int64(8), total, "8 pending schedules")
+	require.Equal(t, int64(10), total, "10 pending schedules, 2 of them recurring")
 
 	// This instance's section lists what alpha owns.
 	inst := byID(doc, "owned")
@@ -444,7 +466,7 @@ func TestConsoleSafety(t *testing.T) {
 		c, b := httpGet(t, "http://"+addr+"/api/schedules/dispatched-1")
 		return c == http.StatusOK && strings.Contains(b, `"dispatched"`)
 	}, "dispatched")
-	for _, path := range []string{"/", "/api/group", lookupPath(scriptKey), lookupPath("pending-1"), lookupPath("dispatched-1"),
+	for _, path := range []string{"/", "/api/group", "/api/recurring", lookupPath(scriptKey), lookupPath("pending-1"), lookupPath("dispatched-1"),
 		lookupPath("rejected-1"), "/api/schedules/pending-1", "/api/schedules/dispatched-1", "/api/schedules/rejected-1"} {
 		_, b := httpGet(t, "http://"+addr+path)
 		require.NotContains(t, b, secretPayload, path)
@@ -452,7 +474,7 @@ func TestConsoleSafety(t *testing.T) {
 	}
 
 	// GET and HEAD only.
-	for _, path := range []string{"/", "/api/group", "/api/schedules/pending-1", "/assets/console.css"} {
+	for _, path := range []string{"/", "/api/group", "/api/schedules/pending-1", "/api/recurring", "/assets/console.css"} {
 		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
 			req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader("x"))
 			require.NoError(t, err)
@@ -470,4 +492,64 @@ func TestConsoleSafety(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self'")
+}
+
+// TestConsoleRecurring: each instance lists the recurring schedules of the
+// partitions it owns, the one indexed for a later day too, at
+// GET /api/recurring and on its page, with their expression, zone and next
+// firing; between them, each once.
+func TestConsoleRecurring(t *testing.T) {
+	t.Parallel()
+	f := newConsoleFixture(t, "alpha", "beta")
+	own := f.owners(t)
+	want := map[string]*kgo.Record{}
+	for _, r := range f.recurring {
+		want[string(r.Key)] = r
+	}
+	var seen map[string]console.RecurringScheduleJSON
+	eventually(t, 60*time.Second, func() bool {
+		seen = map[string]console.RecurringScheduleJSON{}
+		for id, addr := range f.instance {
+			code, body := httpGet(t, "http://"+addr+"/api/recurring")
+			if code != http.StatusOK {
+				return false
+			}
+			var l console.RecurringJSON
+			require.NoError(t, json.Unmarshal([]byte(body), &l))
+			require.Equal(t, id, l.Instance)
+			require.Equal(t, len(l.Schedules), l.Total)
+			for _, s := range l.Schedules {
+				require.Equal(t, id, own[s.Partition], "%s is listed by the owner of partition %d", s.Key, s.Partition)
+				_, dup := seen[s.Key]
+				require.False(t, dup, "%s listed twice", s.Key)
+				seen[s.Key] = s
+			}
+		}
+		return len(seen) == len(want)
+	}, "both recurring schedules listed")
+	for key, r := range want {
+		s := seen[key]
+		env, err := envelope.Parse(r, time.Now())
+		require.NoError(t, err)
+		require.Equal(t, schedTopic, s.Topic)
+		require.Equal(t, env.Recur.Cron, s.Cron)
+		require.Equal(t, cmp.Or(env.Recur.Timezone, "UTC"), s.Timezone)
+		require.Equal(t, env.Due().UTC(), s.NextFire, key)
+		require.Zero(t, s.FireCount)
+		require.Nil(t, s.LastFire)
+		require.Nil(t, s.LastOutcome)
+	}
+	paris := seen["recurring-paris"]
+	require.Equal(t, "09:00:00", strings.Fields(paris.NextFireLocal)[1], "09:00 on Paris clocks")
+
+	// On the page of the owner of each, with its next firing.
+	for key, s := range seen {
+		_, doc, _ := getPage(t, f.instance[own[s.Partition]], "/")
+		list := byID(doc, "recurring-list")
+		require.NotNil(t, list, "the page lists recurring schedules")
+		rows := byAttr(list, "data-key", key)
+		require.Len(t, rows, 1, key)
+		require.Contains(t, text(rows[0]), s.Cron)
+		require.Contains(t, text(rows[0]), s.NextFireLocal)
+	}
 }

@@ -128,13 +128,46 @@ func BenchmarkDueAck(b *testing.B) {
 	}
 }
 
+// benchRecurRecords builds n recurring schedules, due today (day 0: an
+// hourly expression) or tomorrow (day 1: 09:00 Paris time).
+func benchRecurRecords(b *testing.B, n, day int, keyPrefix string) []*kgo.Record {
+	b.Helper()
+	recs := make([]*kgo.Record, n)
+	payload := make([]byte, 100)
+	rec := envelope.Recurrence{Cron: "0 * * * *"}
+	if day == 1 {
+		rec = envelope.Recurrence{Cron: "0 9 * * *", Timezone: "Europe/Paris"}
+	}
+	for i := range recs {
+		r, err := envelope.Recurring("orders", rec, t0.Add(time.Duration(i%36000)*time.Second), payload, envelope.WithKey(keyPrefix+strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Offset = int64(i)
+		recs[i] = r
+	}
+	return recs
+}
+
 // BenchmarkHeapPerSchedule reports the live heap a tracker holds per
-// schedule, today's (held whole) and later days' (indexed only).
+// schedule, today's (held whole) and later days' (indexed only), sent
+// once or recurring: the difference is what the list of recurring
+// schedules keeps of each (recurInfo).
 func BenchmarkHeapPerSchedule(b *testing.B) {
 	const n = 200000
-	for _, day := range []int{0, 1} {
-		b.Run(fmt.Sprintf("day=%d", day), func(b *testing.B) {
-			recs := benchRecords(b, n, day, "orders-4c1f1a8e-0a2b-4f7d-9f1e-")
+	for _, c := range []struct {
+		day   int
+		recur bool
+	}{{0, false}, {1, false}, {0, true}, {1, true}} {
+		name := fmt.Sprintf("day=%d", c.day)
+		if c.recur {
+			name += "/recurring"
+		}
+		b.Run(name, func(b *testing.B) {
+			recs := benchRecords(b, n, c.day, "orders-4c1f1a8e-0a2b-4f7d-9f1e-")
+			if c.recur {
+				recs = benchRecurRecords(b, n, c.day, "orders-4c1f1a8e-0a2b-4f7d-9f1e-")
+			}
 			var per float64
 			for b.Loop() {
 				runtime.GC()

@@ -20,9 +20,18 @@ import (
 // sim drives a Tracker the way the service does, against a model of the
 // partition's log, and checks it against the naive truth: for every key,
 // the latest version a producer wrote. Producers race with the service's own
-// writes (tombstones, copies), batches abort or end with an unknown outcome,
-// the service restarts and reloads, compaction drops superseded records, and
-// the clock crosses UTC midnights.
+// writes (tombstones, copies, next versions of recurring schedules), batches
+// abort or end with an unknown outcome, the service restarts and reloads,
+// compaction drops superseded records, and the clock crosses UTC midnights.
+//
+// A third of the versions recur (SPEC 10): each of their firings writes
+// the next version instead of a tombstone, and some firings are refused
+// (the caller writes them as rejections, as for a target missing after
+// --target-wait) and go on all the same. The truth for a recurring version
+// is its firings, numbered 1 to its schedule_max_fires, each written once
+// and in order, none after the tracker read a newer record of its key;
+// the tracker's list of recurring schedules (EachRecurring) names exactly
+// the keys whose latest version recurs and has firings left.
 type sim struct {
 	t   *testing.T
 	rng *rand.Rand
@@ -58,6 +67,16 @@ type sim struct {
 	batches    int
 	chunkMax   int
 	collide    bool // every key hashes the same
+
+	// Recurring versions: their expression and number of firings, and
+	// the firings written so far (dispatched or refused).
+	recur map[int]recurVer
+	fired map[int]int64
+}
+
+type recurVer struct {
+	expr string
+	max  int64
 }
 
 // coverage counts the paths a run took, so the test can insist that the
@@ -66,6 +85,8 @@ type coverage struct {
 	dispatches, reappends, staleCopies, restores, syncs, restarts, admits, parks int
 	returned, endedAhead, warms                                                  int
 	moves                                                                        int64
+
+	firings, refusedFirings, skips, nextVersions, lastFirings, recurChecks int
 }
 
 func newSim(t *testing.T, seed uint64, cov *coverage, collide bool) *sim {
@@ -79,6 +100,8 @@ func newSim(t *testing.T, seed uint64, cov *coverage, collide bool) *sim {
 		verAt:      map[int64]int{},
 		dispatched: map[int]int{},
 		dueOf:      map[int]int64{},
+		recur:      map[int]recurVer{},
+		fired:      map[int]int64{},
 		syncTo:     -1,
 		admitAt:    -1,
 	}
@@ -135,7 +158,22 @@ func (s *sim) produce() {
 		span, back = 6*time.Second, 2*time.Second
 	}
 	due := s.now.Add(time.Duration(s.rng.Int64N(int64(span))) - back).Truncate(time.Millisecond)
-	r, err := envelope.Schedule("target", due, []byte("v"+strconv.Itoa(s.ver)), envelope.WithKey(key))
+	payload := []byte("v" + strconv.Itoa(s.ver))
+	var r *kgo.Record
+	var err error
+	if s.rng.IntN(3) == 0 {
+		// Recurring: its first firing is the first after due, which may
+		// lie in the past (it is then late: schedule_missed applies).
+		rv := recurVer{
+			expr: []string{"@every 1s", "@every 2s", "@every 30s", "*/2 * * * * *", "0 * * * * *", "@every 26h"}[s.rng.IntN(6)],
+			max:  1 + s.rng.Int64N(4),
+		}
+		missed := []string{"", envelope.MissedOne, envelope.MissedSkip}[s.rng.IntN(3)]
+		r, err = envelope.Recurring("target", envelope.Recurrence{Cron: rv.expr, MaxFires: rv.max, Missed: missed}, due, payload, envelope.WithKey(key))
+		s.recur[s.ver] = rv
+	} else {
+		r, err = envelope.Schedule("target", due, payload, envelope.WithKey(key))
+	}
 	require.NoError(s.t, err)
 	s.append(r, false)
 	s.verAt[r.Offset] = s.ver
@@ -317,7 +355,7 @@ func (s *sim) step(mode int) {
 	batch := items[:0:0]
 	for i := range items {
 		it := items[i]
-		if it.Op == OpDispatch {
+		if it.Op == OpDispatch || it.Op == OpSkip {
 			require.LessOrEqual(s.t, it.DueMs, s.now.UnixMilli(), "dispatched before its due time")
 			k := string(it.Key)
 			want, _ := s.latestProducer(k)
@@ -344,10 +382,21 @@ func (s *sim) step(mode int) {
 	if mode < 0 {
 		outcome = 0
 	}
+	// Some firings cannot be delivered (their target missing after
+	// --target-wait): the caller writes them as rejections.
+	refused := make([]bool, len(batch))
+	for i, it := range batch {
+		refused[i] = it.Op == OpDispatch && it.Recurring() && s.rng.IntN(4) == 0
+	}
 	write := outcome < 92 // committed, or committed but the service was not told
 	if write {
-		for _, it := range batch {
+		for i, it := range batch {
 			k, v, h := it.Key, it.Value, it.Headers
+			switch {
+			case it.Recurring():
+				s.writeFiring(it, refused[i])
+				continue
+			}
 			switch it.Op {
 			case OpDispatch:
 				s.cov.dispatches++
@@ -367,18 +416,115 @@ func (s *sim) step(mode int) {
 			}
 		}
 	}
+	results := make([]Result, len(batch))
+	for i, it := range batch {
+		results[i] = Result{Item: it, Outcome: OutcomeWritten}
+		if outcome >= 85 {
+			results[i].Outcome = OutcomeFailed
+		}
+		if refused[i] {
+			results[i].Reject = record.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist", "target")
+		}
+	}
+	s.tr.Advance(results, s.now)
+	s.quiet = false
 	if outcome < 85 {
-		ack(s.tr, batch)
-		s.quiet = false
 		return
 	}
-	nack(s.tr, batch, s.now)
-	s.quiet = false
 	if len(batch) == 0 {
 		return // every item parked: nothing failed, no sync (as the consumer does)
 	}
 	s.cov.syncs++
 	s.syncTo = int64(len(s.log))
+}
+
+// writeFiring writes what a firing of a recurring schedule writes, as the
+// dispatcher does: its next version, or a tombstone after its last; a
+// refused firing the same (its audit record is not modelled). It checks
+// the firing against the model: firings of a version are numbered on,
+// each written once, and the last is the one its max fires says.
+func (s *sim) writeFiring(it Item, refused bool) {
+	ver := verOf(it.Value)
+	rv, ok := s.recur[ver]
+	require.True(s.t, ok, "version %d fired, but it does not recur", ver)
+	switch it.Op {
+	case OpSkip:
+		s.cov.skips++
+		require.Equal(s.t, s.fired[ver], it.Fire.Count, "version %d skips after %d firings", ver, s.fired[ver])
+		require.Positive(s.t, it.Fire.Skipped)
+	case OpDispatch:
+		s.cov.firings++
+		if refused {
+			s.cov.refusedFirings++
+		}
+		require.Equal(s.t, s.fired[ver]+1, it.Fire.Count, "version %d: firing %d written after %d: a firing twice, or one lost", ver, it.Fire.Count, s.fired[ver])
+		s.fired[ver] = it.Fire.Count
+		require.LessOrEqual(s.t, it.Fire.TimeMs, s.now.UnixMilli(), "fired before its time")
+	default:
+		s.t.Fatalf("a firing of op %v", it.Op)
+	}
+	last := it.Op == OpDispatch && it.Fire.Count == rv.max
+	require.Equal(s.t, last, it.Fire.NextMs == 0, "version %d (max %d): %v of firing %d, next at %d", ver, rv.max, it.Op, it.Fire.Count, it.Fire.NextMs)
+	if it.Fire.NextMs == 0 {
+		s.cov.lastFirings++
+		s.append(record.Tombstone(it.Key, it.Headers, record.Source{Offset: it.Offset}), true)
+		return
+	}
+	s.cov.nextVersions++
+	s.append(record.Next(it.Key, it.Value, it.Headers, record.Source{Offset: it.Offset}, it.Fire.NextMs, it.Fire.Count), true)
+	s.verAt[int64(len(s.log)-1)] = ver
+}
+
+// checkRecurring checks the tracker's list of recurring schedules against
+// the model: every key listed has a recurring latest version with no more
+// firings than it may make, and once the tracker has read the whole log,
+// every key whose latest version recurs and has firings left is listed.
+func (s *sim) checkRecurring() {
+	listed := map[string]Recurring{}
+	s.tr.EachRecurring(func(r Recurring) bool {
+		_, dup := listed[r.Key]
+		require.False(s.t, dup, "%s listed twice", r.Key)
+		listed[r.Key] = r
+		return true
+	})
+	require.Len(s.t, listed, s.tr.Status().Recurring)
+	if !s.tr.loaded {
+		// While loading, the tracker has read a key's records only up
+		// to where compaction may have removed the latest a producer
+		// wrote: the model, which reads every record, knows more.
+		return
+	}
+	whole := s.read == int64(len(s.log))
+	for key, r := range listed {
+		ver, ok := s.latestProducer(key)
+		rv, recurs := s.recur[ver]
+		require.True(s.t, ok && recurs, "%s listed as recurring; its latest version is %d", key, ver)
+		require.Equal(s.t, rv.expr, r.Cron, key)
+		require.Equal(s.t, "", r.Timezone, key)
+		require.LessOrEqual(s.t, r.FireCount, s.fired[ver], "%s: more firings listed than written", key)
+		if whole {
+			// The next version of one firing may be on its way.
+			require.GreaterOrEqual(s.t, r.FireCount, s.fired[ver]-1, "%s: firings written that the list does not count", key)
+		}
+		if r.LastMs != 0 {
+			require.Contains(s.t, []string{envelope.LogDispatched, envelope.LogRejected, envelope.LogSkipped}, r.LastOutcome, key)
+		}
+	}
+	if !whole {
+		return
+	}
+	s.cov.recurChecks++
+	for _, key := range s.keys {
+		ver, ok := s.latestProducer(key)
+		rv, recurs := s.recur[ver]
+		if !ok || !recurs {
+			continue
+		}
+		// Every write of ours was read back: the last firing's
+		// tombstone too, if it was written.
+		_, isListed := listed[key]
+		require.Equal(s.t, s.fired[ver] < rv.max, isListed, "%s: version %d recurs and made %d of %d firings; listed: %v", key, ver, s.fired[ver], rv.max, isListed)
+	}
 }
 
 // activeSegment is how many of the newest records the cleaner leaves alone,
@@ -450,6 +596,7 @@ func (s *sim) run(steps int) {
 			s.trace(what)
 		}
 		checkArena(s.t, s.tr)
+		s.checkRecurring()
 	}
 	// Settle what is in flight, then let an hour pass: the active segment
 	// rolls and the cleaner removes every superseded record. A shadowed
@@ -457,9 +604,27 @@ func (s *sim) run(steps int) {
 	s.drain()
 	s.now = s.now.Add(time.Hour)
 	s.compactAll(0)
-	// Then go far past every due time and deliver everything.
+	// Then go far past every due time and deliver everything. A
+	// recurring schedule late by then fires once or skips (its
+	// schedule_missed), then fires at its next times: the clock follows
+	// the tracker's wake-ups to them, so none is late.
 	s.now = s.now.Add(60 * time.Hour)
 	s.drain()
+	for i := 0; s.tr.Status().Recurring > 0; i++ {
+		require.Less(s.t, i, 1000, "the recurrences did not end")
+		s.checkRecurring()
+		s.ready(0)
+		s.now = maxTime(s.now, s.wake)
+		s.drain()
+	}
+	s.checkRecurring()
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (s *sim) drain() {
@@ -488,10 +653,13 @@ func (s *sim) check() {
 		}
 	}
 	for key, ver := range last {
-		if ver != 0 {
+		if rv, ok := s.recur[ver]; ok {
+			require.Equal(s.t, rv.max, s.fired[ver], "key %s: its latest version %d (%s, first due %v) fired %d of %d times", key, ver, rv.expr, time.UnixMilli(s.dueOf[ver]).UTC(), s.fired[ver], rv.max)
+		} else if ver != 0 {
 			require.Equal(s.t, 1, s.dispatched[ver], "key %s: its latest version %d (due %v) was not delivered", key, ver, time.UnixMilli(s.dueOf[ver]).UTC())
 		}
 	}
+	require.Zero(s.t, s.tr.Status().Recurring, "every recurrence ended")
 	st := s.tr.Status()
 	require.Zero(s.t, st.Held, "held after draining")
 	require.Zero(s.t, st.Future, "indexed after draining")
@@ -505,6 +673,7 @@ func (s *sim) check() {
 	s.restart()
 	for s.readOne() {
 	}
+	require.Zero(s.t, s.tr.Status().Recurring, "a restart finds no recurrence left")
 	// Only a redundant tombstone may come back: when the cleaner removed
 	// the evidence that an old copy was stale, a new reader tombstones it
 	// once more, which changes nothing.
@@ -543,6 +712,8 @@ func TestDifferentialAgainstLog(t *testing.T) {
 				"admit": cov.admits, "park": cov.parks, "target warmed": cov.warms,
 				"batch formed ahead returned": cov.returned, "ended while formed ahead": cov.endedAhead,
 				"entries moved by tidy": int(cov.moves),
+				"firing":                cov.firings, "refused firing": cov.refusedFirings, "skipped firings": cov.skips,
+				"next version": cov.nextVersions, "last firing": cov.lastFirings, "list checked whole": cov.recurChecks,
 			} {
 				require.GreaterOrEqual(t, n, seeds/25, "the simulation rarely reaches %s", name)
 			}

@@ -37,7 +37,8 @@
 // (versions by key, held and indexed; keys.go, the table of held ones),
 // targets.go (the allow-list of target topics, Warm), echoes.go (the
 // service's own writes read back, below), ready.go, item.go and flight.go
-// (items out, outcomes back), recur.go (firings of recurring schedules),
+// (items out, outcomes back), recur.go (firings of recurring schedules,
+// and the list of them for operators),
 // heap.go (the order items go out in), window.go (the day window),
 // stats.go and find.go (counts and lookups), arena.go and pack.go (how
 // versions are held in memory).
@@ -70,7 +71,9 @@
 //
 // A firing of a recurring schedule (recur.go) writes the next version of
 // its key instead of a tombstone, marked like a copy with the offset of the
-// fired version: it is judged by the same rule. The fired version stays in
+// fired version: it is judged by the same rule. So does a firing the
+// caller could not deliver and wrote as a rejection (Result.Reject): its
+// echo is a next version all the same, and it counts as rejected. The fired version stays in
 // memory, frozen, until the next version is read back and takes over; a
 // cancel or an update read in between ends it, and the next version,
 // stale, is tombstoned (an update it shadows is re-appended).

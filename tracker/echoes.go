@@ -254,12 +254,14 @@ func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
 		}
 		t.noteGone(id, t.copying(id), at)
 		t.forget(prev)
+		t.endRecur(id)
 	case prev != nil:
 		t.shadow(prev, nowMs)
 	default:
 		if v, ok := t.future[id]; ok {
 			if int64(v>>24) == names {
 				t.dropFuture(id)
+				t.endRecur(id)
 				t.noteGone(id, t.copying(id), at)
 			} else {
 				t.wantBack(id, int64(v>>24))
@@ -299,9 +301,8 @@ func (t *Tracker) maybeDemote(e *entry, id ident) {
 		e.due < t.windowEnd || e.offset > maxIndexedOffset {
 		return
 	}
-	recurs := e.flags&flagRecur != 0
 	t.forget(e)
-	t.index(id, e.offset, e.due, recurs)
+	t.index(id, e.offset, e.due)
 }
 
 // Restore takes the record read back for an offset Ready.ReadBack listed: r is

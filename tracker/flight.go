@@ -39,7 +39,7 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 		if first, ok := t.parked[e]; ok {
 			it.ParkedSince = time.UnixMilli(first)
 		}
-		e.flags &^= flagFiring
+		e.flags &^= flagFiring | flagRefused
 		out = append(out, it)
 	}
 	t.decode(out[first:])
@@ -114,7 +114,10 @@ type Result struct {
 	Outcome Outcome
 	// Reject is set when the caller wrote an OpDispatch as a rejection
 	// instead, with this error: a target refusing the message, or one
-	// that never appeared. It counts as rejected, not dispatched.
+	// that never appeared. It counts as rejected, not dispatched. For a
+	// firing of a recurring schedule the caller still writes the next
+	// version (Fire.NextMs), not a tombstone: the firing is refused, the
+	// recurrence goes on (SPEC 10).
 	Reject *envelope.Error
 	// Retry is when a parked item is due again.
 	Retry time.Time
@@ -165,9 +168,14 @@ func (t *Tracker) Unpark(now time.Time) {
 	}
 }
 
-// rejected reports whether a result is a rejection: the tracker's own, or
-// the caller's of a dispatch.
-func (r *Result) rejected() bool { return r.Item.Op == OpReject || r.Reject != nil }
+// refused marks the entry of a result the caller wrote as a rejection
+// (Result.Reject), so that it counts as rejected whichever of its outcome
+// and its echo counts it.
+func (r *Result) refused() {
+	if r.Reject != nil {
+		r.Item.e.flags |= flagRefused
+	}
+}
 
 // park puts back an item the caller could not write yet, to be due again
 // at retry, remembering when it was first parked.
@@ -196,29 +204,29 @@ func (t *Tracker) ack(r *Result) {
 	e := it.e
 	switch it.Op {
 	case OpReject, OpDispatch:
-		if r.rejected() {
-			e.flags |= flagInvalid
-		}
+		r.refused()
 		t.count(e)
 	case OpReappend:
 		t.reappended++
 	}
-	if it.writesCopy() && r.rejected() {
-		// The caller wrote a rejection and its tombstone instead of the
-		// next version: no copy of ours will come.
-		if k, ok := e.key(); ok {
-			t.popCopy(t.identString(k), it.Offset)
-		}
+	if it.Recurring() && it.Key != nil {
+		t.firingWritten(r)
 	}
 	if e.flags&flagGone != 0 {
 		return
 	}
-	if it.writesCopy() && !r.rejected() {
+	if it.writesCopy() {
 		// A copy, or a firing's next version, is on its way: it takes
 		// over when read back, unless a cancel or an update comes first.
+		// A firing the caller wrote as a rejection (its target refused
+		// it) writes its next version all the same: a recurrence is a
+		// standing order (SPEC 10).
 		e.state = stateFrozen
 		e.flags &^= flagReappend | flagShadowed
 		return
+	}
+	if e.flags&flagRecur != 0 && it.Key != nil {
+		t.endRecur(t.ident(it.h, it.Key)) // its last firing
 	}
 	// Only a copy on its way needs the end (noteGone): without one, the
 	// key is not hashed again for nothing.
@@ -240,7 +248,7 @@ func (t *Tracker) count(e *entry) {
 		return
 	}
 	e.flags |= flagCounted
-	if e.flags&flagInvalid != 0 {
+	if e.flags&(flagInvalid|flagRefused) != 0 {
 		t.rejected++
 	} else {
 		t.dispatched++
@@ -252,11 +260,11 @@ func (t *Tracker) count(e *entry) {
 func (t *Tracker) nack(r *Result, now time.Time) {
 	nowMs := now.UnixMilli()
 	e := r.Item.e
+	// If the batch committed after all, what it wrote counts once its
+	// echo is read: as a rejection if the caller wrote one.
+	r.refused()
 	if e.flags&flagEchoed != 0 {
-		// Its tombstone was read: the batch committed after all.
-		if r.rejected() {
-			e.flags |= flagInvalid
-		}
+		// Its echo was read already: the batch committed.
 		t.count(e)
 	}
 	if !t.land(e) {

@@ -90,9 +90,6 @@ func (t *Tracker) forget(e *entry) {
 	}
 	if e.flags&flagTombOp == 0 {
 		t.heldDaily[dayOf(e.due)]--
-		if e.flags&flagRecur != 0 {
-			t.recurHeld--
-		}
 	}
 	if e.flags&flagInvalid != 0 {
 		delete(t.rejects, e)
@@ -117,7 +114,6 @@ func (t *Tracker) dropFuture(id ident) (offset int64, ok bool) {
 		return 0, false
 	}
 	delete(t.future, id)
-	delete(t.futureRecur, id)
 	t.futureDaily[int64(v&0xffffff)]--
 	return int64(v >> 24), true
 }
@@ -128,21 +124,22 @@ func (t *Tracker) hold(h uint64, key []byte, e *entry) {
 	}
 	if e.flags&flagTombOp == 0 {
 		t.heldDaily[dayOf(e.due)]++
-		if e.flags&flagRecur != 0 {
-			t.recurHeld++
-		}
 	}
 	t.push(e)
 }
 
-func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time) {
+// schedule takes a valid schedule, the newest version of its key; pc is
+// its parsed expression if it recurs.
+func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, pc *parsedCron, now time.Time) {
 	nowMs := now.UnixMilli()
 	h := t.hash(r.Key)
 	prev := t.lookup(h, r.Key)
 	// The key's ident, where it is needed: a copy, a write of ours on its
-	// way, a later day, or an indexed version to replace.
+	// way, a later day, an indexed version to replace, or a recurring
+	// schedule to note or to forget.
 	var id ident
-	if env.CopyOf >= 0 || t.echoes.len() > 0 || env.DueMs >= t.windowEnd || (prev == nil && len(t.future) > 0) {
+	if env.CopyOf >= 0 || t.echoes.len() > 0 || env.DueMs >= t.windowEnd || (prev == nil && len(t.future) > 0) ||
+		pc != nil || (prev != nil && prev.flags&flagRecur != 0) {
 		id = t.ident(h, r.Key)
 	}
 	if env.CopyOf >= 0 {
@@ -168,11 +165,12 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 	if prev == nil {
 		t.dropFuture(id)
 	}
+	t.noteRecur(id, r, env, pc)
 	if later {
 		if prev != nil {
 			t.forget(prev)
 		}
-		t.index(id, r.Offset, env.DueMs, env.Recur != nil)
+		t.index(id, r.Offset, env.DueMs)
 		return
 	}
 	e := t.newEntry(r, env.DueMs, env.DueMs, recurFlag(env))
@@ -188,26 +186,15 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, now time.Time)
 		t.keys.insert(h, t.arena.ref(e)) // lookup found none: the common case while loading
 	}
 	t.heldDaily[dayOf(e.due)]++
-	if e.flags&flagRecur != 0 {
-		t.recurHeld++
-	}
 	t.push(e)
 }
 
 // index indexes the version at offset, due at dueMs, as its key's latest
 // for a later day.
-func (t *Tracker) index(id ident, offset, dueMs int64, recurs bool) {
+func (t *Tracker) index(id ident, offset, dueMs int64) {
 	day := dayOf(dueMs)
 	t.future[id] = uint64(offset)<<24 | uint64(day&0xffffff)
 	t.futureDaily[day]++
-	if recurs {
-		if t.futureRecur == nil {
-			t.futureRecur = make(map[ident]struct{})
-		}
-		t.futureRecur[id] = struct{}{}
-	} else {
-		delete(t.futureRecur, id)
-	}
 }
 
 // recurFlag is flagRecur for a recurring schedule.
@@ -230,6 +217,7 @@ func (t *Tracker) cancel(key []byte, at int64) {
 		// the cancels of every earlier run again.
 		t.cancelsUnmatched++
 	}
+	t.endRecur(id)
 	t.noteGone(id, t.copying(id), at)
 }
 
@@ -252,6 +240,9 @@ func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
 		t.forget(prev)
 	} else {
 		t.dropFuture(t.ident(h, r.Key))
+	}
+	if len(t.recurs) > 0 {
+		t.endRecur(t.ident(h, r.Key))
 	}
 	t.hold(h, r.Key, e)
 }

@@ -16,7 +16,9 @@ const (
 	// OpDispatch: write the target message, a tombstone for the version
 	// and a "dispatched" audit record; for a firing of a recurring
 	// schedule (Fire), the next version in place of the tombstone unless
-	// it is the last.
+	// it is the last. An OpDispatch the caller cannot deliver is written
+	// as a rejection (Result.Reject): a "rejected" audit record and the
+	// tombstone, or for a firing the next version all the same.
 	OpDispatch Op = iota + 1
 	// OpReject: write a "rejected" audit record with Err and a tombstone
 	// for the version (no tombstone when the record has no key).
@@ -99,6 +101,7 @@ const (
 	flagEchoed                      // our tombstone of it was read while its batch was in flight
 	flagFiring                      // handed out as a firing of a recurring schedule
 	flagRecur                       // a recurring schedule (counted in Status.Recurring)
+	flagRefused                     // the caller wrote it as a rejection (Result.Reject) in its last batch
 )
 
 // entry is one version held in memory: these fields, followed by the

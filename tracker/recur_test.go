@@ -119,17 +119,95 @@ func TestRecurringCancelBeforeNextVersion(t *testing.T) {
 	observe(tr, now, tomb)
 	require.Empty(t, take(tr, now.Add(time.Hour), 10, nil), "no further firing")
 
-	// A reader loading the whole log after a restart, and one loading
-	// the log compacted down to the tombstone, decide alike.
-	for _, log := range [][]*kgo.Record{{v1, cancel, next, tomb}, {v1, cancel, next}, {tomb}} {
-		re := New(Config{}, 0, log[len(log)-1].Offset+1, now)
-		observe(re, now, log...)
-		require.True(t, re.Status().Loaded)
-		got := take(re, now.Add(time.Hour), 10, nil)
-		for _, it := range got {
-			require.Equal(t, OpTombstone, it.Op, "only the stale next version is tombstoned")
+	// A reader loading the log after a restart decides alike: the whole
+	// log, or compacted down to the tombstone, leaves nothing to do; the
+	// log as it stood before the tombstone was written has the stale
+	// next version tombstoned, once, and nothing fired.
+	for _, c := range []struct {
+		name  string
+		log   []*kgo.Record
+		tombs []int64 // offsets tombstoned
+	}{
+		{"whole log", []*kgo.Record{v1, cancel, next, tomb}, nil},
+		{"before the tombstone", []*kgo.Record{v1, cancel, next}, []int64{next.Offset}},
+		{"compacted to the tombstone", []*kgo.Record{tomb}, nil},
+	} {
+		re := New(Config{}, 0, c.log[len(c.log)-1].Offset+1, now)
+		observe(re, now, c.log...)
+		require.True(t, re.Status().Loaded, c.name)
+		var tombs []int64
+		for _, it := range take(re, now.Add(time.Hour), 10, nil) {
+			require.Equal(t, OpTombstone, it.Op, "%s: only the stale next version is tombstoned", c.name)
+			tombs = append(tombs, it.Offset)
 		}
+		require.Equal(t, c.tombs, tombs, c.name)
+		require.Zero(t, re.Status().Recurring, "%s: nothing recurs", c.name)
 	}
+}
+
+// refuse reports items back as written by the caller as rejections, as
+// the consumer does for a firing whose target is missing after
+// --target-wait.
+func refuse(tr *Tracker, items []Item, o Outcome, now time.Time) {
+	rs := make([]Result, len(items))
+	for i, it := range items {
+		rs[i] = Result{Item: it, Outcome: o, Reject: record.Errorf(envelope.CodeTargetUnavailable, "target topic %q does not exist", "target")}
+	}
+	tr.Advance(rs, now)
+}
+
+// A firing the caller could not deliver counts as rejected, and its next
+// version, written all the same, takes over: the recurrence goes on and
+// fires at its next time. Its last firing refused ends it with a
+// tombstone, as a last firing does.
+func TestRecurringRefusedFiringGoesOn(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s", MaxFires: 3}, t0, "beat"))
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	require.Len(t, items, 1)
+	require.Equal(t, now.Add(time.Second).UnixMilli(), items[0].Fire.NextMs)
+	refuse(tr, items, OutcomeWritten, now)
+	require.Equal(t, int64(1), tr.Status().Rejected)
+	require.Zero(t, tr.Status().Dispatched)
+	require.Equal(t, 1, tr.Status().Held, "frozen until its next version is read back")
+	require.Empty(t, take(tr, now.Add(time.Hour), 10, nil), "nothing before the next version")
+	observe(tr, now, f.nextOf(items[0]))
+	require.Equal(t, 1, tr.Status().Recurring)
+
+	second := fire(t, tr, &f, now.Add(time.Second))
+	require.Equal(t, int64(2), second.Fire.Count, "the refused firing counts among the firings")
+	require.Equal(t, int64(1), tr.Status().Dispatched)
+
+	last := take(tr, now.Add(2*time.Second), 10, nil)
+	require.Len(t, last, 1)
+	require.Zero(t, last[0].Fire.NextMs, "the third firing is the last")
+	refuse(tr, last, OutcomeWritten, now)
+	observe(tr, now, f.tomb("k", last[0].Offset))
+	require.Zero(t, tr.Status().Held)
+	require.Zero(t, tr.Status().Recurring)
+	require.Equal(t, int64(2), tr.Status().Rejected)
+	require.Equal(t, int64(1), tr.Status().Dispatched)
+}
+
+// A refused firing whose batch was reported failed but committed: its
+// next version, read while syncing, takes over, and the firing counts as
+// rejected once, not as dispatched.
+func TestRecurringRefusedFailedButCommitted(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.recur("k", envelope.Recurrence{Cron: "@every 1s"}, t0, "beat"))
+	now := t0.Add(time.Second)
+	items := take(tr, now, 10, nil)
+	refuse(tr, items, OutcomeFailed, now)
+	observe(tr, now, f.nextOf(items[0]))
+	tr.EndSync(now)
+	require.Empty(t, take(tr, now, 10, nil), "not fired again")
+	require.Equal(t, int64(1), tr.Status().Rejected)
+	require.Zero(t, tr.Status().Dispatched)
+	require.Equal(t, int64(2), fire(t, tr, &f, now.Add(time.Second)).Fire.Count)
+	require.Equal(t, int64(1), tr.Status().Dispatched)
 }
 
 // An update read between a firing and its next version wins: the next
@@ -204,4 +282,88 @@ func TestRecurringMissed(t *testing.T) {
 			require.Equal(t, it.Fire.Count+1, after.Fire.Count, "skipped firings are not counted")
 		})
 	}
+}
+
+// listed returns the tracker's list of recurring schedules by key.
+func listed(tr *Tracker) map[string]Recurring {
+	out := map[string]Recurring{}
+	tr.EachRecurring(func(r Recurring) bool {
+		out[r.Key] = r
+		return true
+	})
+	return out
+}
+
+// The list of recurring schedules names each one held or indexed, with
+// its expression, zone, next firing and firings so far, and the outcome
+// of its last firing written here; a cancel takes it off.
+func TestRecurringList(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0,
+		f.recur("beat", envelope.Recurrence{Cron: "@every 1m"}, t0, "x"),
+		f.recur("paris", envelope.Recurrence{Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris"}, t0.Add(72*time.Hour), "x"),
+		f.recur("skip", envelope.Recurrence{Cron: "@every 1m", Missed: envelope.MissedSkip}, t0, "x"),
+		f.sched("once", t0.Add(time.Hour), "x"),
+	)
+	l := listed(tr)
+	require.Len(t, l, 3)
+	require.Equal(t, 1, tr.Status().Future, "paris is only indexed, for a later day")
+	p := l["paris"]
+	require.Equal(t, Recurring{Key: "paris", Cron: "0 9 * * MON-FRI", Timezone: "Europe/Paris", Offset: 1,
+		NextMs: time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC).UnixMilli()}, p, "09:00 Paris on the first weekday after the 25th, 12:00Z")
+	require.Equal(t, "", l["beat"].LastOutcome, "nothing fired yet")
+
+	now := t0.Add(time.Minute)
+	items := take(tr, now, 10, nil)
+	require.Len(t, items, 2)
+	var beat, skip Item
+	for _, it := range items {
+		switch string(it.Key) {
+		case "beat":
+			beat = it
+		case "skip":
+			skip = it
+		}
+	}
+	ack(tr, []Item{beat})
+	refuse(tr, []Item{skip}, OutcomeWritten, now)
+	l = listed(tr)
+	require.Equal(t, Recurring{Key: "beat", Cron: "@every 1m", Offset: 0, NextMs: now.Add(time.Minute).UnixMilli(), FireCount: 1,
+		LastMs: now.UnixMilli(), LastOutcome: envelope.LogDispatched}, l["beat"], "counted and moved on at its ack, before its next version is read")
+	require.Equal(t, envelope.LogRejected, l["skip"].LastOutcome)
+	require.Equal(t, envelope.CodeTargetUnavailable, l["skip"].LastError)
+	observe(tr, now, f.nextOf(beat), f.nextOf(skip))
+	l = listed(tr)
+	require.Equal(t, int64(1), l["beat"].FireCount)
+	require.Equal(t, envelope.LogDispatched, l["beat"].LastOutcome, "the next version keeps the last firing")
+	require.Equal(t, int64(4), l["beat"].Offset, "the next version, read after the four records")
+
+	// Late by more than the grace period: skip skips.
+	late := now.Add(10 * time.Minute)
+	items = take(tr, late, 10, nil)
+	require.Len(t, items, 2)
+	for _, it := range items {
+		if string(it.Key) == "skip" {
+			require.Equal(t, OpSkip, it.Op)
+		}
+	}
+	ack(tr, items)
+	l = listed(tr)
+	require.Equal(t, envelope.LogSkipped, l["skip"].LastOutcome)
+	require.Equal(t, late.Truncate(time.Minute).UnixMilli(), l["skip"].LastMs, "the latest firing skipped")
+	require.Empty(t, l["skip"].LastError)
+
+	observe(tr, late, f.cancel("beat"), f.sched("skip", late.Add(time.Hour), "once now"))
+	l = listed(tr)
+	require.Equal(t, []string{"paris"}, keysOf(l), "cancelled, and replaced by a schedule sent once")
+	require.Equal(t, 1, tr.Status().Recurring)
+}
+
+func keysOf(m map[string]Recurring) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -35,7 +35,7 @@ func (t *Tracker) Status() Status {
 		Start: t.start, End: t.end, Position: t.pos, Loaded: t.loaded, Syncing: t.syncing,
 		Blocked: t.blocked, BlockedAt: t.blockedAt, WindowEnd: time.UnixMilli(t.windowEnd).UTC(),
 		Held: t.held(), Bytes: t.arena.bytes, Future: len(t.future),
-		Recurring:  int(t.recurHeld) + len(t.futureRecur),
+		Recurring:  len(t.recurs),
 		Dispatched: t.dispatched, Rejected: t.rejected, Reappended: t.reappended,
 		Wanted: len(t.wanted), ShadowMisses: t.shadowMisses, CancelsUnmatched: t.cancelsUnmatched,
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
-	"github.com/scheduler-dev/scheduler/internal/cron"
 	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
@@ -141,10 +140,12 @@ type Tracker struct {
 	warm      map[string]struct{} // targets to warm, for the next Ready
 	out       []Item              // Ready.Items, reused
 
-	minInterval, grace time.Duration            // Config.CronMinInterval, CronGrace
-	crons              map[string]cron.Schedule // parsed expressions, by expression and zone
-	recurHeld          int64                    // held versions with flagRecur
-	futureRecur        map[ident]struct{}       // indexed versions that recur
+	minInterval, grace time.Duration          // Config.CronMinInterval, CronGrace
+	crons              map[string]*parsedCron // parsed expressions, by expression and zone
+	// recurs holds, by key ident, what the operators' list shows of each
+	// recurring schedule whose live version is held or indexed
+	// (recur.go): the tracker's only memory of an indexed one's key.
+	recurs map[ident]recurInfo
 
 	start, end, pos int64
 	loaded          bool
@@ -188,7 +189,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		warm:        make(map[string]struct{}),
 		minInterval: cmp.Or(cfg.CronMinInterval, DefaultCronMinInterval),
 		grace:       cmp.Or(cfg.CronGrace, DefaultCronGrace),
-		crons:       make(map[string]cron.Schedule),
+		crons:       make(map[string]*parsedCron),
 	}
 	for _, topic := range cfg.OwnTopics {
 		t.own[topic] = true
@@ -218,13 +219,15 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 					t.invalid(r, ee, now)
 					break
 				}
+				var pc *parsedCron
 				if env.Recur != nil {
-					if ee := t.checkRecur(&env); ee != nil {
+					var ee *envelope.Error
+					if pc, ee = t.checkRecur(&env); ee != nil {
 						t.invalid(r, ee, now)
 						break
 					}
 				}
-				t.schedule(r, &env, now)
+				t.schedule(r, &env, pc, now)
 			case envelope.KindCancel:
 				t.cancel(r.Key, r.Offset)
 			case envelope.KindTombstone:

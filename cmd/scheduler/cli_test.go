@@ -268,7 +268,7 @@ func TestTopLevel(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"run", "-h"}, {"run", "--help"}, {"help", "run"}, {"schedule", "-h"}, {"cancel", "--help"},
-		{"states", "-h"}, {"inspect", "-h"}, {"topics", "create", "-h"}, {"version", "-h"},
+		{"states", "-h"}, {"inspect", "-h"}, {"topics", "create", "-h"}, {"version", "-h"}, {"cron", "-h"},
 	} {
 		code, stdout, stderr = invoke(t, ctx, nil, "", args...)
 		require.Equal(t, exitOK, code, args)

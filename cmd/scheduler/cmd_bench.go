@@ -102,6 +102,7 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 	f.Int(&c.Rate, "rate", "schedules due per second in the lateness and rollover phases")
 	f.Int(&c.RateSeconds, "rate-seconds", "length of the lateness phase in seconds")
 	f.Int(&c.Recurring, "recurring", "schedules of @every 1m in the recurring phase, each fired twice")
+	f.Int(&c.Catchup, "catchup", "recurring envelopes due thirty years ago, written halfway through the catchup phase's stream")
 	f.Bool(&c.ExactlyOnce, "exactly-once", "transactions, as --exactly-once of run")
 	f.Int(&c.BatchSize, "flush-batch-size", "schedules per batch, as --flush-batch-size of run")
 	f.List(&o.phases, "phases", "phases to run, comma-separated: "+strings.Join(bench.AllPhases, ","))
@@ -118,7 +119,7 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 			return nil, f.usageErrf("--phases: %q is not one of %s", p, strings.Join(bench.AllPhases, ","))
 		}
 	}
-	for name, v := range map[string]int{"schedules": c.Schedules, "partitions": c.Partitions, "rate": c.Rate, "rate-seconds": c.RateSeconds, "flush-batch-size": c.BatchSize} {
+	for name, v := range map[string]int{"schedules": c.Schedules, "partitions": c.Partitions, "rate": c.Rate, "rate-seconds": c.RateSeconds, "flush-batch-size": c.BatchSize, "catchup": c.Catchup} {
 		if v < 1 {
 			return nil, f.usageErrf("--%s: %d is below 1", name, v)
 		}
@@ -165,6 +166,9 @@ func printBench(w io.Writer, r *bench.Result) {
 	}
 	if r.RecurringLatenessP99Ms > 0 {
 		row(fmt.Sprintf("lateness of %d recurring", r.Recurring), fmt.Sprintf("p50 %.1f ms", r.RecurringLatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms", r.RecurringLatenessP99Ms, r.RecurringLatenessP999Ms, r.RecurringLatenessMaxMs))
+	}
+	if r.CatchupLatenessP99Ms > 0 {
+		row(fmt.Sprintf("lateness beside %d old", r.Catchup), fmt.Sprintf("p50 %.1f ms", r.CatchupLatenessP50Ms), fmt.Sprintf("p99 %.1f  p99.9 %.1f  max %.1f ms; %.0f calendar steps per old envelope", r.CatchupLatenessP99Ms, r.CatchupLatenessP999Ms, r.CatchupLatenessMaxMs, r.CatchupStepsPerEnvelope))
 	}
 	fmt.Fprintln(w)
 	names := make([]string, 0, len(r.Targets))

@@ -297,9 +297,11 @@ func bounds(ctx context.Context, adm *kadm.Client, topic string) (starts, ends m
 
 // printStates prints one line per partition under a header. The header is
 // printed even with no reports, so a script sees the columns either way.
+// RECURRING is how many of the pending schedules recur (SPEC 10): 0 in a
+// report without the extension.
 func printStates(w io.Writer, reports []latest) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tSTATE\tWHEN\tOFFSETS\tPENDING\tERROR")
+	fmt.Fprintln(tw, "PARTITION\tSTATE\tWHEN\tOFFSETS\tPENDING\tRECURRING\tERROR")
 	for _, l := range reports {
 		r := l.Report
 		when := time.UnixMilli(int64(float64(r.DispatchedAt)*1000 + 0.5)).UTC().Format(dueLayout)
@@ -310,7 +312,7 @@ func printStates(w io.Writer, reports []latest) error {
 		if problem == "" {
 			problem = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d-%d\t%s\t%s\n", l.Partition, r.State, when, r.Offsets.Low, r.Offsets.High, daily(r.Daily), oneLine(problem))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d-%d\t%s\t%d\t%s\n", l.Partition, r.State, when, r.Offsets.Low, r.Offsets.High, daily(r.Daily), r.Recurring, oneLine(problem))
 	}
 	return tw.Flush()
 }

@@ -484,7 +484,7 @@ func TestStates(t *testing.T) {
 
 	// Empty first: the header alone.
 	stdout, stderr := cliAt(t, addr, "", "states")
-	require.Equal(t, "PARTITION  STATE  WHEN  OFFSETS  PENDING  ERROR\n", statesTable(t, stdout))
+	require.Equal(t, "PARTITION  STATE  WHEN  OFFSETS  PENDING  RECURRING  ERROR\n", statesTable(t, stdout))
 	require.Empty(t, stderr)
 	stdout, _ = cliAt(t, addr, "", "states", "--json")
 	require.JSONEq(t, "[]", stdout)
@@ -496,7 +496,7 @@ func TestStates(t *testing.T) {
 	writeReport(t, cl, 1, &state.Report{State: state.Loading, DispatchedAt: state.UnixSeconds(at), Offsets: state.Offsets{High: 5}, Partition: 1})
 	loaded := &state.Report{
 		State: state.Loaded, DispatchedAt: state.UnixSeconds(at.Add(time.Second)), Offsets: state.Offsets{Low: 2, High: 42},
-		Daily: map[string]int64{"2026-11-23": 10, "2026-11-22": 3}, StartedAt: at.Unix(), Pending: 13, Partition: 1,
+		Daily: map[string]int64{"2026-11-23": 10, "2026-11-22": 3}, StartedAt: at.Unix(), Pending: 13, Recurring: 2, Partition: 1,
 	}
 	offset1 := writeReport(t, cl, 1, loaded)
 	stopped := &state.Report{State: state.Stopped, DispatchedAt: state.UnixSeconds(at), Reason: "schedule_schema_version \"2.0.0\" is newer", Partition: 3}
@@ -507,9 +507,9 @@ func TestStates(t *testing.T) {
 	stdout, stderr = cliAt(t, addr, "", "states")
 	require.Equal(t, 3+10, histogramTotal(t, stdout), "both days counted, overdue on today's bar")
 	require.Equal(t, ""+
-		"PARTITION  STATE    WHEN                      OFFSETS  PENDING                     ERROR\n"+
-		"1          loaded   2026-11-22T10:00:01.123Z  2-42     2026-11-22=3 2026-11-23=10  -\n"+
-		"3          stopped  2026-11-22T10:00:00.123Z  0-0      -                           schedule_schema_version \"2.0.0\" is newer\n", statesTable(t, stdout))
+		"PARTITION  STATE    WHEN                      OFFSETS  PENDING                     RECURRING  ERROR\n"+
+		"1          loaded   2026-11-22T10:00:01.123Z  2-42     2026-11-22=3 2026-11-23=10  2          -\n"+
+		"3          stopped  2026-11-22T10:00:00.123Z  0-0      -                           0          schedule_schema_version \"2.0.0\" is newer\n", statesTable(t, stdout))
 	require.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
 	require.True(t, strings.HasPrefix(stderr, fmt.Sprintf("scheduler states: warning: skipping %s partition 2 offset %d: ", statesTopic, garbage)), stderr)
 

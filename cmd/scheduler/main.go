@@ -69,6 +69,7 @@ var commands = []command{
 	{"cancel", "cancel a schedule by its key", cancelCmd},
 	{"states", "print the latest state report of each partition", statesCmd},
 	{"inspect", "where a schedule stands: pending, dispatched, cancelled or rejected", inspectCmd},
+	{"cron", "the next firings of a cron expression, in UTC and in its zone", cronCmd},
 	{"topics", "manage the topics: topics create", topicsCmd},
 	{"bench", "measure rates, lateness and memory against a bare client", benchCmd},
 	{"version", "print the version", versionCmd},

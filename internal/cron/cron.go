@@ -7,7 +7,12 @@
 // with leading seconds, or a descriptor (@yearly, @monthly, @weekly,
 // @daily, @hourly, @every <Go duration>). Its walk is kept too, but run on
 // civil (wall-clock) time, where no hour is missing or doubled; this
-// package then maps each civil match to an instant in the zone:
+// package then maps each civil match to instants in the zone. How depends
+// on the expression, as in ISC cron (Debian's cron(8), "DST"):
+//
+// An expression that fires at particular times, its seconds, minute and
+// hour fields fixed values or lists ("30 2 * * *", "0 0,12 * * *",
+// @daily, @weekly, @monthly, @yearly), follows the once-rules:
 //
 //   - a civil time that exists once fires at that instant;
 //   - a civil time that occurs twice (clocks fall back) fires once, at its
@@ -16,9 +21,28 @@
 //     the first instant after the jump, as ISC cron does; robfig/cron skips
 //     it. Every missing time of one jump collapses into that one firing.
 //
+// An expression with a wildcard or a step in its seconds, minute or hour
+// field ("* * * * *", "*/15 * * * *", "0 * * * *", "0/20 9-17 * * *",
+// @hourly) runs on the actual time: it fires at every instant whose
+// wall-clock reading matches. Through a fall-back it fires in both passes
+// of the repeated hour (an hourly job at 01:00 EDT and again at 01:00 EST;
+// an every-minute job never pauses); through a jump the missing times are
+// simply not there. Which fields count is read from the expression's text:
+// a field holding "*", "?" or "/" anywhere is a wildcard or a step. ISC
+// cron marks a job the same way, by a "*" starting its minute or hour
+// field; a step without one ("0/15", "10-50/20") counts too, as SPEC 10
+// says. A range without a step ("0-23", "9-17") is a list, as ISC cron
+// reads it: "0 9-17 * * *" fires at nine particular times a day, by the
+// once-rules. (robfig/cron's star bit cannot tell: "*/15" has none.)
+//
 // @every is handled here, not by robfig/cron, which rounds it to whole
 // seconds and raises anything under a second to one: "@every 10ms" would
-// silently fire every second instead of being refused.
+// silently fire every second instead of being refused. It is a fixed
+// duration of real time, whatever the clocks do.
+//
+// Deciding what a late firing does (missed.go) counts the firings it
+// missed by arithmetic on the calendar (count.go), so its cost does not
+// grow with how long ago it was due.
 //
 // The package is internal on purpose: the rules above are the contract and
 // reach producers through package envelope (its Recurring builder computes
@@ -36,6 +60,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	_ "time/tzdata" // zones on hosts without /usr/share/zoneinfo
 
@@ -54,6 +79,17 @@ var ErrExpr = errors.New("bad cron expression")
 // zone. It maps to bad_timezone.
 var ErrZone = errors.New("unknown time zone")
 
+// steps counts the calendar steps every Schedule of the process took:
+// robfig/cron walks, zone periods looked at, months and 400-year cycles
+// counted. See Steps.
+var steps atomic.Int64
+
+// Steps returns how many calendar steps the Schedules of this process
+// have taken so far: a meter, for tests and benchmarks, that the work of
+// one firing stays bounded (SPEC 10) whatever the envelope says. A step
+// costs tens of nanoseconds to a microsecond.
+func Steps() int64 { return steps.Load() }
+
 // parser reads what SPEC 10 allows: an optional leading seconds field, and
 // descriptors.
 var parser = robfig.NewParser(robfig.SecondOptional | robfig.Minute | robfig.Hour |
@@ -65,10 +101,14 @@ type Schedule struct {
 	// spec holds the fields of a cron expression; its Location is UTC
 	// because the walk runs on civil time (see the package comment). Nil
 	// for @every.
-	spec  *robfig.SpecSchedule
-	every time.Duration
-	loc   *time.Location
-	until time.Time // zero: no end
+	spec *robfig.SpecSchedule
+	// actual is set for an expression with a wildcard or a step in its
+	// seconds, minute or hour field: it fires at every instant whose
+	// reading matches, not by the once-rules (see the package comment).
+	actual bool
+	every  time.Duration
+	loc    *time.Location
+	until  time.Time // zero: no end
 }
 
 // Parse reads expr in zone, the IANA name of a time zone ("" means UTC).
@@ -108,8 +148,33 @@ func Parse(expr, zone string) (Schedule, error) {
 	}
 	civil := *spec
 	civil.Location = time.UTC
-	return Schedule{spec: &civil, loc: loc}, nil
+	return Schedule{spec: &civil, loc: loc, actual: onActualTime(expr)}, nil
 }
+
+// onActualTime reports whether a parsed expression has a wildcard or a
+// step in its seconds, minute or hour field (see the package comment).
+// Of the descriptors only @hourly has: "0 0 * * * *".
+func onActualTime(expr string) bool {
+	if strings.HasPrefix(expr, "@") {
+		return expr == "@hourly"
+	}
+	f := strings.Fields(expr)
+	n := 2 // five fields: minute and hour; the seconds are 0
+	if len(f) == 6 {
+		n = 3
+	}
+	for _, field := range f[:min(n, len(f))] {
+		if strings.ContainsAny(field, "*?/") {
+			return true
+		}
+	}
+	return false
+}
+
+// OnActualTime reports whether s fires at every instant whose wall-clock
+// reading matches (a wildcard or a step in its seconds, minute or hour
+// field, or @every), rather than by the once-rules of fixed times.
+func (s Schedule) OnActualTime() bool { return s.every > 0 || s.actual }
 
 // parseSpec runs robfig/cron's parser, which panics on some inputs (a
 // producer's header must never crash the service).
@@ -121,6 +186,10 @@ func parseSpec(expr string) (s robfig.Schedule, err error) {
 	}()
 	return parser.Parse(expr)
 }
+
+// Zone returns the time zone an expression would be read in for the IANA
+// name ("" is UTC), from the same cache as Parse; the error wraps ErrZone.
+func Zone(name string) (*time.Location, error) { return location(name) }
 
 // zones caches loaded zones by name: time.LoadLocation reads and decodes
 // the zone file on every call, and every recurring envelope names one. Only
@@ -203,6 +272,9 @@ func (s Schedule) nextSpec(after time.Time) (time.Time, bool) {
 	if s.never() {
 		return time.Time{}, false
 	}
+	if s.actual {
+		return s.nextActual(after)
+	}
 	loc := s.Location()
 	_, off := after.In(loc).Zone()
 	civil := time.Unix(after.Unix()+int64(off), 0).UTC()
@@ -233,11 +305,44 @@ func (s Schedule) nextSpec(after time.Time) (time.Time, bool) {
 	}
 }
 
+// maxPeriods bounds the zone periods nextActual looks through: a match at
+// least every eight years (never() excludes the rest) is found within
+// sixteen periods of two transitions a year. Only an expression whose
+// every match falls into times clocks skip could exhaust it.
+const maxPeriods = 128
+
+// nextActual returns the first whole-second instant after after whose
+// wall-clock reading matches. Within one zone period (a span of one
+// offset) readings advance with instants, so the first civil match from
+// the period's reading is its first firing, if it maps before the period
+// ends; else the next period is asked from its start, where a fall-back
+// may bring readings back to times that match again.
+func (s Schedule) nextActual(after time.Time) (time.Time, bool) {
+	loc := s.Location()
+	from := after.Unix() + 1 // Unix floors: the first whole second after after
+	for range maxPeriods {
+		t := time.Unix(from, 0).In(loc)
+		_, off := t.Zone()
+		_, end := t.ZoneBounds()
+		steps.Add(1)
+		c, ok := s.civilNext(time.Unix(from+int64(off)-1, 0).UTC())
+		if !ok {
+			return time.Time{}, false
+		}
+		if at := c.Unix() - int64(off); end.IsZero() || at < end.Unix() {
+			return time.Unix(at, 0).UTC(), true
+		}
+		from = end.Unix()
+	}
+	return time.Time{}, false
+}
+
 // civilNext returns the first civil match after c. robfig/cron gives up
 // after five years, but a February 29 can be eight years away (2096 to
 // 2104), so it is asked again from where it stopped.
 func (s Schedule) civilNext(c time.Time) (time.Time, bool) {
 	for range 3 {
+		steps.Add(1)
 		if n := s.spec.Next(c); !n.IsZero() {
 			return n, true
 		}

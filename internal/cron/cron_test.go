@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/scheduler-dev/scheduler/internal/cron/crontest"
 )
 
 func utc(s string) time.Time {
@@ -61,14 +63,26 @@ func TestNext(t *testing.T) {
 			[]string{"2026-11-02T06:30:00Z"}},
 		{"New York from the first 01:30 itself", "America/New_York", "30 1 * * *", "2026-11-01T05:30:00Z",
 			[]string{"2026-11-02T06:30:00Z"}},
-		{"New York hourly across fall back: each hour once", "America/New_York", "0 * * * *", "2026-11-01T03:30:00Z",
+		{"New York hourly across fall back: 01:00 EDT and 01:00 EST", "America/New_York", "0 * * * *", "2026-11-01T03:30:00Z",
+			[]string{"2026-11-01T04:00:00Z", "2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"}},
+		{"New York @hourly across fall back, the same", "America/New_York", "@hourly", "2026-11-01T04:30:00Z",
+			[]string{"2026-11-01T05:00:00Z", "2026-11-01T06:00:00Z", "2026-11-01T07:00:00Z"}},
+		{"New York every minute across fall back: no pause", "America/New_York", "* * * * *", "2026-11-01T05:58:30Z",
+			[]string{"2026-11-01T05:59:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:01:00Z"}},
+		{"New York half-hourly across fall back: both passes", "America/New_York", "*/30 * * * *", "2026-11-01T05:15:00Z",
+			[]string{"2026-11-01T05:30:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z", "2026-11-01T07:00:00Z"}},
+		{"New York a step without a star is a step", "America/New_York", "0/30 1 * * *", "2026-11-01T05:15:00Z",
+			[]string{"2026-11-01T05:30:00Z", "2026-11-01T06:00:00Z", "2026-11-01T06:30:00Z", "2026-11-02T06:00:00Z"}},
+		{"New York a range is a list: each hour once", "America/New_York", "0 0-23 * * *", "2026-11-01T03:30:00Z",
 			[]string{"2026-11-01T04:00:00Z", "2026-11-01T05:00:00Z", "2026-11-01T07:00:00Z", "2026-11-01T08:00:00Z"}},
-		{"New York every minute across fall back", "America/New_York", "* * * * *", "2026-11-01T05:58:30Z",
-			[]string{"2026-11-01T05:59:00Z", "2026-11-01T07:00:00Z", "2026-11-01T07:01:00Z"}},
 		{"New York hourly across spring forward", "America/New_York", "0 * * * *", "2026-03-08T05:30:00Z",
 			[]string{"2026-03-08T06:00:00Z", "2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"}},
-		{"New York half-hourly: 02:00, 02:30 and 03:00 are one firing", "America/New_York", "*/30 * * * *", "2026-03-08T05:45:00Z",
+		{"New York half-hourly through the jump: 02:00 and 02:30 are not there", "America/New_York", "*/30 * * * *", "2026-03-08T05:45:00Z",
 			[]string{"2026-03-08T06:00:00Z", "2026-03-08T06:30:00Z", "2026-03-08T07:00:00Z", "2026-03-08T07:30:00Z"}},
+		{"New York a range through the jump: 02:00 fires at 03:00 EDT, once", "America/New_York", "0 0-23 * * *", "2026-03-08T05:30:00Z",
+			[]string{"2026-03-08T06:00:00Z", "2026-03-08T07:00:00Z", "2026-03-08T08:00:00Z"}},
+		{"New York every minute through the jump", "America/New_York", "* * * * *", "2026-03-08T06:58:30Z",
+			[]string{"2026-03-08T06:59:00Z", "2026-03-08T07:00:00Z", "2026-03-08T07:01:00Z"}},
 		{"New York 01:00 and 03:00 on the short day", "America/New_York", "0 1,3 * * *", "2026-03-08T00:00:00Z",
 			[]string{"2026-03-08T06:00:00Z", "2026-03-08T07:00:00Z", "2026-03-09T05:00:00Z"}},
 		{"Paris weekdays 09:00 into summer time", "Europe/Paris", "0 9 * * MON-FRI", "2026-03-26T00:00:00Z",
@@ -100,7 +114,13 @@ func TestNext(t *testing.T) {
 		{"six fields every second through a jump", "America/New_York", "* * * * * *", "2026-03-08T06:59:58Z",
 			[]string{"2026-03-08T06:59:59Z", "2026-03-08T07:00:00Z", "2026-03-08T07:00:01Z"}},
 		{"six fields every second through the repeated hour", "America/New_York", "* * * * * *", "2026-11-01T05:59:58Z",
-			[]string{"2026-11-01T05:59:59Z", "2026-11-01T07:00:00Z", "2026-11-01T07:00:01Z"}},
+			[]string{"2026-11-01T05:59:59Z", "2026-11-01T06:00:00Z", "2026-11-01T06:00:01Z"}},
+		{"Paris hourly through the repeated hour", "Europe/Paris", "0 * * * *", "2026-10-24T23:30:00Z",
+			[]string{"2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z"}},
+		{"Paris 02:30 daily through the repeated hour: once", "Europe/Paris", "30 2 * * *", "2026-10-24T12:00:00Z",
+			[]string{"2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"}},
+		{"Lord Howe 45 past each hour through a 30-minute fall back", "Australia/Lord_Howe", "45 * * * *", "2026-04-04T14:00:00Z",
+			[]string{"2026-04-04T14:45:00Z", "2026-04-04T15:15:00Z", "2026-04-04T16:15:00Z"}},
 		{"@every keeps the sub-second part", "Europe/Paris", "@every 1m30s", "2026-03-29T00:59:00.25Z",
 			[]string{"2026-03-29T01:00:30.25Z", "2026-03-29T01:02:00.25Z"}},
 		{"@every 1s", "", "@every 1s", "2026-06-01T12:00:00Z",
@@ -284,4 +304,24 @@ func ExampleSchedule_Next() {
 	// Output:
 	// 2026-03-08T03:00:00-04:00 7:00AM
 	// 2026-03-09T02:30:00-04:00 6:30AM
+}
+
+// TestNextDSTTable: Next gives the firings of the table worked out by hand
+// for the 2026 changes of the clocks in New York and Paris, which
+// `scheduler cron` and the service are checked against too.
+func TestNextDSTTable(t *testing.T) {
+	for _, c := range crontest.DST(t) {
+		t.Run(c.Name(), func(t *testing.T) {
+			s, err := Parse(c.Expr, c.Zone)
+			require.NoError(t, err)
+			var got []time.Time
+			for at := c.From; len(got) < len(c.Want); {
+				n, ok := s.Next(at)
+				require.True(t, ok)
+				got = append(got, n.UTC())
+				at = n
+			}
+			require.Equal(t, c.Want, got)
+		})
+	}
 }

@@ -11,10 +11,13 @@ import (
 // between consecutive wall-clock matches. It is 0 for a Schedule that fires
 // at most once.
 //
-// On a day clocks jump forward two wall-clock matches can lie closer in
-// real time (01:00 and 03:00 are an hour apart that day); with the default
-// minimum of one second this cannot matter, since firings fall on whole
-// seconds and no two are equal.
+// On a day clocks change two firings can lie closer in real time: after a
+// jump forward, wall-clock matches either side of it (01:00 and 03:00 are
+// an hour apart that day); through a fall-back, an expression on the
+// actual time fires a time of the repeated hour again as soon as the
+// shift later ("45 * * * *" at 01:45 before and after a 30-minute
+// fall-back). With the default minimum of one second this cannot matter,
+// since firings fall on whole seconds and no two are equal.
 func (s Schedule) MinGap() time.Duration {
 	if s.every > 0 {
 		return s.every

@@ -1,6 +1,9 @@
 package cron
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Policy is what happens to firings that fell while no instance was
 // running (SPEC 10, schedule_missed).
@@ -15,12 +18,6 @@ const (
 	Skip
 )
 
-// MaxCounted bounds how many missed firings Missed counts one by one
-// (about twelve days of a per-second expression). Past it the count stays
-// at MaxCounted and Catchup.Capped is set; what fires and where the
-// recurrence continues stay exact.
-const MaxCounted = 1 << 20
-
 // Catchup is what to do with a recurring schedule whose firing is late.
 type Catchup struct {
 	// Late is false when the firing lies within the grace period (or in
@@ -28,13 +25,12 @@ type Catchup struct {
 	Late bool
 	// Missed counts the nominal firings from the late one up to now (and
 	// not after the Until bound), the late one included.
-	Missed int
-	// Capped is set when there were more than MaxCounted: Missed is then
-	// a lower bound.
-	Capped bool
-	// Fire is the nominal time to fire with now: the latest missed one,
-	// under One; zero under Skip, or when nothing was missed before the
-	// Until bound.
+	Missed int64
+	// Latest is the latest of them; zero when nothing was missed before
+	// the Until bound.
+	Latest time.Time
+	// Fire is the nominal time to fire with now: Latest under One; zero
+	// under Skip.
 	Fire time.Time
 	// Next is where the recurrence continues: its first firing after now
 	// (for @every d, the first of due + k·d after now). HasNext is false when there is none (the Until bound, or an
@@ -46,8 +42,10 @@ type Catchup struct {
 // Missed decides what to do with the firing due, found unfired at now: it
 // is late when it lies more than grace before now. Under One the latest
 // missed firing fires now; under Skip none does. Either way the recurrence
-// continues at its first firing after now. It costs one Next per missed
-// firing, up to MaxCounted.
+// continues at its first firing after now.
+//
+// Its cost does not grow with how late the firing is: the missed firings
+// are counted on the calendar (count.go), the latest found by bisection.
 func (s Schedule) Missed(due, now time.Time, grace time.Duration, p Policy) Catchup {
 	if now.Sub(due) <= grace {
 		return Catchup{}
@@ -62,56 +60,37 @@ func (s Schedule) Missed(due, now time.Time, grace time.Duration, p Policy) Catc
 		c.Next, c.HasNext = s.Next(now)
 		return c
 	}
-	var latest time.Time
-	latest, c.Missed, c.Capped = s.count(due, end)
+	c.Latest, c.Missed = s.count(due, end)
 	if p == One {
-		c.Fire = latest
+		c.Fire = c.Latest
 	}
-	// From latest, not from now: @every keeps its chain (due + k·d), and an
-	// expression's first match after latest is its first after now.
-	c.Next, c.HasNext = s.Next(latest)
+	// From the latest, not from now: @every keeps its chain (due + k·d),
+	// and an expression's first match after the latest is its first after
+	// now.
+	c.Next, c.HasNext = s.Next(c.Latest)
 	return c
 }
 
 // count returns the latest firing in [due, end] and how many there are,
 // due being one of them.
-func (s Schedule) count(due, end time.Time) (latest time.Time, n int, capped bool) {
+func (s Schedule) count(due, end time.Time) (latest time.Time, n int64) {
 	if s.every > 0 {
-		k := end.Sub(due) / s.every
-		if k >= MaxCounted {
-			return due.Add(k * s.every), MaxCounted, true
+		// In whole milliseconds (Parse allows no finer interval), and
+		// unsigned: a due time centuries back is more than a Duration
+		// holds, and the span from the earliest due time Parse accepts
+		// more than an int64 of milliseconds.
+		every := uint64(s.every.Milliseconds())
+		k := (uint64(end.UnixMilli()) - uint64(due.UnixMilli())) / every
+		latest = time.UnixMilli(int64(uint64(due.UnixMilli()) + k*every)).UTC()
+		if k >= math.MaxInt64 {
+			return latest, math.MaxInt64
 		}
-		return due.Add(k * s.every), int(k) + 1, false
+		return latest, int64(k) + 1
 	}
-	latest, n = due, 1
-	for f := due; ; {
-		next, ok := s.Next(f)
-		if !ok || next.After(end) {
-			return latest, n, false
-		}
-		latest, f = next, next
-		if n++; n >= MaxCounted {
-			break
-		}
+	n = 1 + s.between(due.Unix(), end.Unix())
+	if n == 1 {
+		return due, 1
 	}
-	// Too many to count: find the latest firing by looking back from end
-	// over a window that doubles until it holds one.
-	for w := time.Minute; ; w *= 2 {
-		from := end.Add(-w)
-		if from.Before(latest) {
-			from = latest
-		}
-		f, ok := s.Next(from)
-		if ok && !f.After(end) {
-			for {
-				latest = f
-				if f, ok = s.Next(f); !ok || f.After(end) {
-					return latest, MaxCounted, true
-				}
-			}
-		}
-		if from.Equal(latest) {
-			return latest, MaxCounted, true
-		}
-	}
+	latest, _ = s.last(due, end)
+	return latest, n
 }

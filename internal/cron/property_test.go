@@ -37,15 +37,22 @@ func reading(t time.Time, loc *time.Location) time.Time {
 }
 
 // naive lists the firings in (from, to] by SPEC 10's rules, one instant at
-// a time: an instant fires when its reading matches and is that reading's
-// first occurrence; the instant clocks jump forward also fires when any
-// reading they jumped over matches. It knows nothing of resolve or of the
-// civil walk.
+// a time. An expression on the actual time fires at every instant whose
+// reading matches. A fixed-time one fires at an instant whose reading
+// matches and is that reading's first occurrence, and at the instant
+// clocks jump forward when any reading they jumped over matches. It knows
+// nothing of resolve or of the civil walk.
 func naive(s Schedule, from, to time.Time, step time.Duration) []time.Time {
 	loc := s.Location()
 	var out []time.Time
 	for t := from.Truncate(step).Add(step); !t.After(to); t = t.Add(step) {
 		r := reading(t, loc)
+		if s.actual {
+			if matches(s, r) {
+				out = append(out, t)
+			}
+			continue
+		}
 		_, off := t.In(loc).Zone()
 		_, prev := t.Add(-time.Second).In(loc).Zone()
 		start, _ := t.In(loc).ZoneBounds()
@@ -71,13 +78,14 @@ func naive(s Schedule, from, to time.Time, step time.Duration) []time.Time {
 }
 
 // TestNextAgainstNaive compares Next with the naive instant-by-instant
-// rule around every 2026 transition of zones with 60- and 30-minute shifts
-// and a missing midnight, for expressions that fire on whole minutes.
+// rules around every 2026 transition of zones with 60- and 30-minute shifts
+// and a missing midnight, for expressions that fire on whole minutes: on
+// the actual time, and at fixed times.
 func TestNextAgainstNaive(t *testing.T) {
 	exprs := []string{
-		"* * * * *", "*/7 * * * *", "0 * * * *", "30 * * * *", "15,45 * * * *",
-		"0 0 * * *", "30 2 * * *", "30 1 * * *", "0 1,3 * * *", "59 23 * * *",
-		"0 0,1,2,3 * * *", "*/20 1-3 * * SUN", "0 9 * * MON-FRI", "45 0-2 * * SAT,SUN", "5 23,0 * * *",
+		"* * * * *", "*/7 * * * *", "0 * * * *", "30 * * * *", "15,45 * * * *", "@hourly", "0/20 1-3 * * *",
+		"0 0 * * *", "30 2 * * *", "30 1 * * *", "0 1,3 * * *", "59 23 * * *", "@daily",
+		"0 0,1,2,3 * * *", "*/20 1-3 * * SUN", "0 9 * * MON-FRI", "45 0-2 * * SAT,SUN", "5 23,0 * * *", "15 0-23 * * *",
 	}
 	zones := []string{"America/New_York", "Europe/Paris", "Australia/Lord_Howe", "America/Santiago", "Africa/Cairo"}
 	for _, zone := range zones {
@@ -162,7 +170,11 @@ func TestNextProperties(t *testing.T) {
 				_, off := n.In(loc).Zone()
 				jump = before < off
 			}
-			if !jump {
+			if s.actual {
+				// On the actual time: every firing's reading matches, in
+				// either pass of a repeated hour.
+				require.True(t, matches(s, r), "%q in %s fired at %v, reading %v", expr, zone, n, r)
+			} else if !jump {
 				require.True(t, matches(s, r), "%q in %s fired at %v, reading %v", expr, zone, n, r)
 				// First occurrence: no earlier instant within a day reads
 				// the same (offsets shift by at most a few hours).
@@ -177,8 +189,10 @@ func TestNextProperties(t *testing.T) {
 }
 
 // TestGapsNeverUnderMin: consecutive firings of random expressions are
-// never closer than their nominal MinGap, except on a day clocks jump
-// forward, where they are still at least a second apart.
+// never closer than their nominal MinGap, except across a change of the
+// clocks: a jump forward, or a fall-back after which an expression on the
+// actual time fires a repeated time again; they are still at least a
+// second apart.
 func TestGapsNeverUnderMin(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	pick := func(opts ...string) string { return opts[rng.IntN(len(opts))] }
@@ -198,10 +212,32 @@ func TestGapsNeverUnderMin(t *testing.T) {
 			if d < min {
 				_, a := prev.In(loc).Zone()
 				_, b := n.In(loc).Zone()
-				require.Less(t, a, b, "%q: %v then %v, %v apart, under its gap %v without a forward jump", expr, prev, n, d, min)
+				if a > b {
+					require.True(t, s.actual, "%q: %v then %v, %v apart, under its gap %v after a fall-back, at fixed times", expr, prev, n, d, min)
+				} else {
+					require.Less(t, a, b, "%q: %v then %v, %v apart, under its gap %v without a change of the clocks", expr, prev, n, d, min)
+				}
 			}
 			prev = n
 		}
+	}
+}
+
+// TestOnActualTime pins which expressions fire on the actual time (a
+// wildcard or a step in the seconds, minute or hour field) and which at
+// fixed times (values, lists and ranges there).
+func TestOnActualTime(t *testing.T) {
+	for expr, want := range map[string]bool{
+		"* * * * *": true, "*/15 * * * *": true, "0 * * * *": true, "@hourly": true, "30 * * * *": true,
+		"0/15 9 * * *": true, "10-50/20 9 * * *": true, "0 */2 * * *": true, "0 9 ? * *": false,
+		"* 30 2 * * *": true, "*/10 0 9 * * *": true, "0 ? 9 * * *": true, "@every 1h": true,
+		"30 2 * * *": false, "0 0,12 * * *": false, "0 9-17 * * MON-FRI": false, "0 0-23 * * *": false,
+		"@daily": false, "@midnight": false, "@weekly": false, "@monthly": false, "@yearly": false, "@annually": false,
+		"0 30 2 * * *": false, "0 0 9 */2 * *": false, "0 9 * */3 *": false, "0 9 * * */2": false,
+	} {
+		s, err := Parse(expr, "Europe/Paris")
+		require.NoError(t, err, expr)
+		require.Equal(t, want, s.OnActualTime(), expr)
 	}
 }
 

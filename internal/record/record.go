@@ -251,13 +251,16 @@ func envelopeLog(key, value []byte, headers []kgo.RecordHeader, logsTopic string
 // Fired returns the headers of one firing of a recurring schedule (SPEC
 // 10), for its target and audit record: the version's headers with
 // schedule_fire_count set to count and schedule_fire_time, the nominal
-// firing time in Unix milliseconds, added. Target then adds the source.
+// firing time in Unix milliseconds, added, and the service's own mark of
+// a next version left out. Target then adds the source.
 func Fired(headers []kgo.RecordHeader, fireMs, count int64) []kgo.RecordHeader {
 	out := make([]kgo.RecordHeader, 0, len(headers)+2)
 	for _, h := range headers {
-		if h.Key != envelope.HeaderFireCount && h.Key != envelope.HeaderFireTime {
-			out = append(out, h)
+		switch h.Key {
+		case envelope.HeaderFireCount, envelope.HeaderFireTime, envelope.HeaderCopyOf:
+			continue
 		}
+		out = append(out, h)
 	}
 	nums := strconv.AppendInt(make([]byte, 0, 24), fireMs, 10)
 	fl := len(nums)
