@@ -90,9 +90,14 @@ func labels(p *partition) []string {
 	return []string{p.tp.topic, strconv.Itoa(int(p.tp.partition))}
 }
 
+// partition starts the counters of a partition at zero, so that a rate
+// over them begins when the partition does, not at its first event.
 func (m *Metrics) partition(p *partition) {
 	m.Dispatched.WithLabelValues(labels(p)...)
 	m.CancelsUnmatched.WithLabelValues(labels(p)...)
+	for _, o := range []string{FiringDispatched, FiringRejected, FiringSkipped} {
+		m.Firings.WithLabelValues(append(labels(p), o)...)
+	}
 }
 
 // Outcomes of a firing, the outcome label of scheduler_firings_total.
