@@ -14,16 +14,20 @@
 //
 // What it costs the service: one Kafka client reading the states topics
 // (reader.go), a ring of samples of the service's own metrics (rates.go),
-// and per lookup one question to the loop (consumer.Engine.Find) and, when
-// the answer is not in this instance's memory, one short-lived reader of
-// the key's partition of the schedules and logs topics.
+// and one more client every lookup shares: per lookup, one question to
+// the loop per candidate partition (consumer.Engine.Find) and, when memory
+// cannot answer, the key's newest records read from the topics with
+// Fetch requests of their own (internal/logscan). At most
+// Config.LookupConcurrency lookups run at once (one more gets 429), each
+// within Config.LookupTimeout, all of them within Config.LookupShare of
+// the clock: people looking keys up never slow dispatching.
 //
-// A lookup (also `scheduler inspect`, which has no service behind it)
-// finds the key's partition with the partitioner the producers used
-// (internal/partitioner) and asks the loop (lookup.go), else reads the
-// key's records from the topics (history.go) and decides from them where
-// the schedule stands (decide.go). The page itself is view.go and
-// templates/.
+// A lookup (also `scheduler inspect` and `scheduler cancel`, which have no
+// service behind them) looks in the partition each producer partitioner
+// gives the key (internal/partitioner, --key-partitioner), asks the loop
+// (lookup.go), else reads the key's records from the topics (history.go)
+// and decides from them where the schedule stands (decide.go). The page
+// itself is view.go and templates/.
 package console
 
 import (
