@@ -199,14 +199,16 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if !slices.ContainsFunc(places, (*place).live) {
-		for _, p := range places {
-			if p.done || p.missing {
-				continue
-			}
-			if err := f.past(ctx, rd, set, p, key, now); err != nil && !errors.Is(err, errStopped) {
-				return Result{}, err
-			}
+	// Where nothing is live, what ended it. Beside a live version only
+	// what is already read is decided (a cancel that missed it is worth
+	// saying), not whole partitions read for a key they never held.
+	anyLive := slices.ContainsFunc(places, (*place).live)
+	for _, p := range places {
+		if p.done || p.missing || anyLive && (!p.read || p.sched == nil) {
+			continue
+		}
+		if err := f.past(ctx, rd, set, p, key, now); err != nil && !errors.Is(err, errStopped) {
+			return Result{}, err
 		}
 	}
 	res := choose(places)

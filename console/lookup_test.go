@@ -117,3 +117,48 @@ func TestLookupBounds(t *testing.T) {
 	require.Contains(t, res.Note, "stopped at its time bound")
 	require.NotEmpty(t, res.Searched)
 }
+
+// TestLookupSearchesEveryProducersPartition: a schedule a librdkafka
+// producer wrote (CRC32) is found by a lookup at the defaults, which says
+// where it looked, on the page and in the JSON, and names a cancel that
+// went to murmur2's partition and cancels nothing.
+func TestLookupSearchesEveryProducersPartition(t *testing.T) {
+	con, _, cl := lookupCluster(t, Config{})
+	h := con.Handler()
+	key := ""
+	for i := 0; key == ""; i++ {
+		k := "order-" + strconv.Itoa(i)
+		if partitioner.Partitioner(partitioner.ConsistentRandom).Partition([]byte(k), 3) != partitioner.Partitioner(partitioner.Murmur2).Partition([]byte(k), 3) {
+			key = k
+		}
+	}
+	crc := int32(partitioner.Partitioner(partitioner.ConsistentRandom).Partition([]byte(key), 3))
+	mm := int32(partitioner.Partitioner(partitioner.Murmur2).Partition([]byte(key), 3))
+	r, err := envelope.Schedule("orders", testNow.Add(time.Hour), []byte("p"), envelope.WithKey(key), envelope.WithTopic("s"))
+	require.NoError(t, err)
+	r.Partition = crc
+	require.NoError(t, cl.ProduceSync(context.Background(), r).FirstErr())
+	c := envelope.Cancel(key, envelope.WithTopic("s"))
+	c.Partition = mm // a cancel partitioned as a Java producer would: it misses
+	require.NoError(t, cl.ProduceSync(context.Background(), c).FirstErr())
+
+	w := get(t, h, http.MethodGet, "/api/schedules/"+key)
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var res Result
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &res))
+	require.Equal(t, StatePending, res.State, "the cancel in another partition cancels nothing")
+	require.Equal(t, crc, res.Partition)
+	require.GreaterOrEqual(t, len(res.Searched), 2)
+	states := map[int32]string{}
+	for _, s := range res.Searched {
+		states[s.Partition] = s.State
+	}
+	require.Equal(t, StatePending, states[crc])
+	require.Equal(t, StateCancelled, states[mm])
+	require.Contains(t, res.Note, "cancels nothing")
+
+	page := get(t, h, http.MethodGet, "/?key="+key).Body.String()
+	require.Contains(t, page, `data-field="searched"`)
+	require.Contains(t, page, "consistent_random")
+	require.Contains(t, page, "cancels nothing")
+}
