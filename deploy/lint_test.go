@@ -12,10 +12,7 @@ import (
 )
 
 // TestLint: `helm lint --strict` through the SDK, on the chart's own
-// defaults and on each ci/ values file: no error and no warning. (Lint
-// renders with the engine's lint mode, in which `fail` does not fail, so
-// it passes on the defaults, which lack brokers; TestRenderRefuses checks
-// that rendering them fails.)
+// defaults and on each ci/ values file: no error and no warning.
 func TestLint(t *testing.T) {
 	for _, file := range append([]string{""}, ciValues(t)...) {
 		name := "defaults"

@@ -165,14 +165,19 @@ func renderDecode(t *testing.T, files []string, sets ...string) *objects {
 	return o
 }
 
-// TestRenderStrict: the chart renders on each ci/ values file, every
+// TestRenderStrict: the chart renders on its defaults (`helm template`
+// with no values) and on each ci/ values file, every
 // object decodes strictly into its API type, and the invariants of SPEC 12
 // hold (invariants.go); then the binary accepts every flag and variable
 // the pod passes it (flags_test.go).
 func TestRenderStrict(t *testing.T) {
-	for _, file := range ciValues(t) {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			o := renderDecode(t, []string{file})
+	for _, file := range append([]string{""}, ciValues(t)...) {
+		name, files := filepath.Base(file), []string{file}
+		if file == "" {
+			name, files = "defaults", nil // `helm template` with no values at all
+		}
+		t.Run(name, func(t *testing.T) {
+			o := renderDecode(t, files)
 			if err := o.invariants(); err != nil {
 				t.Fatalf("invariants:\n%v", err)
 			}
@@ -193,7 +198,7 @@ func TestRenderRefuses(t *testing.T) {
 		sets  []string
 		says  string
 	}{
-		{"no brokers", nil, nil, "kafka.brokers is required"},
+		{"no brokers", nil, []string{"kafka.brokers=null"}, "kafka.brokers is required"},
 		{"instance id from values", []string{def}, []string{"config.instance-id=a"}, "instance-id is set by the chart"},
 		{"password on the command line", []string{def}, []string{"config.sasl-password=x"}, "sasl-password is set by the chart"},
 		{"embedded broker", []string{def}, []string{"config.data-dir=/data"}, "data-dir is set by the chart"},
