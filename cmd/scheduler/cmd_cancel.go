@@ -58,7 +58,7 @@ func cancelCmd(ctx context.Context, s *stdio, args []string) error {
 	f := console.NewFinder(console.FinderConfig{
 		Sets:   []topic.Set{{Schedules: o.topic}},
 		Client: cl, KeyPartitioner: o.keyPartitioner,
-		Progress: searchProgress(s.err, time.Now()),
+		Progress: searchProgress(s.err, time.Now),
 	})
 	q := console.Query{Key: o.key, Partition: -1}
 	if o.partitionKey.set {

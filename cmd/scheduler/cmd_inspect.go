@@ -41,7 +41,7 @@ func inspectCmd(ctx context.Context, s *stdio, args []string) error {
 	defer cl.Close()
 	f := console.NewFinder(console.FinderConfig{
 		Sets: []topic.Set{o.topics}, Client: cl, KeyPartitioner: o.keyPartitioner,
-		Progress: searchProgress(s.err, time.Now()),
+		Progress: searchProgress(s.err, time.Now),
 	})
 	res, err := f.Lookup(ctx, o.query)
 	if err != nil {

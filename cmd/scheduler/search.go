@@ -25,13 +25,14 @@ const progressAfter = 2 * time.Second
 // once the search has run progressAfter and then every progressAfter,
 // how many records it has read and of which partition: reading a large
 // partition for a key it does not hold takes seconds.
-func searchProgress(w io.Writer, start time.Time) func(topic string, partition int32, read int64) {
+func searchProgress(w io.Writer, clock func() time.Time) func(topic string, partition int32, read int64) {
 	var mu sync.Mutex
+	start := clock()
 	last := start
 	return func(topic string, partition int32, read int64) {
 		mu.Lock()
 		defer mu.Unlock()
-		now := time.Now()
+		now := clock()
 		if now.Sub(start) < progressAfter || now.Sub(last) < progressAfter {
 			return
 		}
