@@ -29,7 +29,10 @@ type cancelOpts struct {
 // a named --key-partitioner; else it looks for the key's live schedule in
 // the partition of each candidate partitioner and cancels each it finds.
 // Finding none, it writes nothing and fails: a cancel written elsewhere
-// would cancel nothing, and say it did.
+// would cancel nothing, and say it did. Under auto, --partition-key is
+// looked for the same way, and when no candidate holds the schedule the
+// cancel still goes where the flag names (its murmur2 partition, the
+// default partitioner's), as told, with a warning.
 func cancelCmd(ctx context.Context, s *stdio, args []string) error {
 	o, err := parseCancel(args, s.lookupEnv)
 	if err != nil {
@@ -68,6 +71,15 @@ func cancelCmd(ctx context.Context, s *stdio, args []string) error {
 	if err != nil {
 		return fmt.Errorf("looking for the schedule of key %q in %s: %w", o.key, o.topic, kclient.Explained(o.conn.Diagnose(err)))
 	}
+	if len(live) == 0 && o.partitionKey.set {
+		out, err := produceOne(ctx, &o.conn, placement(partitioner.Default, -1, []byte(o.partitionKey.v)), rec, o.timeout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(s.err, "warning: no live schedule of key %q in %s partition %s; the cancel went to partition %d, where --partition-key puts it under %s, as told\n",
+			o.key, o.topic, searchedList(searched), out.Partition, partitioner.Default)
+		return printResult(s.out, o.json, out, nil)
+	}
 	if len(live) == 0 {
 		return fmt.Errorf("no live schedule of key %q in %s partition %s: nothing written (a cancel there would cancel nothing). If the schedule was written to another partition, name it with --partition N, or --partition-key K with --key-partitioner",
 			o.key, o.topic, searchedList(searched))
@@ -88,7 +100,7 @@ func cancelCmd(ctx context.Context, s *stdio, args []string) error {
 }
 
 func parseCancel(args []string, lookupEnv func(string) (string, bool)) (*cancelOpts, error) {
-	f := newFlagSet("cancel", "Cancel a schedule (SPEC 3.2): write a null-value record with its key to the partition holding it.\nWithout --partition it looks for the key's live schedule in the partition each producer's\npartitioner gives it (--key-partitioner) and cancels it there (each, if several hold one);\nfinding none, it writes nothing and exits 1. --partition writes where it says, and so does\n--partition-key under a named --key-partitioner.\nPrints key=<key> partition=<p> offset=<o> per cancel written.")
+	f := newFlagSet("cancel", "Cancel a schedule (SPEC 3.2): write a null-value record with its key to the partition holding it.\nWithout --partition it looks for the key's live schedule in the partition each producer's\npartitioner gives it (--key-partitioner) and cancels it there (each, if several hold one);\nfinding none, it writes nothing and exits 1. --partition writes where it says; --partition-key\nis looked for like a key, and where nothing is live names the partition (its murmur2 one, or\nunder a named --key-partitioner that one's) and the cancel goes there.\nPrints key=<key> partition=<p> offset=<o> per cancel written.")
 	o := &cancelOpts{topic: envelope.DefaultTopic}
 	var partition optInt
 	toolConn(f, &o.conn)
