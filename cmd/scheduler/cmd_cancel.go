@@ -81,7 +81,7 @@ func cancelCmd(ctx context.Context, s *stdio, args []string) error {
 		return printResult(s.out, o.json, out, nil)
 	}
 	if len(live) == 0 {
-		return fmt.Errorf("no live schedule of key %q in %s partition %s: nothing written (a cancel there would cancel nothing). If the schedule was written to another partition, name it with --partition N, or --partition-key K with --key-partitioner",
+		return fmt.Errorf("no live schedule of key %q in %s partition %s: nothing written (a cancel there would cancel nothing). If the schedule was written to another partition, name it with --partition N, or with --partition-key K when it was partitioned by another key",
 			o.key, o.topic, searchedList(searched))
 	}
 	if len(live) > 1 {
