@@ -406,3 +406,46 @@ func BenchmarkDispatchCycle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLoadRecurring loads 10^5 recurring schedules due today into a
+// new tracker, as BenchmarkLoad does schedules sent once: every read
+// validates the expression in its zone and its minimum interval.
+func BenchmarkLoadRecurring(b *testing.B) {
+	const n = 100000
+	for _, c := range []struct {
+		name string
+		rec  envelope.Recurrence
+	}{
+		{"every", envelope.Recurrence{Cron: "@every 1m"}},
+		{"hourly", envelope.Recurrence{Cron: "0 * * * *"}},
+		{"weekdays-paris", envelope.Recurrence{Cron: "*/5 9-17 * * MON-FRI", Timezone: "Europe/Paris"}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			payload := make([]byte, 100)
+			recs := make([]*kgo.Record, n)
+			for i := range recs {
+				r, err := envelope.Recurring("orders", c.rec, t0.Add(time.Duration(i%36000)*time.Second), payload,
+					envelope.WithKey("orders-4c1f1a8e-0a2b-4f7d-9f1e-"+strconv.Itoa(i)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Offset = int64(i)
+				recs[i] = r
+			}
+			clk := &cpuClock{b: b}
+			b.ReportAllocs()
+			for b.Loop() {
+				clk.run()
+				tr := New(Config{}, 0, n, t0)
+				for _, r := range recs {
+					tr.Observe(r, t0)
+				}
+				if st := tr.Status(); !st.Loaded || st.Held+st.Future != n {
+					b.Fatalf("loaded %v, held %d, future %d; want %d", st.Loaded, st.Held, st.Future, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+			clk.report(b.N*n, "record")
+		})
+	}
+}

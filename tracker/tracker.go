@@ -140,8 +140,8 @@ type Tracker struct {
 	warm      map[string]struct{} // targets to warm, for the next Ready
 	out       []Item              // Ready.Items, reused
 
-	minInterval, grace time.Duration          // Config.CronMinInterval, CronGrace
-	crons              map[string]*parsedCron // parsed expressions, by expression and zone
+	minInterval, grace time.Duration           // Config.CronMinInterval, CronGrace
+	crons              map[cronKey]*parsedCron // parsed expressions
 	// recurs holds, by key ident, what the operators' list shows of each
 	// recurring schedule whose live version is held or indexed
 	// (recur.go): the tracker's only memory of an indexed one's key.
@@ -189,7 +189,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		warm:        make(map[string]struct{}),
 		minInterval: cmp.Or(cfg.CronMinInterval, DefaultCronMinInterval),
 		grace:       cmp.Or(cfg.CronGrace, DefaultCronGrace),
-		crons:       make(map[string]*parsedCron),
+		crons:       make(map[cronKey]*parsedCron),
 	}
 	for _, topic := range cfg.OwnTopics {
 		t.own[topic] = true
