@@ -225,9 +225,8 @@ func (t *Tracker) staleCopy(h uint64, id ident, r *kgo.Record, live *entry, nowM
 	}
 }
 
-func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
+func (t *Tracker) tombstone(key []byte, h uint64, names, at int64, now time.Time) {
 	nowMs := now.UnixMilli()
-	h := t.hash(key)
 	id := t.ident(h, key)
 	ours := t.dropEcho(id, names, false)
 	// A tombstone removes exactly the version it names. Any other live

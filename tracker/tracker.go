@@ -166,8 +166,9 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		cfg.Lead = DefaultLead
 	}
 	// The records to load bound the versions it will hold: size the
-	// heap for them at once rather than copying it while it doubles
-	// (32 bytes a record, also for records of later days).
+	// heap and the key table for them at once rather than copying them
+	// while they double (32 and 21 to 43 bytes a record, also for
+	// records of later days; finishLoading shrinks them).
 	hint := int(min(max(end-start, 0), maxPresize))
 	t := &Tracker{
 		cfg:         cfg,
@@ -191,6 +192,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		grace:       cmp.Or(cfg.CronGrace, DefaultCronGrace),
 		crons:       make(map[cronKey]*parsedCron),
 	}
+	t.keys.reserve(hint)
 	for _, topic := range cfg.OwnTopics {
 		t.own[topic] = true
 	}
@@ -203,7 +205,48 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 
 // Observe applies the next record of the partition, control records
 // included: they advance the position.
-func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
+func (t *Tracker) Observe(r *kgo.Record, now time.Time) { t.observe(r, t.recordHash(r), now) }
+
+// observeAhead is how many records ObserveAll looks up at once.
+const observeAhead = 8
+
+// ObserveAll applies records of the partition in order, each as Observe
+// does. Each record's key is looked up in the key table, and a tombstone's
+// in the expected echoes: once the tables outgrow the caches (a million
+// keys held), each lookup is a cache and TLB miss, and Observe waits for
+// them one after another. ObserveAll hashes the keys of the next few
+// records and reads their first slots before applying any of them, so
+// that the misses overlap, as Advance does for the versions it unlinks.
+func (t *Tracker) ObserveAll(rs []*kgo.Record, now time.Time) {
+	var hs [observeAhead]uint64
+	for len(rs) > 0 {
+		batch := rs[:min(len(rs), observeAhead)]
+		for i, r := range batch {
+			hs[i] = t.recordHash(r)
+			if hs[i] != 0 {
+				t.keys.touch(hs[i])
+				t.echoes.touch(hs[i])
+			}
+		}
+		for i, r := range batch {
+			t.observe(r, hs[i], now)
+		}
+		rs = rs[len(batch):]
+	}
+}
+
+// recordHash is the hash of a record's key, the h that observe takes: 0
+// for a control record or a record without a key, which is not looked
+// up.
+func (t *Tracker) recordHash(r *kgo.Record) uint64 {
+	if r.Key == nil || r.Attrs.IsControl() {
+		return 0
+	}
+	return t.hash(r.Key)
+}
+
+// observe is Observe, given h, the hash of the record's key (recordHash).
+func (t *Tracker) observe(r *kgo.Record, h uint64, now time.Time) {
 	if t.blocked != "" || r.Offset < t.pos {
 		return
 	}
@@ -216,22 +259,22 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			switch env.Kind {
 			case envelope.KindSchedule:
 				if ee := t.checkTarget(&env, now.UnixMilli()); ee != nil {
-					t.invalid(r, ee, now)
+					t.invalid(r, h, ee, now)
 					break
 				}
 				var pc *parsedCron
 				if env.Recur != nil {
 					var ee *envelope.Error
 					if pc, ee = t.checkRecur(&env); ee != nil {
-						t.invalid(r, ee, now)
+						t.invalid(r, h, ee, now)
 						break
 					}
 				}
-				t.schedule(r, &env, pc, now)
+				t.schedule(r, h, &env, pc, now)
 			case envelope.KindCancel:
-				t.cancel(r.Key, r.Offset)
+				t.cancel(r.Key, h, r.Offset)
 			case envelope.KindTombstone:
-				t.tombstone(r.Key, env.Names, r.Offset, now)
+				t.tombstone(r.Key, h, env.Names, r.Offset, now)
 			}
 		case *envelope.VersionError:
 			// Stop before this record: its position is not passed, so
@@ -240,11 +283,11 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			t.blockedAt = r.Offset
 			return
 		case *envelope.Error:
-			t.invalid(r, e, now)
+			t.invalid(r, h, e, now)
 		default:
 			// Parse has no other errors; should one appear, the record
 			// is still rejected rather than passed over in silence.
-			t.invalid(r, record.Errorf(envelope.CodeMissingHeader, "%v", e), now)
+			t.invalid(r, h, record.Errorf(envelope.CodeMissingHeader, "%v", e), now)
 		}
 		if t.arena.untidy() {
 			t.tidy()
@@ -279,5 +322,6 @@ func (t *Tracker) finishLoading() {
 	if c := cap(t.heap); c > minHeapRoom && c > 4*len(t.heap) {
 		t.heap = append(make([]slot, 0, max(2*len(t.heap), minHeapRoom)), t.heap...)
 	}
+	t.keys.fit() // so does the key table
 	t.heapify()
 }
