@@ -172,7 +172,7 @@ func (t *Tracker) schedule(r *kgo.Record, h uint64, env *envelope.Envelope, pc *
 		t.index(id, r.Offset, env.DueMs)
 		return
 	}
-	e := t.newEntry(r, env.DueMs, env.DueMs, recurFlag(env))
+	e := t.newEntry(r, env.DueMs, env.DueMs, recurFlag(env), true)
 	if risky {
 		e.flags |= flagAtRisk
 	}
@@ -223,7 +223,7 @@ func (t *Tracker) cancel(key []byte, h uint64, at int64) {
 // key).
 func (t *Tracker) invalid(r *kgo.Record, h uint64, err *envelope.Error, now time.Time) {
 	nowMs := now.UnixMilli()
-	e := t.newEntry(r, nowMs, nowMs, flagInvalid)
+	e := t.newEntry(r, nowMs, nowMs, flagInvalid, false)
 	if t.rejects == nil {
 		t.rejects = make(map[*entry]*envelope.Error)
 	}

@@ -135,6 +135,9 @@ type Tracker struct {
 	windowEnd int64 // versions due before it are held in memory
 	admitting bool  // Ready.ReadDay was handed out; EndAdmit not called yet
 
+	vals  interned  // header values its entries share (pack.go)
+	codes []hdrCode // newEntry's, reused
+
 	own       map[string]bool     // Config.OwnTopics
 	warmAhead int64               // Config.WarmAhead, milliseconds
 	warm      map[string]struct{} // targets to warm, for the next Ready
