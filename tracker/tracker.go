@@ -32,8 +32,12 @@ const (
 	// (see noteGone).
 	goneWindow = 1 << 20
 
-	// maxPresize bounds how many versions New makes room for up front.
-	maxPresize = 1 << 22
+	// maxPresize bounds how many versions New makes room for up front
+	// in the heap, and maxKeyPresize in the key table (24 bytes each).
+	// The table costs less a version and is not copied by growing as
+	// the heap is; growing it past its size rehashes every key.
+	maxPresize    = 1 << 22
+	maxKeyPresize = 1 << 24
 
 	// minHeapRoom is the room for versions below which the heap is not
 	// shrunk once loaded.
@@ -195,7 +199,7 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		grace:       cmp.Or(cfg.CronGrace, DefaultCronGrace),
 		crons:       make(map[cronKey]*parsedCron),
 	}
-	t.keys.reserve(hint)
+	t.keys.reserve(int(min(max(end-start, 0), maxKeyPresize)))
 	for _, topic := range cfg.OwnTopics {
 		t.own[topic] = true
 	}
