@@ -111,6 +111,13 @@ type Config struct {
 	// once every one is sent, before the service stops, to write a heap
 	// profile: the broker's share of memory is what its code holds.
 	HeapProfile func(stage string)
+	// Window, when set, is called as each measured window of the load
+	// phase begins ("baseline-consume", "load", "dispatch",
+	// "baseline-produce"), and the function it returns as the window
+	// ends: profiles of one window alone (bench --window-profile). The
+	// baseline producer's window also holds the building of its records,
+	// which its clock leaves out.
+	Window func(name string) (end func())
 }
 
 // Result is what a run measured. Rates are schedules per second.
@@ -229,6 +236,9 @@ func (c *Config) defaults() {
 	}
 	if c.HeapProfile == nil {
 		c.HeapProfile = func(string) {}
+	}
+	if c.Window == nil {
+		c.Window = func(string) func() { return func() {} }
 	}
 }
 

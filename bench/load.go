@@ -40,8 +40,10 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	}
 
 	r.cfg.Progress("load: baseline consumer")
+	endWindow := r.cfg.Window("baseline-consume")
 	cpu0 := cpuTime()
 	rate, err := r.baselineConsume(ctx, schedules)
+	endWindow()
 	if err != nil {
 		return err
 	}
@@ -50,9 +52,11 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 
 	r.cfg.Progress("load: the scheduler loads and sends them")
 	c := newCommitted(n, nil)
+	endWindow = r.cfg.Window("load")
 	t0, cpu0 := time.Now(), cpuTime()
 	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
 	if err != nil {
+		endWindow()
 		return err
 	}
 	defer stop()
@@ -65,6 +69,7 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	})
 	assigned, loaded, err := waitLoaded(ctx, s, r.cfg.Partitions)
 	stopWatch()
+	endWindow()
 	if err != nil {
 		return err
 	}
@@ -78,9 +83,11 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	before := c.n
 	c.mu.Unlock()
 	stopWatch = r.watch("load: sending", n, c.count)
+	endWindow = r.cfg.Window("dispatch")
 	// A generous bound that grows with N: a run that slows down fails
 	// with what it sent rather than hanging.
 	err = c.wait(ctx, 10*time.Minute+time.Duration(n/10_000)*time.Second)
+	endWindow()
 	stopWatch()
 	if err != nil {
 		return err
@@ -94,7 +101,9 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	stop()
 
 	r.cfg.Progress("load: baseline producer")
+	endWindow = r.cfg.Window("baseline-produce")
 	rate, err = r.baselineProduce(ctx, schedules, target)
+	endWindow()
 	if err != nil {
 		return err
 	}

@@ -112,6 +112,7 @@ type Engine struct {
 	recur     recurringState // the list of recurring schedules (recurring.go)
 	flushCtx  context.Context
 	results   []tracker.Result // onFlushed's, reused
+	spareMem  []*batchMem      // memory of committed batches, for the next (flush.go)
 
 	// write writes a batch: the dispatcher's Flush. Tests of the loop's
 	// batching replace it to count batches without a broker.

@@ -22,6 +22,54 @@ const parkRetry = 500 * time.Millisecond
 type inflight struct {
 	batch *dispatcher.Batch
 	parts map[*partition][]*dispatcher.Item
+	mem   *batchMem // what its items and their records are carved from; nil if it has none
+}
+
+// batchMem is the memory of a batch's items and of the records built
+// ahead for them (Item.Build). Once the batch has committed, every record
+// of it was produced and answered and the trackers have taken the
+// outcomes back (Advance copies what it keeps), so the next batch is
+// carved from the same memory: the items, their records and the records'
+// headers were 2 KB of the 3.7 KB the service allocated per dispatched
+// schedule. A batch that failed, or whose outcome is unknown, may still
+// have records in the producer client: its memory is left to the garbage
+// collector.
+type batchMem struct {
+	items []dispatcher.Item  // capacity Config.BatchSize: items never move
+	ptrs  []*dispatcher.Item // the batch's Items
+	recs  record.Slab
+}
+
+// maxSpareMem bounds the batches' memory kept for the next ones: a batch
+// in flight, one formed ahead and one being formed use one each.
+const maxSpareMem = 2
+
+// takeMem returns memory for a new batch.
+func (e *Engine) takeMem() *batchMem {
+	if n := len(e.spareMem); n > 0 {
+		m := e.spareMem[n-1]
+		e.spareMem[n-1] = nil
+		e.spareMem = e.spareMem[:n-1]
+		return m
+	}
+	return &batchMem{items: make([]dispatcher.Item, 0, e.cfg.BatchSize), ptrs: make([]*dispatcher.Item, 0, e.cfg.BatchSize)}
+}
+
+// recycle keeps the memory of a batch that nothing refers to any more
+// (see batchMem) for the next one.
+func (e *Engine) recycle(in *inflight) {
+	m := in.mem
+	if m == nil || len(e.spareMem) >= maxSpareMem {
+		return
+	}
+	in.mem = nil
+	// Nothing of a schedule sent is kept alive by the memory. The batch's
+	// Items were appended to ptrs[:0]: its length is not theirs.
+	clear(m.items)
+	clear(m.ptrs[:cap(m.ptrs)])
+	m.items = m.items[:0]
+	m.recs.Reset()
+	e.spareMem = append(e.spareMem, m)
 }
 
 type flushed struct {
@@ -83,10 +131,12 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 	if in != nil {
 		size = len(in.batch.Items)
 	}
-	// The items of one call, in one allocation, and their records
-	// carved from one Slab: a batch lives and dies as a whole.
-	var slab []dispatcher.Item
-	var recs record.Slab
+	// The items of a batch, in one allocation, and their records carved
+	// from one Slab: a batch lives and dies as a whole (batchMem).
+	var mem *batchMem
+	if in != nil {
+		mem = in.mem
+	}
 	limit := e.batchSize()
 	n := len(e.order)
 	first := int(e.cfg.Now().UnixNano() % int64(n)) // no partition always first
@@ -99,28 +149,38 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 		// into the slab.
 		due := e.ready(p, now, limit-size).Items
 		for j := range due {
-			if slab == nil {
-				slab = make([]dispatcher.Item, 0, limit-size)
+			if mem == nil {
+				mem = e.takeMem()
 			}
-			slab = append(slab, dispatcher.Item{
+			// At most BatchSize items are carved for a batch: a parked
+			// one gives its place back below.
+			mem.items = append(mem.items, dispatcher.Item{
 				Item:      due[j],
 				Source:    record.Source{Topic: p.tp.topic, Partition: p.tp.partition, Offset: due[j].Offset},
 				LogsTopic: p.set.Logs,
 			})
-			it := &slab[len(slab)-1]
+			it := &mem.items[len(mem.items)-1]
 			if it.Op == tracker.OpDispatch {
 				if !e.resolve(p, it, now) {
+					// Parked: the tracker took the item back by
+					// value, and its place is free again.
+					*it = dispatcher.Item{}
+					mem.items = mem.items[:len(mem.items)-1]
 					continue
 				}
-				it.Build(&recs)
+				it.Build(&mem.recs)
 			}
 			if in == nil {
-				in = &inflight{batch: &dispatcher.Batch{Items: make([]*dispatcher.Item, 0, limit)}, parts: map[*partition][]*dispatcher.Item{}}
+				in = &inflight{batch: &dispatcher.Batch{Items: mem.ptrs[:0]}, parts: map[*partition][]*dispatcher.Item{}, mem: mem}
 			}
 			in.batch.Items = append(in.batch.Items, it)
 			in.parts[p] = append(in.parts[p], it)
 			size++
 		}
+	}
+	if in == nil && mem != nil && len(e.spareMem) < maxSpareMem {
+		// Every item due was parked: nothing was carved from it.
+		e.spareMem = append(e.spareMem, mem)
 	}
 	return in
 }
@@ -134,7 +194,8 @@ func (e *Engine) recheck(in *inflight, now time.Time) *inflight {
 	if in == nil {
 		return nil
 	}
-	out := &inflight{batch: &dispatcher.Batch{}, parts: map[*partition][]*dispatcher.Item{}}
+	// The items stay where they were carved: the memory goes with them.
+	out := &inflight{batch: &dispatcher.Batch{}, parts: map[*partition][]*dispatcher.Item{}, mem: in.mem}
 	ended := map[*partition][]tracker.Result{}
 	for _, it := range in.batch.Items {
 		p := e.parts[tp{it.Source.Topic, it.Source.Partition}]
@@ -341,6 +402,9 @@ func (e *Engine) onFlushed(f flushed) {
 	}
 	if e.cfg.Hooks.OnCommitted != nil && len(committed) > 0 {
 		e.cfg.Hooks.OnCommitted(committed, f.at)
+	}
+	if res.Err == nil {
+		e.recycle(f.in)
 	}
 	if res.Err != nil {
 		// The batch formed ahead may hold items of the partitions that

@@ -97,9 +97,7 @@ func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
 			recycle(fp.Records)
 			return
 		}
-		for _, r := range fp.Records {
-			p.tr.Observe(r, now)
-		}
+		p.tr.ObserveAll(fp.Records, now)
 		// The tracker copied what it keeps: the memory goes back to
 		// the fetch pool (pool.go).
 		recycle(fp.Records)

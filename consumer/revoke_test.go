@@ -5,14 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
-	"github.com/scheduler-dev/scheduler/internal/topic"
 )
 
 // TestLostPartitionWaitsForItsBatch: a partition lost while a batch of it
@@ -23,36 +19,8 @@ import (
 // while that batch had yet to write, and its schedules went out twice.
 func TestLostPartitionWaitsForItsBatch(t *testing.T) {
 	const schedules, target = "s", "orders"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, target, schedules+"_states"))
-	require.NoError(t, err)
-	defer c.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	require.NoError(t, err)
-	defer cl.Close()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	now := time.Now()
-	targets := dispatcher.NewTargets(cl, 30*time.Second, nil, zerolog.Nop())
-	go targets.Run(ctx)
-	require.Eventually(t, func() bool {
-		st, _ := targets.Lookup(target, now)
-		return st == dispatcher.TargetReady
-	}, 30*time.Second, 10*time.Millisecond, "the target topic's metadata")
-	disp, err := dispatcher.New(func() (*kgo.Client, error) {
-		return kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	}, dispatcher.Config{})
-	require.NoError(t, err)
-	defer disp.Close()
-
-	e, err := New(Config{
-		Sets:  []topic.Set{{Schedules: schedules, States: schedules + "_states", Logs: schedules + "_logs"}},
-		Group: "g", InstanceID: "i", BatchSize: 10,
-		Now:    func() time.Time { return now },
-		Logger: zerolog.Nop(),
-	}, Deps{Reporter: cl, Dispatcher: disp, Targets: targets})
-	require.NoError(t, err)
-	defer close(e.loopDone)
+	e := newTestEngine(t, schedules, target, 10, func() time.Time { return now })
 	// The write waits for the test: the batch is in flight until then.
 	writing, finish := make(chan *dispatcher.Batch, 1), make(chan struct{})
 	e.write = func(_ context.Context, b *dispatcher.Batch) dispatcher.Result {
@@ -63,7 +31,6 @@ func TestLostPartitionWaitsForItsBatch(t *testing.T) {
 		}
 		return dispatcher.Result{Committed: true}
 	}
-	e.flushCtx = ctx
 
 	// One partition holding two due schedules, loaded.
 	at := tp{schedules, 0}

@@ -177,6 +177,15 @@ type Dispatcher struct {
 	seen    []string
 
 	tracing *tracing // nil without Config.TracerProvider
+
+	// spareSlab and spareProd are the Slab and the production of the
+	// last transaction that committed, each of its records produced and
+	// answered: the next one carves its records from the same chunks and
+	// produces through the same slices (see record.Slab). usedSlab and
+	// usedProd are those of the transaction that committed in the Flush
+	// running, until it ends. Only Flush touches them.
+	spareSlab, usedSlab *record.Slab
+	spareProd, usedProd *production
 }
 
 // New returns a Dispatcher writing with clients newClient builds, with
@@ -358,5 +367,11 @@ func (d *Dispatcher) Flush(ctx context.Context, b *Batch) Result {
 	}
 	res.Duration = time.Since(start)
 	spans.end(res)
+	if d.usedSlab != nil {
+		d.usedSlab.Reset()
+		d.usedProd.reset()
+		d.spareSlab, d.spareProd = d.usedSlab, d.usedProd
+		d.usedSlab, d.usedProd = nil, nil
+	}
 	return res
 }

@@ -128,11 +128,27 @@ type answer struct {
 	err error
 }
 
-// produce starts a production of about n records.
+// produce starts a production of about n records, in the memory of the
+// last one that committed if there is one (Dispatcher.spareProd).
 func (d *Dispatcher) produce(n int) *production {
+	if p := d.spareProd; p != nil {
+		d.spareProd = nil
+		p.cl = d.client()
+		return p
+	}
 	p := &production{cl: d.client(), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n), answers: make([]answer, 0, n)}
 	p.promise = p.answer
 	return p
+}
+
+// reset empties a production whose every record was answered, for the
+// next one: no promise of it can run any more.
+func (p *production) reset() {
+	clear(p.recs)
+	clear(p.who)
+	clear(p.answers)
+	p.recs, p.who, p.answers, p.gone = p.recs[:0], p.who[:0], p.answers[:0], nil
+	p.acked.Store(0)
 }
 
 // add produces r at once: building the next records overlaps writing this

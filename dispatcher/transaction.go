@@ -43,9 +43,14 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 	}
 	d.hook(HookBeforeProduce)
 	prod := d.produce(3 * len(b.Items))
-	var slab record.Slab // the audit records, and the records of items not built ahead
+	// The audit records, and the records of items not built ahead.
+	slab := d.spareSlab
+	if slab == nil {
+		slab = new(record.Slab)
+	}
+	d.spareSlab = nil
 	for _, it := range b.Items {
-		w := d.records(it, b.At, &slab)
+		w := d.records(it, b.At, slab)
 		for i := range w.n {
 			prod.add(fctx, w.recs[i], produced{it, w.roles[i]})
 		}
@@ -56,6 +61,13 @@ func (d *Dispatcher) transact(ctx context.Context, b *Batch) (int, error) {
 		err = d.commit(fctx, prod.cl, prod.recs)
 		if err == nil {
 			d.hook(HookAfterCommit)
+			// Every record was answered and the transaction committed:
+			// the client holds none of them any more, and Flush, once
+			// done with them (the spans read the targets), keeps the
+			// memory for the next batch. After a failure the client may
+			// hold records still (a flush that timed out): they are left
+			// to the garbage collector.
+			d.usedSlab, d.usedProd = slab, prod
 			return 0, nil
 		}
 	}

@@ -225,11 +225,12 @@ func Parse(r *kgo.Record, now time.Time) (Envelope, error) {
 // The minimum interval between firings is the service's setting, not the
 // record's, so it is checked by the service, not here.
 func parseRecurrence(c *control, now time.Time) (*Recurrence, error) {
-	expr, _ := c.get(iCron)
-	r := &Recurrence{Cron: string(expr)}
-	if zone, ok := c.get(iTimezone); ok {
-		r.Timezone = string(zone)
-	}
+	cronExpr, _ := c.get(iCron)
+	zone, _ := c.get(iTimezone)
+	// The strings of the expression parsed lately (check parses it
+	// again from them, from the same cache): no copy per envelope read.
+	p := parsedExpr(cronExpr, zone)
+	r := &Recurrence{Cron: p.cron, Timezone: p.zone}
 	if until, ok := c.get(iUntil); ok {
 		sec, ok := parseDecimal(until)
 		switch {

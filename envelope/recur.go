@@ -3,6 +3,7 @@ package envelope
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -58,7 +59,8 @@ func Recurring(targetTopic string, rec Recurrence, now time.Time, payload []byte
 // It returns the parsed expression, or the error with the code the service
 // rejects the envelope with.
 func (r *Recurrence) check() (cron.Schedule, *Error) {
-	s, err := cron.Parse(r.Cron, r.Timezone)
+	p := parsedExpr(r.Cron, r.Timezone)
+	s, err := p.s, p.err
 	switch {
 	case errors.Is(err, cron.ErrZone):
 		return s, errorf(CodeBadTimezone, "header %s: %v", HeaderTimezone, err)
@@ -68,6 +70,47 @@ func (r *Recurrence) check() (cron.Schedule, *Error) {
 		return s, errorf(CodeBadCron, "header %s is %d, reaching %s %d: no firing is left", HeaderFireCount, r.FireCount, HeaderMaxFires, r.MaxFires)
 	}
 	return s, nil
+}
+
+// expr is an expression parsed in its zone, with what cron.Parse said.
+// Its strings are shared by the envelopes that name it: a recurring
+// envelope's Cron and Timezone are these, not copies of its headers.
+type expr struct {
+	cron, zone string
+	s          cron.Schedule
+	err        error
+}
+
+// exprs remembers the expressions parsed lately. Every read of a
+// recurring envelope checks its expression in its zone, and a partition
+// holds a handful of expressions read a million times over: parsing each
+// again (some 30 allocations) made loading recurring schedules several
+// times as costly as loading schedules sent once. Lock-free and bounded,
+// as topics is: a slot holds whichever expression hashed to it last.
+// cron.Schedule is a value that nothing changes once parsed, so one is
+// shared by every goroutine that parses.
+var exprs [256]atomic.Pointer[expr]
+
+// parsedExpr returns the expression cronExpr in zone, parsed, from exprs
+// when it is there: on a hit it allocates nothing, the bytes of a header
+// compared in place.
+func parsedExpr[T string | []byte](cronExpr, zone T) *expr {
+	h := uint32(2166136261) // FNV-1a over both, a zero byte between
+	for i := 0; i < len(cronExpr); i++ {
+		h = (h ^ uint32(cronExpr[i])) * 16777619
+	}
+	h *= 16777619
+	for i := 0; i < len(zone); i++ {
+		h = (h ^ uint32(zone[i])) * 16777619
+	}
+	slot := &exprs[h%uint32(len(exprs))]
+	if p := slot.Load(); p != nil && p.cron == string(cronExpr) && p.zone == string(zone) {
+		return p
+	}
+	p := &expr{cron: string(cronExpr), zone: string(zone)}
+	p.s, p.err = cron.Parse(p.cron, p.zone)
+	slot.Store(p)
+	return p
 }
 
 // TooFrequent is the rejection of a recurring schedule whose expression

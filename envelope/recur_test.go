@@ -152,3 +152,67 @@ func TestParseWithoutCronAllocatesNothing(t *testing.T) {
 		}
 	}))
 }
+
+// TestParseRecurrenceFromCache: expressions are parsed once and shared,
+// and what a parse says never depends on what was parsed before it: the
+// same expression in another zone, a bad one read again, and more
+// expressions than the cache holds, read by several goroutines at once.
+func TestParseRecurrenceFromCache(t *testing.T) {
+	parse := func(expr, zone string) (Envelope, error) {
+		h := []string{HeaderCron, expr}
+		if zone != "" {
+			h = append(h, HeaderTimezone, zone)
+		}
+		return Parse(&kgo.Record{Key: []byte("k"), Value: []byte("p"), Headers: karafka(h...)}, now)
+	}
+	for range 2 {
+		env, err := parse("0 9 * * *", "Europe/Paris")
+		require.NoError(t, err)
+		require.Equal(t, "Europe/Paris", env.Recur.Timezone)
+		env, err = parse("0 9 * * *", "")
+		require.NoError(t, err)
+		require.Equal(t, "", env.Recur.Timezone, "the same expression in UTC")
+		_, err = parse("0 9 * *", "")
+		requireCode(t, err, CodeBadCron)
+		_, err = parse("0 9 * * *", "Europe/Atlantis")
+		requireCode(t, err, CodeBadTimezone)
+	}
+
+	// 600 expressions (the cache has 256 slots), each parsed by 4
+	// goroutines: every third is bad.
+	const n = 600
+	expr := func(i int) string {
+		if i%3 == 0 {
+			return strconv.Itoa(i) + " 9 * *"
+		}
+		return "@every " + strconv.Itoa(i+1) + "s"
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for j := range 3 * n {
+				i := (j * 7) % n
+				env, err := parse(expr(i), "")
+				switch {
+				case i%3 == 0 && err == nil:
+					errs <- errors.New(expr(i) + " parsed")
+					return
+				case i%3 != 0 && (err != nil || env.Recur.Cron != expr(i)):
+					errs <- errors.New(expr(i) + " read wrong")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		require.NoError(t, <-errs)
+	}
+}
+
+func requireCode(t *testing.T, err error, code Code) {
+	t.Helper()
+	var e *Error
+	require.True(t, errors.As(err, &e), "%v", err)
+	require.Equal(t, code, e.Code, e.Msg)
+}

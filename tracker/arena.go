@@ -142,12 +142,15 @@ func (a *arena) untidy() bool {
 }
 
 // newEntry returns an entry for the version r, due at due and next
-// eligible at at.
-func (t *Tracker) newEntry(r *kgo.Record, due, at int64, flags uint16) *entry {
-	n := packSize(r.Key, r.Value, r.Headers)
+// eligible at at. parsed says that due is the due time r's headers say
+// (a schedule parsed as valid), which its epoch headers then need not
+// repeat (see valDue).
+func (t *Tracker) newEntry(r *kgo.Record, due, at int64, flags uint16, parsed bool) *entry {
+	n, codes := packSize(r.Key, r.Value, r.Headers, &packOpts{due: due, derive: parsed, vals: &t.vals}, t.codes[:0])
+	t.codes = codes
 	sz := entryBytes(n)
 	c, buf := t.arena.alloc(sz)
-	packTo(buf[entrySize:entrySize+n], r.Key, r.Value, r.Headers)
+	packTo(buf[entrySize:entrySize+n], r.Key, r.Value, r.Headers, codes)
 	e := (*entry)(unsafe.Pointer(unsafe.SliceData(buf)))
 	*e = entry{offset: r.Offset, due: due, at: at, idx: -1, n: uint32(n), chunk: c.id, flags: flags}
 	return e

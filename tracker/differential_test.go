@@ -67,6 +67,9 @@ type sim struct {
 	batches    int
 	chunkMax   int
 	collide    bool // every key hashes the same
+	// batched: records are read a run at a time with ObserveAll, as the
+	// service reads a fetch, not one by one with Observe.
+	batched bool
 
 	// Recurring versions: their expression and number of firings, and
 	// the firings written so far (dispatched or refused).
@@ -195,6 +198,10 @@ func (s *sim) readOne() bool {
 	if s.read >= int64(len(s.log)) {
 		return false
 	}
+	if s.batched {
+		s.readRun()
+		return true
+	}
 	if r := s.log[s.read]; r != nil {
 		s.tr.Observe(r, s.now)
 		s.quiet = false
@@ -207,6 +214,31 @@ func (s *sim) readOne() bool {
 		s.syncTo = -1
 	}
 	return true
+}
+
+// readRun reads a run of up to 8 records with one ObserveAll, not past
+// a sync target, then takes a Ready, as the service reads a fetch.
+func (s *sim) readRun() {
+	end := min(int64(len(s.log)), s.read+1+int64(s.rng.IntN(8)))
+	if s.syncTo >= 0 {
+		end = min(end, s.syncTo)
+	}
+	var rs []*kgo.Record
+	for ; s.read < end; s.read++ {
+		if r := s.log[s.read]; r != nil {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) > 0 {
+		s.tr.ObserveAll(rs, s.now)
+		s.quiet = false
+	}
+	s.ready(0)
+	if s.syncTo >= 0 && s.read >= s.syncTo {
+		s.tr.EndSync(s.now)
+		s.quiet = false
+		s.syncTo = -1
+	}
 }
 
 // ready takes a Ready and acts on all of it, as the service does, and
@@ -714,6 +746,36 @@ func TestDifferentialAgainstLog(t *testing.T) {
 				"entries moved by tidy": int(cov.moves),
 				"firing":                cov.firings, "refused firing": cov.refusedFirings, "skipped firings": cov.skips,
 				"next version": cov.nextVersions, "last firing": cov.lastFirings, "list checked whole": cov.recurChecks,
+			} {
+				require.GreaterOrEqual(t, n, seeds/25, "the simulation rarely reaches %s", name)
+			}
+		})
+	}
+}
+
+// TestDifferentialObserveAll is the simulation above with records read a
+// run at a time through ObserveAll, which looks keys up ahead of applying
+// them: it must decide exactly as Observe does, record by record.
+func TestDifferentialObserveAll(t *testing.T) {
+	seeds := 200
+	if testing.Short() {
+		seeds = 25
+	}
+	for _, collide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("collide=%v", collide), func(t *testing.T) {
+			var cov coverage
+			for seed := range seeds {
+				t.Run(fmt.Sprint(seed), func(t *testing.T) {
+					s := newSim(t, uint64(seed)+1<<32, &cov, collide)
+					s.batched = true
+					s.run(600)
+					s.check()
+				})
+			}
+			for name, n := range map[string]int{
+				"dispatch": cov.dispatches, "re-append": cov.reappends, "stale copy": cov.staleCopies,
+				"read back": cov.restores, "sync": cov.syncs, "restart": cov.restarts, "admit": cov.admits,
+				"firing": cov.firings, "next version": cov.nextVersions,
 			} {
 				require.GreaterOrEqual(t, n, seeds/25, "the simulation rarely reaches %s", name)
 			}

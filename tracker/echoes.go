@@ -212,7 +212,7 @@ func (t *Tracker) pruneGone() {
 func (t *Tracker) staleCopy(h uint64, id ident, r *kgo.Record, live *entry, nowMs int64) {
 	// One millisecond early: the tombstone must be written before the live
 	// version is re-appended, or it would shadow that copy in turn.
-	e := t.newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp)
+	e := t.newEntry(r, nowMs, nowMs-1, flagDetached|flagTombOp, false)
 	if t.staleTombs == nil {
 		t.staleTombs = make(map[int64]*entry)
 	}
@@ -225,9 +225,8 @@ func (t *Tracker) staleCopy(h uint64, id ident, r *kgo.Record, live *entry, nowM
 	}
 }
 
-func (t *Tracker) tombstone(key []byte, names, at int64, now time.Time) {
+func (t *Tracker) tombstone(key []byte, h uint64, names, at int64, now time.Time) {
 	nowMs := now.UnixMilli()
-	h := t.hash(key)
 	id := t.ident(h, key)
 	ours := t.dropEcho(id, names, false)
 	// A tombstone removes exactly the version it names. Any other live
@@ -336,5 +335,5 @@ func (t *Tracker) Restore(offset int64, r *kgo.Record, now time.Time) {
 	}
 	t.dropFuture(id)
 	nowMs := now.UnixMilli()
-	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend|recurFlag(&env)))
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, nowMs, flagShadowed|flagReappend|recurFlag(&env), true))
 }

@@ -42,7 +42,8 @@ func (t *Tracker) Find(key []byte) (Version, bool) {
 		}
 		// A copy: the arena may move the entry (its bytes stay, but
 		// nothing should hold a chunk for an operator's lookup).
-		v.Key, v.Value, v.Headers, _ = unpack(strings.Clone(e.data()))
+		var d decodeBuf
+		v.Key, v.Value, v.Headers, _ = d.unpack(strings.Clone(e.data()), t.unpackCtx(e))
 		if e.flags&flagInvalid != 0 {
 			v.Err = t.rejects[e]
 		}

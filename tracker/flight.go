@@ -60,8 +60,8 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 }
 
 // decode decodes the records of items handed out, their headers in one
-// allocation for all. The entries' own records cannot be corrupt: pack
-// wrote them.
+// allocation for all, and the digits of the epochs pack left out in
+// another. The entries' own records cannot be corrupt: pack wrote them.
 func (t *Tracker) decode(items []Item) {
 	if len(items) == 0 {
 		return
@@ -70,12 +70,15 @@ func (t *Tracker) decode(items []Item) {
 	for i := range items {
 		n += packedHeaders(items[i].e.data())
 	}
-	slab := make([]kgo.RecordHeader, 0, n)
+	d := decodeBuf{hdrs: make([]kgo.RecordHeader, 0, n), digits: make([]byte, 0, 32*len(items))}
 	for i := range items {
 		it := &items[i]
-		it.Key, it.Value, it.Headers, slab, _ = unpackInto(it.e.data(), slab)
+		it.Key, it.Value, it.Headers, _ = d.unpack(it.e.data(), t.unpackCtx(it.e))
 	}
 }
+
+// unpackCtx is what e's record is unpacked with.
+func (t *Tracker) unpackCtx(e *entry) unpackCtx { return unpackCtx{due: e.due, vals: t.vals.strs} }
 
 // unecho forgets the echo due registered for an item that was not written.
 func (t *Tracker) unecho(it *Item) {

@@ -128,11 +128,10 @@ func (t *Tracker) hold(h uint64, key []byte, e *entry) {
 	t.push(e)
 }
 
-// schedule takes a valid schedule, the newest version of its key; pc is
-// its parsed expression if it recurs.
-func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, pc *parsedCron, now time.Time) {
+// schedule takes a valid schedule, the newest version of its key, whose
+// hash is h; pc is its parsed expression if it recurs.
+func (t *Tracker) schedule(r *kgo.Record, h uint64, env *envelope.Envelope, pc *parsedCron, now time.Time) {
 	nowMs := now.UnixMilli()
-	h := t.hash(r.Key)
 	prev := t.lookup(h, r.Key)
 	// The key's ident, where it is needed: a copy, a write of ours on its
 	// way, a later day, an indexed version to replace, or a recurring
@@ -173,7 +172,7 @@ func (t *Tracker) schedule(r *kgo.Record, env *envelope.Envelope, pc *parsedCron
 		t.index(id, r.Offset, env.DueMs)
 		return
 	}
-	e := t.newEntry(r, env.DueMs, env.DueMs, recurFlag(env))
+	e := t.newEntry(r, env.DueMs, env.DueMs, recurFlag(env), true)
 	if risky {
 		e.flags |= flagAtRisk
 	}
@@ -205,8 +204,7 @@ func recurFlag(env *envelope.Envelope) uint16 {
 	return 0
 }
 
-func (t *Tracker) cancel(key []byte, at int64) {
-	h := t.hash(key)
+func (t *Tracker) cancel(key []byte, h uint64, at int64) {
 	id := t.ident(h, key)
 	if prev := t.lookup(h, key); prev != nil {
 		t.forget(prev)
@@ -221,9 +219,11 @@ func (t *Tracker) cancel(key []byte, at int64) {
 	t.noteGone(id, t.copying(id), at)
 }
 
-func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
+// invalid holds a record to reject; h is its key's hash (0 without a
+// key).
+func (t *Tracker) invalid(r *kgo.Record, h uint64, err *envelope.Error, now time.Time) {
 	nowMs := now.UnixMilli()
-	e := t.newEntry(r, nowMs, nowMs, flagInvalid)
+	e := t.newEntry(r, nowMs, nowMs, flagInvalid, false)
 	if t.rejects == nil {
 		t.rejects = make(map[*entry]*envelope.Error)
 	}
@@ -235,7 +235,6 @@ func (t *Tracker) invalid(r *kgo.Record, err *envelope.Error, now time.Time) {
 	}
 	// An invalid record is still the newest version of its key: it
 	// replaces the previous one, as compaction will.
-	h := t.hash(r.Key)
 	if prev := t.lookup(h, r.Key); prev != nil {
 		t.forget(prev)
 	} else {

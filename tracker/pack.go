@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,38 +29,172 @@ func nameTag(name string) (tag uint64, literal bool) {
 	return 2*uint64(len(name)) + 1, true
 }
 
-// pack encodes a record's key, value and headers into one immutable string:
-// one allocation holding less than the record's own bytes, which is how the
-// tracker keeps today's schedules in memory. A nil key, value or header
-// value stays nil through unpack.
+// Values of the contract's headers that a held schedule need not carry
+// in full, for they repeat in every envelope or say what the tracker
+// keeps anyway: schedule_schema_version and schedule_source_type have one
+// value in practically every envelope, schedule_target_epoch and
+// schedule_target_epoch_ms say the due time the entry holds, and a
+// partition's schedules name a handful of target topics, interned by the
+// tracker. Together some 60 of the 240 bytes a schedule held; on a
+// machine where first touching memory is dear, each byte held costs CPU
+// (BENCHMARKS.md). Each is left out only where unpack gives back the very
+// same bytes: an epoch written otherwise than in plain decimal, or a
+// version other than SchemaVersion, is kept as it is.
 //
-// Layout: uvarint(len(key)+1) key, uvarint(len(value)+1) value,
-// uvarint(#headers), then per header its name (a tag, see nameTag) and
-// uvarint(len(value)+1) value; a length of 0 means nil.
+// The value of a header with a known name is written as uvarint(code),
+// then for valInterned the index, for valLiteral+n the n bytes; the value
+// of another header as uvarint(len+1), 0 for nil.
+const (
+	valNil      = 0
+	valConst    = 1 // constValues[name]
+	valDue      = 2 // the due time in decimal: seconds for the epoch, milliseconds for the epoch in ms
+	valInterned = 3 // interned.strs[uvarint that follows]
+	valLiteral  = 4 // valLiteral+n, then n bytes
+)
+
+var (
+	iSchemaVersion = envelope.HeaderIndex(envelope.HeaderSchemaVersion)
+	iSourceType    = envelope.HeaderIndex(envelope.HeaderSourceType)
+	iTargetEpoch   = envelope.HeaderIndex(envelope.HeaderTargetEpoch)
+	iTargetEpochMs = envelope.HeaderIndex(envelope.HeaderTargetEpochMs)
+	iTargetTopic   = envelope.HeaderIndex(envelope.HeaderTargetTopic)
+)
+
+// constValues are the values valConst stands for, by name index; shared
+// by every record unpacked (records only read header values).
+var constValues = func() [][]byte {
+	v := make([][]byte, len(knownNames))
+	v[iSchemaVersion] = []byte(envelope.SchemaVersion)
+	v[iSourceType] = []byte(envelope.SourceSchedule)
+	return v
+}()
+
+// maxInterned bounds the values a tracker interns: past it, new ones are
+// written in full.
+const maxInterned = 1024
+
+// interned holds the header values a tracker interns (target topics), for
+// the life of the tracker.
+type interned struct {
+	strs []string
+	idx  map[string]uint32
+}
+
+// id returns the index of v, interning it if there is room.
+func (in *interned) id(v []byte) (uint32, bool) {
+	if i, ok := in.idx[string(v)]; ok {
+		return i, true
+	}
+	if len(in.strs) >= maxInterned {
+		return 0, false
+	}
+	if in.idx == nil {
+		in.idx = make(map[string]uint32)
+	}
+	s := string(v)
+	in.idx[s] = uint32(len(in.strs))
+	in.strs = append(in.strs, s)
+	return uint32(len(in.strs) - 1), true
+}
+
+// packOpts is what a record is packed with: due is its schedule's due
+// time, and the epochs may be left out only if derive is set (the entry
+// holds that due time); vals, if set, interns target topics.
+type packOpts struct {
+	due    int64
+	derive bool
+	vals   *interned
+}
+
+// hdrCode is how one header's value is packed: valNil, valConst, valDue,
+// valInterned (with id) or valLiteral.
+type hdrCode struct {
+	code uint8
+	id   uint32
+}
+
+// codeOf decides how the value v of the header whose name has index i
+// (-1: not a known name) is packed.
+func codeOf(i int, v []byte, o *packOpts) hdrCode {
+	switch {
+	case v == nil:
+		return hdrCode{code: valNil}
+	case i < 0:
+		return hdrCode{code: valLiteral}
+	case constValues[i] != nil && string(v) == string(constValues[i]):
+		return hdrCode{code: valConst}
+	case (i == iTargetEpoch || i == iTargetEpochMs) && o.derive:
+		var buf [20]byte
+		if string(dueDigits(buf[:0], i, o.due)) == string(v) {
+			return hdrCode{code: valDue}
+		}
+	case i == iTargetTopic && o.vals != nil:
+		if id, ok := o.vals.id(v); ok {
+			return hdrCode{code: valInterned, id: id}
+		}
+	}
+	return hdrCode{code: valLiteral}
+}
+
+// dueDigits appends the value an epoch header with name index i has for
+// the due time dueMs: seconds (rounded down) or milliseconds, in decimal.
+func dueDigits(b []byte, i int, dueMs int64) []byte {
+	if i == iTargetEpoch {
+		sec := dueMs / 1000
+		if dueMs%1000 < 0 {
+			sec--
+		}
+		return strconv.AppendInt(b, sec, 10)
+	}
+	return strconv.AppendInt(b, dueMs, 10)
+}
+
+// pack encodes a record's key, value and headers into one immutable string,
+// leaving nothing out (packOpts{}): what the tests read back.
 func pack(key, value []byte, headers []kgo.RecordHeader) string {
-	buf := make([]byte, packSize(key, value, headers))
-	packTo(buf, key, value, headers)
+	var codes []hdrCode
+	n, codes := packSize(key, value, headers, &packOpts{}, codes)
+	buf := make([]byte, n)
+	packTo(buf, key, value, headers, codes)
 	// buf is never written again: the string may share it.
 	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
-// packSize returns the length of pack's encoding of a record.
-func packSize(key, value []byte, headers []kgo.RecordHeader) int {
+// packSize returns the length of pack's encoding of a record with opts,
+// and appends to codes how each header's value is written, for packTo.
+//
+// Layout: uvarint(len(key)+1) key, uvarint(len(value)+1) value,
+// uvarint(#headers), then per header its name (a tag, see nameTag) and
+// its value (see valNil); a length of 0 means nil.
+func packSize(key, value []byte, headers []kgo.RecordHeader, o *packOpts, codes []hdrCode) (int, []hdrCode) {
 	n := nullableLen(key) + nullableLen(value) + uvarintLen(uint64(len(headers)))
 	for _, h := range headers {
 		tag, literal := nameTag(h.Key)
-		n += uvarintLen(tag) + nullableLen(h.Value)
+		n += uvarintLen(tag)
 		if literal {
-			n += len(h.Key)
+			n += len(h.Key) + nullableLen(h.Value)
+			codes = append(codes, hdrCode{})
+			continue
+		}
+		c := codeOf(int(tag/2), h.Value, o)
+		codes = append(codes, c)
+		switch c.code {
+		case valInterned:
+			n += 1 + uvarintLen(uint64(c.id))
+		case valLiteral:
+			n += uvarintLen(uint64(valLiteral+len(h.Value))) + len(h.Value)
+		default:
+			n++
 		}
 	}
-	return n
+	return n, codes
 }
 
 // packTo writes pack's encoding of a record into buf, which must be
-// packSize long, so that a caller can place it inside a larger allocation
-// of its own. unpack and packedKey read it back once it is a string.
-func packTo(buf []byte, key, value []byte, headers []kgo.RecordHeader) {
+// packSize long, with the codes packSize gave, so that a caller can place
+// it inside a larger allocation of its own. unpack and packedKey read it
+// back once it is a string.
+func packTo(buf []byte, key, value []byte, headers []kgo.RecordHeader, codes []hdrCode) {
 	i := 0
 	putNullable := func(v []byte) {
 		l := uint64(0)
@@ -72,13 +207,26 @@ func packTo(buf []byte, key, value []byte, headers []kgo.RecordHeader) {
 	putNullable(key)
 	putNullable(value)
 	i += binary.PutUvarint(buf[i:], uint64(len(headers)))
-	for _, h := range headers {
+	for j, h := range headers {
 		tag, literal := nameTag(h.Key)
 		i += binary.PutUvarint(buf[i:], tag)
 		if literal {
 			i += copy(buf[i:], h.Key)
+			putNullable(h.Value)
+			continue
 		}
-		putNullable(h.Value)
+		switch c := codes[j]; c.code {
+		case valInterned:
+			buf[i] = valInterned
+			i++
+			i += binary.PutUvarint(buf[i:], uint64(c.id))
+		case valLiteral:
+			i += binary.PutUvarint(buf[i:], uint64(valLiteral+len(h.Value)))
+			i += copy(buf[i:], h.Value)
+		default:
+			buf[i] = c.code
+			i++
+		}
 	}
 }
 
@@ -112,21 +260,35 @@ func packedKey(p string) (string, bool) {
 	return k, ok
 }
 
-// unpack decodes a packed record. The key, value and header values it
-// returns are views of the packed string, not copies: they must not be
-// modified (franz-go only reads the bytes of records it produces). Only
-// the header slice is allocated.
-func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
-	key, value, headers, _, err = unpackInto(p, nil)
-	return key, value, headers, err
+// unpackCtx is what unpack puts back what pack left out with: the due
+// time the entry holds and the tracker's interned values.
+type unpackCtx struct {
+	due  int64
+	vals []string
 }
 
-// unpackInto is unpack with the headers placed in slab where it has room
-// for them, and slab returned with them: the items of one Ready share one
-// allocation, as they share one batch. The headers returned are capped at
+// unpack decodes a packed record that left nothing out (pack).
+func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error) {
+	var d decodeBuf
+	return d.unpack(p, unpackCtx{})
+}
+
+// decodeBuf is where unpack places what it decodes: the header slices,
+// and the digits of values derived from the due time. The items of one
+// Ready share one, as they share one batch.
+type decodeBuf struct {
+	hdrs   []kgo.RecordHeader
+	digits []byte
+}
+
+// unpack decodes a packed record. The key, value and header values it
+// returns are views of the packed string, or of values shared by every
+// record (interned, constant), or digits in d, not copies: they must not
+// be modified (franz-go only reads the bytes of records it produces). The
+// headers are placed in d where it has room for them. They are capped at
 // their length, so that an append to them copies rather than overwrites
 // the next item's.
-func unpackInto(p string, slab []kgo.RecordHeader) (key, value []byte, headers, rest []kgo.RecordHeader, err error) {
+func (d *decodeBuf) unpack(p string, u unpackCtx) (key, value []byte, headers []kgo.RecordHeader, err error) {
 	r := reader{s: p}
 	key = r.bytes()
 	value = r.bytes()
@@ -135,32 +297,62 @@ func unpackInto(p string, slab []kgo.RecordHeader) (key, value []byte, headers, 
 		r.err = errCorruptPacked
 	}
 	if r.err == nil && n > 0 {
-		if uint64(cap(slab)-len(slab)) < n {
-			slab = make([]kgo.RecordHeader, 0, int(n))
+		if uint64(cap(d.hdrs)-len(d.hdrs)) < n {
+			d.hdrs = make([]kgo.RecordHeader, 0, int(n))
 		}
-		from := len(slab)
+		from := len(d.hdrs)
 		for i := uint64(0); i < n && r.err == nil; i++ {
 			tag := r.uvarint()
 			var name string
+			var val []byte
 			switch {
 			case tag%2 == 1:
 				name = r.str(tag / 2)
+				val = r.bytes()
 			case tag/2 < uint64(len(knownNames)):
 				name = knownNames[tag/2]
+				val = d.value(&r, int(tag/2), u)
 			default:
 				r.err = errCorruptPacked
 			}
-			slab = append(slab, kgo.RecordHeader{Key: name, Value: r.bytes()})
+			d.hdrs = append(d.hdrs, kgo.RecordHeader{Key: name, Value: val})
 		}
-		headers = slab[from:len(slab):len(slab)]
+		headers = d.hdrs[from:len(d.hdrs):len(d.hdrs)]
 	}
 	if r.err == nil && len(r.s) != 0 {
 		r.err = errCorruptPacked
 	}
 	if r.err != nil {
-		return nil, nil, nil, slab, r.err
+		return nil, nil, nil, r.err
 	}
-	return key, value, headers, slab, nil
+	return key, value, headers, nil
+}
+
+// value reads the value of the header whose name has index i (see
+// valNil).
+func (d *decodeBuf) value(r *reader, i int, u unpackCtx) []byte {
+	code := r.uvarint()
+	switch {
+	case r.err != nil || code == valNil:
+		return nil
+	case code >= valLiteral:
+		return view(r.str(code - valLiteral))
+	case code == valConst && constValues[i] != nil:
+		return constValues[i]
+	case code == valDue && (i == iTargetEpoch || i == iTargetEpochMs):
+		if cap(d.digits)-len(d.digits) < 20 {
+			d.digits = make([]byte, 0, 256)
+		}
+		from := len(d.digits)
+		d.digits = dueDigits(d.digits, i, u.due)
+		return d.digits[from:len(d.digits):len(d.digits)]
+	case code == valInterned:
+		if id := r.uvarint(); r.err == nil && id < uint64(len(u.vals)) {
+			return view(u.vals[id])
+		}
+	}
+	r.err = errCorruptPacked
+	return nil
 }
 
 // packedHeaders returns how many headers a packed record has, reading no

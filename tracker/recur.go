@@ -24,7 +24,14 @@ const maxCronCache = 1024
 type parsedCron struct {
 	s          cron.Schedule // without an end: Until is the schedule's own
 	expr, zone string
+	// often is CheckInterval's verdict against the tracker's minimum
+	// interval: checked once per expression, not per envelope read (the
+	// check may scan the calendar).
+	often error
 }
+
+// cronKey finds a parsedCron: the expression and its zone.
+type cronKey struct{ expr, zone string }
 
 // Firing is what one firing of a recurring schedule writes (SPEC 10). The
 // zero Firing is that of a schedule sent once.
@@ -68,7 +75,7 @@ func (it *Item) writesCopy() bool { return it.Op == OpReappend || it.Fire.NextMs
 
 // cronOf parses a recurrence's expression in its zone.
 func (t *Tracker) cronOf(rec *envelope.Recurrence) (*parsedCron, error) {
-	k := rec.Cron + "\x00" + rec.Timezone
+	k := cronKey{rec.Cron, rec.Timezone}
 	pc, ok := t.crons[k]
 	if !ok {
 		s, err := cron.Parse(rec.Cron, rec.Timezone)
@@ -79,7 +86,7 @@ func (t *Tracker) cronOf(rec *envelope.Recurrence) (*parsedCron, error) {
 			// The schedules noted with the old ones keep theirs.
 			clear(t.crons)
 		}
-		pc = &parsedCron{s: s, expr: rec.Cron, zone: rec.Timezone}
+		pc = &parsedCron{s: s, expr: rec.Cron, zone: rec.Timezone, often: s.CheckInterval(t.minInterval)}
 		t.crons[k] = pc
 	}
 	return pc, nil
@@ -95,8 +102,8 @@ func (t *Tracker) checkRecur(env *envelope.Envelope) (*parsedCron, *envelope.Err
 	if err != nil {
 		return nil, record.Errorf(envelope.CodeBadCron, "header %s: %v", envelope.HeaderCron, err)
 	}
-	if err := pc.s.CheckInterval(t.minInterval); err != nil {
-		return nil, envelope.TooFrequent(err)
+	if pc.often != nil {
+		return nil, envelope.TooFrequent(pc.often)
 	}
 	if !rec.Until.IsZero() && env.DueMs > rec.Until.UnixMilli() {
 		return nil, record.Errorf(envelope.CodeBadCron, "due at %d ms, after %s %d: no firing is left", env.DueMs, envelope.HeaderUntil, rec.Until.Unix())

@@ -32,8 +32,12 @@ const (
 	// (see noteGone).
 	goneWindow = 1 << 20
 
-	// maxPresize bounds how many versions New makes room for up front.
-	maxPresize = 1 << 22
+	// maxPresize bounds how many versions New makes room for up front
+	// in the heap, and maxKeyPresize in the key table (24 bytes each).
+	// The table costs less a version and is not copied by growing as
+	// the heap is; growing it past its size rehashes every key.
+	maxPresize    = 1 << 22
+	maxKeyPresize = 1 << 24
 
 	// minHeapRoom is the room for versions below which the heap is not
 	// shrunk once loaded.
@@ -135,13 +139,16 @@ type Tracker struct {
 	windowEnd int64 // versions due before it are held in memory
 	admitting bool  // Ready.ReadDay was handed out; EndAdmit not called yet
 
+	vals  interned  // header values its entries share (pack.go)
+	codes []hdrCode // newEntry's, reused
+
 	own       map[string]bool     // Config.OwnTopics
 	warmAhead int64               // Config.WarmAhead, milliseconds
 	warm      map[string]struct{} // targets to warm, for the next Ready
 	out       []Item              // Ready.Items, reused
 
-	minInterval, grace time.Duration          // Config.CronMinInterval, CronGrace
-	crons              map[string]*parsedCron // parsed expressions, by expression and zone
+	minInterval, grace time.Duration           // Config.CronMinInterval, CronGrace
+	crons              map[cronKey]*parsedCron // parsed expressions
 	// recurs holds, by key ident, what the operators' list shows of each
 	// recurring schedule whose live version is held or indexed
 	// (recur.go): the tracker's only memory of an indexed one's key.
@@ -166,8 +173,9 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		cfg.Lead = DefaultLead
 	}
 	// The records to load bound the versions it will hold: size the
-	// heap for them at once rather than copying it while it doubles
-	// (32 bytes a record, also for records of later days).
+	// heap and the key table for them at once rather than copying them
+	// while they double (32 and 21 to 43 bytes a record, also for
+	// records of later days; finishLoading shrinks them).
 	hint := int(min(max(end-start, 0), maxPresize))
 	t := &Tracker{
 		cfg:         cfg,
@@ -189,8 +197,9 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 		warm:        make(map[string]struct{}),
 		minInterval: cmp.Or(cfg.CronMinInterval, DefaultCronMinInterval),
 		grace:       cmp.Or(cfg.CronGrace, DefaultCronGrace),
-		crons:       make(map[string]*parsedCron),
+		crons:       make(map[cronKey]*parsedCron),
 	}
+	t.keys.reserve(int(min(max(end-start, 0), maxKeyPresize)))
 	for _, topic := range cfg.OwnTopics {
 		t.own[topic] = true
 	}
@@ -203,7 +212,48 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 
 // Observe applies the next record of the partition, control records
 // included: they advance the position.
-func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
+func (t *Tracker) Observe(r *kgo.Record, now time.Time) { t.observe(r, t.recordHash(r), now) }
+
+// observeAhead is how many records ObserveAll looks up at once.
+const observeAhead = 8
+
+// ObserveAll applies records of the partition in order, each as Observe
+// does. Each record's key is looked up in the key table, and a tombstone's
+// in the expected echoes: once the tables outgrow the caches (a million
+// keys held), each lookup is a cache and TLB miss, and Observe waits for
+// them one after another. ObserveAll hashes the keys of the next few
+// records and reads their first slots before applying any of them, so
+// that the misses overlap, as Advance does for the versions it unlinks.
+func (t *Tracker) ObserveAll(rs []*kgo.Record, now time.Time) {
+	var hs [observeAhead]uint64
+	for len(rs) > 0 {
+		batch := rs[:min(len(rs), observeAhead)]
+		for i, r := range batch {
+			hs[i] = t.recordHash(r)
+			if hs[i] != 0 {
+				t.keys.touch(hs[i])
+				t.echoes.touch(hs[i])
+			}
+		}
+		for i, r := range batch {
+			t.observe(r, hs[i], now)
+		}
+		rs = rs[len(batch):]
+	}
+}
+
+// recordHash is the hash of a record's key, the h that observe takes: 0
+// for a control record or a record without a key, which is not looked
+// up.
+func (t *Tracker) recordHash(r *kgo.Record) uint64 {
+	if r.Key == nil || r.Attrs.IsControl() {
+		return 0
+	}
+	return t.hash(r.Key)
+}
+
+// observe is Observe, given h, the hash of the record's key (recordHash).
+func (t *Tracker) observe(r *kgo.Record, h uint64, now time.Time) {
 	if t.blocked != "" || r.Offset < t.pos {
 		return
 	}
@@ -216,22 +266,22 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			switch env.Kind {
 			case envelope.KindSchedule:
 				if ee := t.checkTarget(&env, now.UnixMilli()); ee != nil {
-					t.invalid(r, ee, now)
+					t.invalid(r, h, ee, now)
 					break
 				}
 				var pc *parsedCron
 				if env.Recur != nil {
 					var ee *envelope.Error
 					if pc, ee = t.checkRecur(&env); ee != nil {
-						t.invalid(r, ee, now)
+						t.invalid(r, h, ee, now)
 						break
 					}
 				}
-				t.schedule(r, &env, pc, now)
+				t.schedule(r, h, &env, pc, now)
 			case envelope.KindCancel:
-				t.cancel(r.Key, r.Offset)
+				t.cancel(r.Key, h, r.Offset)
 			case envelope.KindTombstone:
-				t.tombstone(r.Key, env.Names, r.Offset, now)
+				t.tombstone(r.Key, h, env.Names, r.Offset, now)
 			}
 		case *envelope.VersionError:
 			// Stop before this record: its position is not passed, so
@@ -240,11 +290,11 @@ func (t *Tracker) Observe(r *kgo.Record, now time.Time) {
 			t.blockedAt = r.Offset
 			return
 		case *envelope.Error:
-			t.invalid(r, e, now)
+			t.invalid(r, h, e, now)
 		default:
 			// Parse has no other errors; should one appear, the record
 			// is still rejected rather than passed over in silence.
-			t.invalid(r, record.Errorf(envelope.CodeMissingHeader, "%v", e), now)
+			t.invalid(r, h, record.Errorf(envelope.CodeMissingHeader, "%v", e), now)
 		}
 		if t.arena.untidy() {
 			t.tidy()
@@ -279,5 +329,6 @@ func (t *Tracker) finishLoading() {
 	if c := cap(t.heap); c > minHeapRoom && c > 4*len(t.heap) {
 		t.heap = append(make([]slot, 0, max(2*len(t.heap), minHeapRoom)), t.heap...)
 	}
+	t.keys.fit() // so does the key table
 	t.heapify()
 }

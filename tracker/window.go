@@ -43,7 +43,7 @@ func (t *Tracker) Admit(r *kgo.Record, now time.Time) bool {
 		return false
 	}
 	t.dropFuture(id)
-	t.hold(h, r.Key, t.newEntry(r, env.DueMs, env.DueMs, recurFlag(&env)))
+	t.hold(h, r.Key, t.newEntry(r, env.DueMs, env.DueMs, recurFlag(&env), true))
 	return true
 }
 

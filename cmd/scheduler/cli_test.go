@@ -199,6 +199,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bench sasl user embedded", []string{"bench", "--brokers=", "--sasl-user", "u"}, nil, "bench", "--sasl-user needs --brokers"},
 		{"bench bad broker", []string{"bench", "--brokers", "localhost"}, nil, "bench", "--brokers"},
 		{"bench sasl", []string{"bench", "--brokers", "a:1", "--sasl-mechanism", "plain"}, nil, "bench", "--sasl-user"},
+		{"bench two cpu profiles", []string{"bench", "--cpu-profile", filepath.Join(dir, "a"), "--window-profile", filepath.Join(dir, "b")}, nil, "bench", "--window-profile and --cpu-profile"},
 		{"bench password file missing", []string{"bench", "--brokers", "a:1", "--sasl-mechanism", "plain", "--sasl-user", "u", "--sasl-password-file", filepath.Join(dir, "nope")}, nil, "bench", "--sasl-password-file"},
 		{"run sasl user embedded", []string{"run", "--brokers=", "--sasl-user", "u"}, nil, "run", "--sasl-user needs --brokers"},
 		{"run sasl embedded", []string{"run", "--brokers=", "--sasl-mechanism", "plain"}, nil, "run", "--sasl-mechanism needs --brokers"},

@@ -10,6 +10,8 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -25,6 +27,7 @@ type benchOpts struct {
 	cpuProfile  string
 	memProfile  string
 	heapProfile string
+	windowProf  string
 }
 
 func benchCmd(ctx context.Context, s *stdio, args []string) error {
@@ -62,6 +65,9 @@ func benchCmd(ctx context.Context, s *stdio, args []string) error {
 			}
 		}
 	}
+	if o.windowProf != "" {
+		o.cfg.Window = windowProfiles(o.windowProf, s.err)
+	}
 	if o.memProfile != "" {
 		defer func() {
 			if f, err := os.Create(o.memProfile); err == nil {
@@ -82,6 +88,56 @@ func benchCmd(ctx context.Context, s *stdio, args []string) error {
 		}
 	}
 	return err
+}
+
+// windowProfiles returns the bench's Window hook writing, for each window,
+// a CPU profile of it alone and the allocation profiles at its start and
+// end; it reports on w the window's CPU time and page faults (a first
+// touch of memory is a page fault, and on some virtual machines a costly
+// one).
+func windowProfiles(prefix string, w io.Writer) func(string) func() {
+	warn := func(err error) { fmt.Fprintf(w, "bench: window profile: %v\n", err) }
+	allocs := func(name string) {
+		f, err := os.Create(name)
+		if err != nil {
+			warn(err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			warn(err)
+		}
+	}
+	return func(window string) func() {
+		name := prefix + "." + window
+		allocs(name + ".allocs.start")
+		f, err := os.Create(name + ".cpu")
+		if err != nil {
+			warn(err)
+			return func() {}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			warn(err)
+			f.Close()
+			return func() {}
+		}
+		ru0 := rusage()
+		return func() {
+			pprof.StopCPUProfile()
+			f.Close()
+			ru1 := rusage()
+			fmt.Fprintf(w, "bench: window %s: %v of CPU (%v system), %d page faults\n", window,
+				time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()),
+				time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano()), ru1.Minflt-ru0.Minflt)
+			allocs(name + ".allocs")
+		}
+	}
+}
+
+func rusage() syscall.Rusage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru
 }
 
 // defaultBenchLogLevel keeps the service quiet while it is measured.
@@ -111,8 +167,12 @@ func parseBench(args []string, lookupEnv func(string) (string, bool)) (*benchOpt
 	f.String(&o.cpuProfile, "cpu-profile", "write a CPU profile of the whole run to this file")
 	f.String(&o.memProfile, "mem-profile", "write an allocation profile of the whole run to this file")
 	f.String(&o.heapProfile, "heap-profile", "write heap profiles to this file name + .loaded and + .sent, when every schedule is loaded and when every one is sent (each after a collection, which the dispatch rate then includes)")
+	f.String(&o.windowProf, "window-profile", "write a CPU profile of each measured window of the load phase (baseline-consume, load, dispatch, baseline-produce) to this file name + .<window>.cpu, and allocation profiles at its start and end to + .<window>.allocs.start and + .<window>.allocs (compare them with pprof -base)")
 	if err := parseCommon(f, args, lookupEnv, common{conn: &c.Conn, embedded: true}); err != nil {
 		return nil, err
+	}
+	if o.windowProf != "" && o.cpuProfile != "" {
+		return nil, f.usageErrf("--window-profile and --cpu-profile: one CPU profile at a time")
 	}
 	for _, p := range o.phases {
 		if !slices.Contains(bench.AllPhases, p) {

@@ -261,6 +261,47 @@ func TestSlabBuildsTheSame(t *testing.T) {
 	}
 }
 
+// TestSlabReset: after Reset a Slab carves a batch as large as the last
+// from the same chunks, allocating nothing, and builds the same records.
+func TestSlabReset(t *testing.T) {
+	var s Slab
+	at := time.UnixMilli(1795442700123)
+	const n = 1000
+	recs := make([]*kgo.Record, n)
+	envs := make([]envelope.Envelope, n)
+	for i := range n {
+		recs[i] = schedule(t, envelope.WithTargetKey("tk"+strconv.Itoa(i)))
+		env, err := envelope.Parse(recs[i], now)
+		require.NoError(t, err)
+		envs[i] = env
+	}
+	batch := func(round int) {
+		for i := range n {
+			src := Source{Topic: "scheduled_messages", Partition: int32(i % 7), Offset: int64(round*n + i)}
+			target := s.Target(&envs[i], recs[i].Headers, src)
+			_ = s.Dispatched(target, "logs", src.Partition, envs[i].Key, at, int64(i), true)
+			_ = s.Tombstone(envs[i].Key, recs[i].Headers, src)
+		}
+	}
+	batch(0)
+	s.Reset()
+	allocs := testing.AllocsPerRun(3, func() {
+		batch(1)
+		s.Reset()
+	})
+	require.Zero(t, allocs, "a batch carved again from the chunks of the one before")
+
+	// What was carved again is what the package's functions build.
+	for i := range n {
+		src := Source{Topic: "scheduled_messages", Partition: int32(i % 7), Offset: int64(5*n + i)}
+		target, want := s.Target(&envs[i], recs[i].Headers, src), Target(&envs[i], recs[i].Headers, src)
+		require.Equal(t, want, target)
+		require.Equal(t, Dispatched(want, "logs", src.Partition, envs[i].Key, at, 7, false),
+			s.Dispatched(target, "logs", src.Partition, envs[i].Key, at, 7, false))
+		require.Equal(t, Tombstone(envs[i].Key, recs[i].Headers, src), s.Tombstone(envs[i].Key, recs[i].Headers, src))
+	}
+}
+
 // BenchmarkTargetTombstoneLog: the three records of one dispatch, built
 // one allocation each, and carved from a Slab as a batch's are.
 func BenchmarkTargetTombstoneLog(b *testing.B) {

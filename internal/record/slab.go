@@ -14,14 +14,21 @@ import (
 // collector to mark, which is much of the CPU the service spends per
 // dispatched schedule beyond what the producer spends writing it.
 //
-// A Slab only grows: what it hands out is never handed out again, and a
-// chunk is freed by the garbage collector once no record carved from it
-// is referenced. So a record may outlive its batch (a producer client
-// holding it after a flush timed out) and nothing is overwritten. Each
-// header slice is still a region of its own with no spare capacity (see
-// the package doc), neighbouring another record's in the same chunk: a
-// hook shifting headers in place stays within the region, and one
-// appending gets a new array.
+// Until Reset, a Slab only grows: what it hands out is never handed out
+// again, and a chunk is freed by the garbage collector once no record
+// carved from it is referenced. So a record may outlive its batch (a
+// producer client holding it after a flush timed out) and nothing is
+// overwritten. Each header slice is still a region of its own with no
+// spare capacity (see the package doc), neighbouring another record's in
+// the same chunk: a hook shifting headers in place stays within the
+// region, and one appending gets a new array.
+//
+// A writer that knows every record of a batch is done with (each one
+// produced and answered, and the batch committed) may Reset the Slab to
+// carve the next batch's records from the same chunks: a batch's records
+// and their headers were 1.6 KB of the 3.7 KB the service allocated per
+// dispatched schedule. Reset is the caller's promise that nothing refers
+// to those records any more.
 //
 // The zero value is ready to use. A nil *Slab allocates each record on its
 // own, as the package's functions do. A Slab is not safe for concurrent
@@ -34,6 +41,44 @@ type Slab struct {
 	// (up to a bound), so a batch of any size takes a few chunks, and a
 	// lone record chunks of its own size.
 	nRecs, nHdrs, nDigits int
+
+	// The chunks carved from since the last Reset, the current ones
+	// included, and those Reset made free to carve from again.
+	usedRecs, freeRecs     [][]kgo.Record
+	usedHdrs, freeHdrs     [][]kgo.RecordHeader
+	usedDigits, freeDigits [][]byte
+}
+
+// Reset makes every chunk of s free to carve from again. Every record
+// carved from s must be done with: records carved afterwards overwrite
+// them.
+func (s *Slab) Reset() {
+	s.freeRecs = append(s.freeRecs, s.usedRecs...)
+	s.freeHdrs = append(s.freeHdrs, s.usedHdrs...)
+	s.freeDigits = append(s.freeDigits, s.usedDigits...)
+	clear(s.usedRecs)
+	clear(s.usedHdrs)
+	clear(s.usedDigits)
+	s.usedRecs, s.usedHdrs, s.usedDigits = s.usedRecs[:0], s.usedHdrs[:0], s.usedDigits[:0]
+	s.recs, s.hdrs, s.digits = nil, nil, nil
+}
+
+// chunk returns a chunk of capacity at least need, empty: a free one if
+// one is large enough, else a new one of size. It records the chunk as
+// used.
+func chunk[T any](free, used *[][]T, need, size int) []T {
+	for i := len(*free) - 1; i >= 0; i-- {
+		if c := (*free)[i]; cap(c) >= need {
+			(*free)[i] = (*free)[len(*free)-1]
+			(*free)[len(*free)-1] = nil
+			*free = (*free)[:len(*free)-1]
+			*used = append(*used, c[:0])
+			return c[:0]
+		}
+	}
+	c := make([]T, 0, size)
+	*used = append(*used, c)
+	return c
 }
 
 // Chunk bounds: a chunk stays a small object for Go's allocator (at most
@@ -62,11 +107,13 @@ func chunkSize(carved, need, bound int) int {
 // record returns a zeroed record of its own.
 func (s *Slab) record() *kgo.Record {
 	if len(s.recs) == cap(s.recs) {
-		s.recs = make([]kgo.Record, 0, chunkSize(s.nRecs, 1, maxChunkRecords))
+		s.recs = chunk(&s.freeRecs, &s.usedRecs, 1, chunkSize(s.nRecs, 1, maxChunkRecords))
 	}
 	s.nRecs++
 	s.recs = s.recs[:len(s.recs)+1]
-	return &s.recs[len(s.recs)-1]
+	r := &s.recs[len(s.recs)-1]
+	*r = kgo.Record{} // a chunk carved from again holds the records of a batch before
+	return r
 }
 
 // headers returns an empty header slice of capacity n, a region no other
@@ -74,7 +121,7 @@ func (s *Slab) record() *kgo.Record {
 // and cuts the capacity to the length it ends with.
 func (s *Slab) headers(n int) []kgo.RecordHeader {
 	if cap(s.hdrs)-len(s.hdrs) < n {
-		s.hdrs = make([]kgo.RecordHeader, 0, chunkSize(s.nHdrs, n, maxChunkHeaders))
+		s.hdrs = chunk(&s.freeHdrs, &s.usedHdrs, n, chunkSize(s.nHdrs, n, maxChunkHeaders))
 	}
 	i := len(s.hdrs)
 	s.hdrs = s.hdrs[:i+n]
@@ -86,7 +133,7 @@ func (s *Slab) headers(n int) []kgo.RecordHeader {
 // calls of int share a chunk.
 func (s *Slab) roomForInts(n int) {
 	if cap(s.digits)-len(s.digits) < n*maxIntDigits {
-		s.digits = make([]byte, 0, chunkSize(s.nDigits, n*maxIntDigits, maxChunkDigits))
+		s.digits = chunk(&s.freeDigits, &s.usedDigits, n*maxIntDigits, chunkSize(s.nDigits, n*maxIntDigits, maxChunkDigits))
 	}
 }
 

@@ -1,0 +1,114 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scheduler-dev/scheduler/dispatcher"
+	"github.com/scheduler-dev/scheduler/envelope"
+)
+
+// TestBatchMemoryReusedOnlyAfterACommit: the next batch is carved from the
+// memory of one that committed, never from that of one that failed, whose
+// records the producer client may still hold: a failed batch's items keep
+// what they were while the batches after it are formed and written.
+func TestBatchMemoryReusedOnlyAfterACommit(t *testing.T) {
+	const schedules, target = "s", "orders"
+	start := time.Now()
+	var clock atomic.Int64
+	clock.Store(start.UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	e := newTestEngine(t, schedules, target, 10, now)
+	// The write hands each batch to the test, which says how it ended.
+	type written struct {
+		b   *dispatcher.Batch
+		end chan error
+	}
+	writes := make(chan written)
+	e.write = func(_ context.Context, b *dispatcher.Batch) dispatcher.Result {
+		w := written{b, make(chan error)}
+		writes <- w
+		if err := <-w.end; err != nil {
+			return dispatcher.Result{Err: err}
+		}
+		for _, it := range b.Items {
+			it.Done = true
+		}
+		return dispatcher.Result{Committed: true}
+	}
+
+	// One partition holding 50 due schedules, loaded: five batches, one failing.
+	at := tp{schedules, 0}
+	e.onAssign(evAssign{parts: []assigned{{tp: at, start: 0, end: 50}}, done: make(chan struct{})}, now())
+	p := e.parts[at]
+	for i := range 50 {
+		key := "k" + strconv.Itoa(i)
+		r, err := envelope.Schedule(target, start.Add(-time.Minute), []byte(key), envelope.WithKey(key))
+		require.NoError(t, err)
+		r.Topic, r.Offset = schedules, int64(i)
+		p.tr.Observe(r, now())
+	}
+	e.afterRead(p, now())
+	require.True(t, p.tr.Status().Loaded)
+
+	// send forms and launches a batch and ends it with err.
+	send := func(err error) []*dispatcher.Item {
+		e.maybeFlush(now())
+		w := <-writes
+		items := append([]*dispatcher.Item(nil), w.b.Items...)
+		require.Len(t, items, 10)
+		w.end <- err
+		e.onFlushed(<-e.flushed)
+		return items
+	}
+	type kept struct {
+		offset int64
+		key    string
+	}
+	keep := func(items []*dispatcher.Item) []kept {
+		var k []kept
+		for _, it := range items {
+			k = append(k, kept{it.Offset, string(it.Key)})
+		}
+		return k
+	}
+
+	committed := send(nil)
+	reused := send(nil)
+	require.Same(t, committed[0], reused[0], "the batch after a commit is carved from its memory")
+
+	failed := send(errors.New("the broker went away"))
+	require.Same(t, committed[0], failed[0], "so is the one after that")
+	before := keep(failed)
+	// The partition settles what the failed batch wrote (its high
+	// watermark read back), and the batches after it go out.
+	for p.tr.Status().Syncing {
+		select {
+		case ev := <-e.in:
+			e.handle(ev)
+		case <-time.After(10 * time.Second):
+			require.FailNow(t, "the partition did not settle after the failed batch")
+		}
+	}
+	clock.Store(start.Add(time.Second).UnixNano()) // past the retry's backoff
+	var after [][]*dispatcher.Item
+	for range 3 {
+		after = append(after, send(nil))
+	}
+	for _, items := range after {
+		for _, it := range items {
+			for _, f := range failed {
+				require.NotSame(t, f, it, "a batch carved from the memory of one that failed")
+			}
+		}
+	}
+	require.Equal(t, before, keep(failed), "a failed batch's items changed after it failed")
+	require.Same(t, after[0][0], after[1][0], "committed batches reuse their memory again")
+	require.Zero(t, p.tr.Status().Held, "every schedule sent")
+}
