@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"math/bits"
+	"sync/atomic"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 
@@ -24,34 +26,60 @@ import (
 // the records they pass on longer and do not use the pool.
 //
 // Batches differ in size (a producer with no linger sends what it has),
-// so the pool keeps its slices by size class, powers of two, a bounded
-// free list each: a slice in a class holds at least the class's size. Too
-// small a batch is not worth pooling, too large a one is rare; both are
-// allocated as without the pool. What the pool can hold is bounded
-// (poolSlots per class): about 10 MiB of records and 16 MiB of buffers.
+// so the pool keeps its slices by size class, powers of two, a free list
+// each: a slice in a class holds at least the class's size. Too small a
+// batch is not worth pooling, too large a one is rare; both are allocated
+// as without the pool.
+//
+// How many slices are lent at once is a fetch's worth, and a fetch of
+// small batches is many: while a million schedules load, a fetch of five
+// partitions brings a hundred batches or more. A free list of eight a
+// class missed half the time (and then dropped what came back), so every
+// batch cost a new buffer and record slice, fresh memory to fault in and
+// clear. The pool bounds what it holds by bytes instead: up to poolBudget
+// in all, a quarter of it (and maxSlots slices) a class.
 type fetchPool struct {
 	bytes [bytesClasses]chan []byte
 	recs  [recsClasses]chan []kgo.Record
+	held  atomic.Int64 // bytes of the slices in the free lists
 }
 
 const (
-	poolSlots = 8
+	// poolBudget bounds the bytes the pool holds, buffers and record
+	// slices together: a few fetches' worth.
+	poolBudget = 64 << 20
+	maxSlots   = 1024
 
 	minRecsClass  = 5  // 32 records: a commit marker is a batch of one
-	recsClasses   = 8  // up to 4096 records
+	recsClasses   = 10 // up to 16384 records
 	minBytesClass = 12 // 4 KiB
-	bytesClasses  = 9  // up to 1 MiB
+	bytesClasses  = 12 // up to 8 MiB
+
+	recordBytes = int(unsafe.Sizeof(kgo.Record{}))
 )
 
 func newFetchPool() *fetchPool {
 	p := &fetchPool{}
 	for i := range p.bytes {
-		p.bytes[i] = make(chan []byte, poolSlots)
+		p.bytes[i] = make(chan []byte, slots(1<<(i+minBytesClass)))
 	}
 	for i := range p.recs {
-		p.recs[i] = make(chan []kgo.Record, poolSlots)
+		p.recs[i] = make(chan []kgo.Record, slots(recordBytes<<(i+minRecsClass)))
 	}
 	return p
+}
+
+// slots is the length of the free list of a class of slices of size
+// bytes.
+func slots(size int) int { return min(max(poolBudget/4/size, 1), maxSlots) }
+
+// keep reserves room for a slice of size bytes in the budget.
+func (p *fetchPool) keep(size int) bool {
+	if p.held.Add(int64(size)) > poolBudget {
+		p.held.Add(-int64(size))
+		return false
+	}
+	return true
 }
 
 var (
@@ -87,6 +115,7 @@ func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionC
 	}
 	select {
 	case b := <-p.bytes[c]:
+		p.held.Add(-int64(cap(b)))
 		return b[:0]
 	default:
 		return make([]byte, 0, 1<<(c+minBytesClass))
@@ -97,12 +126,13 @@ func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionC
 // decompressed into it.
 func (p *fetchPool) PutDecompressBytes(b []byte) {
 	c := classDown(cap(b), minBytesClass)
-	if c < 0 || c >= bytesClasses {
+	if c < 0 || c >= bytesClasses || !p.keep(cap(b)) {
 		return
 	}
 	select {
 	case p.bytes[c] <- b:
 	default:
+		p.held.Add(-int64(cap(b)))
 	}
 }
 
@@ -114,6 +144,7 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 	}
 	select {
 	case s := <-p.recs[c]:
+		p.held.Add(-int64(cap(s) * recordBytes))
 		return s[:0]
 	default:
 		return make([]kgo.Record, 0, 1<<(c+minRecsClass))
@@ -124,11 +155,12 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 // (zeroed) or never handed out.
 func (p *fetchPool) PutRecords(s []kgo.Record) {
 	c := classDown(cap(s), minRecsClass)
-	if c < 0 || c >= recsClasses {
+	if c < 0 || c >= recsClasses || !p.keep(cap(s)*recordBytes) {
 		return
 	}
 	select {
 	case p.recs[c] <- s:
 	default:
+		p.held.Add(-int64(cap(s) * recordBytes))
 	}
 }
