@@ -18,8 +18,10 @@
 //
 // # Goroutines and who owns what
 //
-// One goroutine, the loop, owns every tracker and every partition's state;
-// everything else talks to it through its event channel:
+// One goroutine, the loop, owns every tracker and every partition's state
+// (while it waits in onRecords, each partition's tracker reads its records
+// on a goroutine of its own); everything else talks to it through its
+// event channel:
 //
 //   - the poller forwards fetched records, in offset order per partition;
 //   - franz-go's group goroutine runs the assignment callbacks, which send
@@ -80,11 +82,15 @@ type Engine struct {
 	sets map[string]topic.Set
 	own  map[string]bool
 
-	in       chan any
-	finds    chan evFind // lookups' questions (find.go), apart from the events
-	flushed  chan flushed
-	loopDone chan struct{} // closed when the loop has returned
-	kill     chan struct{} // closed by Kill
+	in    chan any
+	finds chan evFind // lookups' questions (find.go), apart from the events
+	reads []partRead  // onRecords', reused
+	// observeSerial has onRecords read partitions one after the
+	// other: BenchmarkOnRecords' baseline.
+	observeSerial bool
+	flushed       chan flushed
+	loopDone      chan struct{} // closed when the loop has returned
+	kill          chan struct{} // closed by Kill
 
 	parts    map[tp]*partition
 	order    []*partition // rotates so batches take from every partition in turn

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -91,18 +92,55 @@ func (e *Engine) onAssign(ev evAssign, now time.Time) {
 }
 
 func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
+	reads := e.reads[:0]
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := e.parts[tp{fp.Topic, fp.Partition}]
 		if p == nil || len(fp.Records) == 0 {
 			recycle(fp.Records)
 			return
 		}
-		p.tr.ObserveAll(fp.Records, now)
-		// The tracker copied what it keeps: the memory goes back to
-		// the fetch pool (pool.go).
-		recycle(fp.Records)
-		e.afterRead(p, now)
+		for i := range reads {
+			if reads[i].p == p {
+				reads[i].recs = append(reads[i].recs, fp.Records)
+				return
+			}
+		}
+		reads = append(reads, partRead{p: p, recs: [][]*kgo.Record{fp.Records}})
 	})
+	// Each partition's tracker is its own: they read their records at
+	// once, one goroutine each, so that loading a partition set keeps
+	// every core busy rather than one.
+	observe := func(r *partRead) {
+		for _, recs := range r.recs {
+			r.p.tr.ObserveAll(recs, now)
+			// The tracker copied what it keeps: the memory goes back
+			// to the fetch pool (pool.go).
+			recycle(recs)
+		}
+	}
+	if len(reads) > 1 && !e.observeSerial {
+		var wg sync.WaitGroup
+		for i := range reads[1:] {
+			wg.Go(func() { observe(&reads[1+i]) })
+		}
+		observe(&reads[0])
+		wg.Wait()
+	} else {
+		for i := range reads {
+			observe(&reads[i])
+		}
+	}
+	for i := range reads {
+		e.afterRead(reads[i].p, now)
+	}
+	clear(reads)
+	e.reads = reads[:0]
+}
+
+// partRead is what a poll brought a partition.
+type partRead struct {
+	p    *partition
+	recs [][]*kgo.Record
 }
 
 // recycle hands fetched records back to the group consumer's pool. None

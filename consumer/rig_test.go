@@ -19,7 +19,7 @@ import (
 // schedules topic and the target topic (whose metadata it waits for), and
 // a dispatcher writing to it. The loop is not started: tests drive it
 // step by step, and may replace the write.
-func newTestEngine(t *testing.T, schedules, target string, batchSize int, now func() time.Time) *Engine {
+func newTestEngine(t testing.TB, schedules, target string, batchSize int, now func() time.Time) *Engine {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, target, schedules, schedules+"_states"))
 	require.NoError(t, err)
