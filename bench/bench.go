@@ -436,13 +436,17 @@ func (r *run) service(ctx context.Context, topic string, mod func(*service.Confi
 	if mod != nil {
 		mod(&cfg)
 	}
+	// The service runs as `scheduler run` runs it; the bare clients
+	// before and after it as Go runs them.
+	restoreGC := service.TuneGC(nil)
 	sctx, cancel := context.WithCancel(ctx)
 	s, err := service.Start(sctx, cfg)
 	if err != nil {
 		cancel()
+		restoreGC()
 		return nil, nil, err
 	}
-	return s, func() { cancel(); _ = s.Wait() }, nil
+	return s, func() { cancel(); _ = s.Wait(); restoreGC() }, nil
 }
 
 // loadedService starts the service on schedules, its commits counted by

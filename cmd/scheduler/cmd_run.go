@@ -26,6 +26,7 @@ func runCmd(ctx context.Context, s *stdio, args []string) error {
 	cfg.Logger = &log
 	info, _ := debug.ReadBuildInfo()
 	cfg.Version = versionString(version, info) // of the spans (--otel)
+	defer service.TuneGC(s.lookupEnv)()
 	if err := service.Run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("scheduler stopped")
 		return errReported
