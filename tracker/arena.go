@@ -3,6 +3,8 @@ package tracker
 import (
 	"unsafe"
 
+	"github.com/scheduler-dev/scheduler/internal/prefault"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -90,9 +92,11 @@ func (a *arena) alloc(sz int) (*chunk, []byte) {
 }
 
 // add makes a chunk of size bytes. A byte slice is allocated without
-// pointers, and aligned for entry's int64 fields.
+// pointers, and aligned for entry's int64 fields. Its pages are mapped in
+// at once: it is filled from start to end (prefault).
 func (a *arena) add(size int) *chunk {
 	c := &chunk{buf: make([]byte, size)}
+	prefault.Populate(c.buf)
 	if n := len(a.freeIDs); n > 0 {
 		c.id = a.freeIDs[n-1]
 		a.freeIDs = a.freeIDs[:n-1]

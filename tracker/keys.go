@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"unsafe"
+
+	"github.com/scheduler-dev/scheduler/internal/prefault"
 )
 
 // keyTable finds held versions by key: open addressing with linear
@@ -147,6 +149,8 @@ func (k *keyTable) fit() {
 func (k *keyTable) resize(size int) {
 	old := k.slots
 	k.slots = make([]keySlot, size)
+	// Keys land anywhere in it: every page is written soon.
+	prefault.Populate(k.slots)
 	for _, s := range old {
 		if s.ref == 0 {
 			continue
