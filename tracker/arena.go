@@ -206,7 +206,7 @@ func (t *Tracker) move(e *entry) {
 	t.arena.moved++
 
 	if e.idx >= 0 {
-		t.heap[e.idx].e = ne
+		t.heap[e.idx].ref = t.arena.ref(ne)
 	}
 	if k, ok := e.key(); ok && e.flags&flagDetached == 0 {
 		if i := t.keys.slotOf(t.hashString(k), t.arena.ref(e)); i >= 0 {

@@ -52,10 +52,10 @@ func checkArena(tb testing.TB, t *Tracker) {
 		require.True(tb, p >= base && p < base+uintptr(c.used), "%s: entry at offset %d is not in chunk %d", where, e.offset, e.chunk)
 	}
 	for i, s := range t.heap {
-		e := s.e
+		e := t.entry(&s)
 		in(e, "heap")
 		require.Equal(tb, int32(i), e.idx)
-		require.Equal(tb, slot{at: e.at, due: e.due, offset: e.offset, e: e}, s, "heap slot %d: keys differ from its entry's", i)
+		require.Equal(tb, slot{at: e.at, due: e.due, offset: e.offset, ref: t.arena.ref(e)}, s, "heap slot %d: keys differ from its entry's", i)
 		if p := (i - 1) / arity; i > 0 && t.heaped {
 			require.False(tb, less(&s, &t.heap[p]), "heap slot %d comes before its parent", i)
 		}
@@ -101,7 +101,7 @@ func TestArenaTidies(t *testing.T) {
 	full := tr.arena.bytes
 	held := 0
 	for _, s := range tr.heap {
-		held += entryBytes(int(s.e.n))
+		held += entryBytes(int(tr.entry(&s).n))
 	}
 	require.LessOrEqual(t, full, held+held/20+(16<<10), "chunks hold the entries, little more")
 

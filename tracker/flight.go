@@ -17,7 +17,7 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 	nowMs := now.UnixMilli()
 	first := len(out)
 	for len(out) < max && len(t.heap) > 0 && t.heap[0].at <= nowMs {
-		e := t.heap[0].e
+		e := t.entry(&t.heap[0])
 		it := Item{Offset: e.offset, DueMs: e.due, e: e}
 		switch {
 		case e.flags&flagTombOp != 0:

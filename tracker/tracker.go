@@ -94,9 +94,10 @@ type Tracker struct {
 	lead  int64
 	arena arena
 
-	heap   []slot
-	heaped bool     // heap is in heap order; false while loading
-	keys   keyTable // held versions by key (keys.go)
+	heap       []slot
+	heapMapped int      // slots of heap's array mapped in (push)
+	heaped     bool     // heap is in heap order; false while loading
+	keys       keyTable // held versions by key (keys.go)
 
 	// future indexes versions due after the window by key ident: offset
 	// in the high 40 bits, UTC day number in the low 24.
@@ -328,6 +329,7 @@ func (t *Tracker) finishLoading() {
 	// hold: keep room for what is held, not for the partition's history.
 	if c := cap(t.heap); c > minHeapRoom && c > 4*len(t.heap) {
 		t.heap = append(make([]slot, 0, max(2*len(t.heap), minHeapRoom)), t.heap...)
+		t.heapMapped = len(t.heap)
 	}
 	t.keys.fit() // so does the key table
 	t.heapify()
