@@ -85,6 +85,8 @@ type Engine struct {
 	in    chan any
 	finds chan evFind // lookups' questions (find.go), apart from the events
 	reads []partRead  // onRecords', reused
+	// loading: a partition is loading, the poller's bound (poll).
+	loading atomic.Bool
 	// observeSerial has onRecords read partitions one after the
 	// other: BenchmarkOnRecords' baseline.
 	observeSerial bool

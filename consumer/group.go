@@ -45,8 +45,18 @@ func (e *Engine) send(ctx context.Context, ev any) bool {
 	}
 }
 
-// pollRecords bounds the records handed to the loop at once.
-const pollRecords = 5000
+// pollRecords bounds the records handed to the loop at once, and
+// pollRecordsLoading while a partition loads. A poll takes a partition's
+// buffered records before the next one's: at 5000, one of a million
+// schedules loading in five partitions brought one or two of them, and
+// their trackers, which read a poll's partitions at once (onRecords),
+// left a core idle. The bound is a loop's pause for other partitions'
+// dispatches; while one loads, each poll has the loop's whole attention
+// but for ten milliseconds or so.
+const (
+	pollRecords        = 5000
+	pollRecordsLoading = 20000
+)
 
 // poll forwards fetched records to the loop. Rebalances wait while a poll
 // is handed over, so the loop sees every record of a partition before its
@@ -62,7 +72,11 @@ func (e *Engine) poll(ctx context.Context) {
 		if failing {
 			pctx, cancel = context.WithTimeout(ctx, 2*time.Second)
 		}
-		fs := e.cl.PollRecords(pctx, pollRecords)
+		n := pollRecords
+		if e.loading.Load() {
+			n = pollRecordsLoading
+		}
+		fs := e.cl.PollRecords(pctx, n)
 		cancel()
 		if fs.IsClientClosed() || ctx.Err() != nil {
 			e.cl.AllowRebalance()

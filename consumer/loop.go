@@ -3,6 +3,8 @@ package consumer
 import (
 	"context"
 	"time"
+
+	"github.com/scheduler-dev/scheduler/state"
 )
 
 // loop is the event loop. It returns when ctx ends (after the batch in
@@ -93,9 +95,12 @@ func (e *Engine) handle(ev any) {
 // tick does what is due now: window moves, reports, progress logs, a new
 // batch.
 func (e *Engine) tick(now time.Time) {
+	loading := false
 	for _, p := range e.order {
 		e.housekeep(p, now)
+		loading = loading || p.sm.State() == state.Loading
 	}
+	e.loading.Store(loading)
 	if !e.stopping {
 		e.maybeFlush(now)
 	}

@@ -13,15 +13,18 @@ import (
 )
 
 // BenchmarkOnRecords loads five partitions of 200 000 schedules each
-// through the loop's onRecords, polls of a thousand records a partition,
-// as the group consumer hands them over: the partitions' trackers read
-// their records one goroutine each (parallel) or one after the other
-// (serial, as before). ns/record is the wall-clock, cpu-ns/record the
-// process's CPU.
+// through the loop's onRecords, in polls formed as franz-go forms them: a
+// fetch brings each partition a batch of 3300 records (1 MB), and a poll
+// of up to max records takes a partition's before the next one's. The
+// partitions' trackers read a poll's records one goroutine each
+// (parallel) or one after the other (serial, as before); polls of 5000
+// (pollRecords) bring one or two partitions, of 20000
+// (pollRecordsLoading) all five. ns/record is the wall-clock,
+// cpu-ns/record the process's CPU.
 //
 //	go test -run - -bench OnRecords -benchtime 3x ./consumer
 func BenchmarkOnRecords(b *testing.B) {
-	const parts, perPart, poll = 5, 200_000, 1000
+	const parts, perPart, batch = 5, 200_000, 3300
 	const schedules, target = "s", "orders"
 	now := time.Now()
 	payload := make([]byte, 100)
@@ -37,19 +40,48 @@ func BenchmarkOnRecords(b *testing.B) {
 			recs[p] = append(recs[p], r)
 		}
 	}
-	polls := make([]kgo.Fetches, 0, perPart/poll)
-	for from := 0; from < perPart; from += poll {
-		var ps []kgo.FetchPartition
-		for p := range parts {
-			ps = append(ps, kgo.FetchPartition{Partition: int32(p), Records: recs[p][from : from+poll]})
+	// polls returns the polls of up to max records that deliver recs.
+	polls := func(max int) []kgo.Fetches {
+		var out []kgo.Fetches
+		var buffered [parts][]*kgo.Record
+		next := 0 // of each partition's records, fetched so far
+		for {
+			empty := true
+			for p := range buffered {
+				empty = empty && len(buffered[p]) == 0
+			}
+			if empty {
+				if next >= perPart {
+					return out
+				}
+				for p := range buffered {
+					buffered[p] = recs[p][next:min(next+batch, perPart)]
+				}
+				next += batch
+			}
+			var ps []kgo.FetchPartition
+			for p, left := 0, max; p < parts && left > 0; p++ {
+				take := min(left, len(buffered[p]))
+				if take == 0 {
+					continue
+				}
+				ps = append(ps, kgo.FetchPartition{Partition: int32(p), Records: buffered[p][:take]})
+				buffered[p], left = buffered[p][take:], left-take
+			}
+			out = append(out, kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: schedules, Partitions: ps}}}})
 		}
-		polls = append(polls, kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: schedules, Partitions: ps}}}})
 	}
-	for _, serial := range []bool{true, false} {
-		name := "parallel"
-		if serial {
-			name = "serial"
-		}
+	for _, c := range []struct {
+		name   string
+		serial bool
+		max    int
+	}{
+		{"serial/poll=5000", true, pollRecords},
+		{"parallel/poll=5000", false, pollRecords},
+		{"parallel/poll=20000", false, pollRecordsLoading},
+	} {
+		serial, polls := c.serial, polls(c.max)
+		name := c.name
 		b.Run(name, func(b *testing.B) {
 			e := newTestEngine(b, schedules, target, 1000, func() time.Time { return now })
 			e.observeSerial = serial
