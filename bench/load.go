@@ -51,7 +51,7 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	r.res.BaselineConsumeCPUus = perSchedule(cpuTime()-cpu0, n)
 
 	r.cfg.Progress("load: the scheduler loads and sends them")
-	c := newCommitted(n, nil)
+	c := newCounted(n)
 	endWindow = r.cfg.Window("load")
 	t0, cpu0 := time.Now(), cpuTime()
 	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
