@@ -6,7 +6,6 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cputime"
 	"github.com/scheduler-dev/scheduler/internal/kclient"
 	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/internal/topic"
@@ -41,19 +41,19 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 
 	r.cfg.Progress("load: baseline consumer")
 	endWindow := r.cfg.Window("baseline-consume")
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	rate, err := r.baselineConsume(ctx, schedules)
 	endWindow()
 	if err != nil {
 		return err
 	}
 	r.res.BaselineConsumeRate = rate
-	r.res.BaselineConsumeCPUus = perSchedule(cpuTime()-cpu0, n)
+	r.res.BaselineConsumeCPUus = perSchedule(cputime.Process()-cpu0, n)
 
 	r.cfg.Progress("load: the scheduler loads and sends them")
 	c := newCounted(n)
 	endWindow = r.cfg.Window("load")
-	t0, cpu0 := time.Now(), cpuTime()
+	t0, cpu0 := time.Now(), cputime.Process()
 	s, stop, err := r.service(ctx, schedules, func(cfg *service.Config) { cfg.Hooks.OnCommitted = c.hook })
 	if err != nil {
 		endWindow()
@@ -75,7 +75,7 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	}
 	r.res.TimeToLoadedS = loaded.Sub(t0).Seconds()
 	r.res.LoadRate = float64(n) / loaded.Sub(assigned).Seconds()
-	cpu1 := cpuTime()
+	cpu1 := cputime.Process()
 	r.res.LoadCPUus = perSchedule(cpu1-cpu0, n)
 	r.res.RSSLoadedBytes = rss()
 	r.cfg.HeapProfile("loaded")
@@ -95,7 +95,7 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	c.mu.Lock()
 	r.res.DispatchRate = float64(n-before) / c.last.Sub(loaded).Seconds()
 	c.mu.Unlock()
-	r.res.DispatchCPUus = perSchedule(cpuTime()-cpu1, n-before)
+	r.res.DispatchCPUus = perSchedule(cputime.Process()-cpu1, n-before)
 	r.res.RSSSentBytes = rss()
 	r.cfg.HeapProfile("sent")
 	stop()
@@ -109,15 +109,6 @@ func (r *run) loadAndDispatch(ctx context.Context) error {
 	}
 	r.res.BaselineProduceRate = rate
 	return nil
-}
-
-// cpuTime returns the CPU time the process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func perSchedule(cpu time.Duration, n int) float64 {
@@ -305,7 +296,7 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 				return 0, err
 			}
 		}
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0 := time.Now(), cputime.Process()
 		batch := recs[lo%chunk : lo%chunk+min(b, n-lo)]
 		if r.cfg.ExactlyOnce {
 			if err := cl.BeginTransaction(); err != nil {
@@ -324,7 +315,7 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 				return 0, err
 			}
-			elapsed, cpu = elapsed+time.Since(start), cpu+cpuTime()-cpu0
+			elapsed, cpu = elapsed+time.Since(start), cpu+cputime.Process()-cpu0
 			sent.Add(int64(len(batch)))
 			continue
 		}
@@ -339,7 +330,7 @@ func (r *run) baselineProduce(ctx context.Context, schedules, target string) (fl
 		if err := produce(last...); err != nil {
 			return 0, err
 		}
-		elapsed, cpu = elapsed+time.Since(start), cpu+cpuTime()-cpu0
+		elapsed, cpu = elapsed+time.Since(start), cpu+cputime.Process()-cpu0
 		sent.Add(int64(len(batch)))
 	}
 	r.res.BaselineProduceCPUus = perSchedule(cpu, n)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cputime"
 	"github.com/scheduler-dev/scheduler/internal/partitioner"
 	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/internal/topic"
@@ -188,7 +189,7 @@ func BenchmarkLookupAuto(b *testing.B) {
 func benchLookup(b *testing.B, f *lookupFixture, q Query, want string) {
 	fd := NewFinder(FinderConfig{Sets: []topic.Set{f.set}, Client: f.cl})
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := cputime.Process()
 	var records, bytes int64
 	for b.Loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -202,7 +203,7 @@ func benchLookup(b *testing.B, f *lookupFixture, q Query, want string) {
 			b.Fatalf("%s: state %s, want %s (%s)", q.Key, res.State, want, res.Note)
 		}
 	}
-	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(records), "records/op")
 	b.ReportMetric(float64(bytes), "fetched-B/op")
 }
@@ -224,7 +225,7 @@ func BenchmarkCancelSearch(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			fd := NewFinder(FinderConfig{Sets: []topic.Set{f.set}, Client: f.cl})
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				live, _, err := fd.Live(ctx, Query{Key: c.key, Partition: -1})
@@ -236,7 +237,7 @@ func BenchmarkCancelSearch(b *testing.B) {
 					b.Fatalf("%s: live in %d partitions, want %d", c.key, len(live), c.live)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cputime.Process()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cputime"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -99,13 +100,13 @@ func BenchmarkOnRecords(b *testing.B) {
 				// Each iteration loads into fresh memory, as a
 				// service does, whichever ran before it.
 				debug.FreeOSMemory()
-				c0 := processCPU()
+				c0 := cputime.Process()
 				b.StartTimer()
 				for _, fs := range polls {
 					e.onRecords(fs, now)
 				}
 				b.StopTimer()
-				cpu += processCPU() - c0
+				cpu += cputime.Process() - c0
 				b.StartTimer()
 			}
 			for p := range parts {

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cputime"
 )
 
 // benchRecords builds n schedules due over the rest of today (day 0) or
@@ -207,13 +208,13 @@ type cpuClock struct {
 
 func (c *cpuClock) run() {
 	if !c.on {
-		c.since, c.on = processCPU(), true
+		c.since, c.on = cputime.Process(), true
 	}
 }
 
 func (c *cpuClock) stop() {
 	if c.on {
-		c.total += processCPU() - c.since
+		c.total += cputime.Process() - c.since
 		c.on = false
 	}
 	c.b.StopTimer()
@@ -221,13 +222,13 @@ func (c *cpuClock) stop() {
 
 func (c *cpuClock) start() {
 	c.b.StartTimer()
-	c.since, c.on = processCPU(), true
+	c.since, c.on = cputime.Process(), true
 }
 
 // report reports the CPU time of the timed part per unit of work.
 func (c *cpuClock) report(units int, unit string) {
 	if c.on {
-		c.total += processCPU() - c.since
+		c.total += cputime.Process() - c.since
 		c.on = false
 	}
 	c.b.ReportMetric(float64(c.total.Nanoseconds())/float64(units), "cpu-ns/"+unit)

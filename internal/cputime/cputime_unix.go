@@ -1,15 +1,15 @@
 //go:build unix
 
-package console
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU is the CPU time the process has used, user and system: in a
-// benchmark against the in-process broker, the lookup's and the broker's.
-func processCPU() time.Duration {
+// Process returns the CPU time the process has used, user and system, or
+// zero if it cannot be read.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
