@@ -46,7 +46,7 @@ fuzz:
 
 # Go benchmarks of the pure packages.
 bench:
-	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/record/ ./internal/cron/ ./tracker/ ./state/
+	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/record/ ./internal/cron/ ./internal/prefault/ ./tracker/ ./state/
 
 # A long run of the built binary, not in CI: SOAK_MINUTES (default 10) at
 # SOAK_RATE schedules a second (default 2000) with cancels, updates and
