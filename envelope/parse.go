@@ -306,17 +306,25 @@ func parseDue(epoch, epochMs []byte, hasMs bool, now time.Time) (int64, error) {
 var topics [256]atomic.Pointer[string]
 
 func internTopic(b []byte) string {
-	h := uint32(2166136261) // FNV-1a
-	for _, c := range b {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	slot := &topics[h%uint32(len(topics))]
+	slot := &topics[fnv1a(fnvOffset, b)%uint32(len(topics))]
 	if p := slot.Load(); p != nil && *p == string(b) {
 		return *p
 	}
 	s := string(b)
 	slot.Store(&s)
 	return s
+}
+
+// fnvOffset and fnv1a are 32-bit FNV-1a, over a string or bytes alike
+// without converting one to the other: the slot of a cache above (topics,
+// exprs). fnv1a continues the hash h over b.
+const fnvOffset = 2166136261
+
+func fnv1a[T string | []byte](h uint32, b T) uint32 {
+	for i := 0; i < len(b); i++ {
+		h = (h ^ uint32(b[i])) * 16777619
+	}
+	return h
 }
 
 // parseDecimal reads a decimal int64 as strconv.ParseInt(s, 10, 64) does,

@@ -95,14 +95,9 @@ var exprs [256]atomic.Pointer[expr]
 // when it is there: on a hit it allocates nothing, the bytes of a header
 // compared in place.
 func parsedExpr[T string | []byte](cronExpr, zone T) *expr {
-	h := uint32(2166136261) // FNV-1a over both, a zero byte between
-	for i := 0; i < len(cronExpr); i++ {
-		h = (h ^ uint32(cronExpr[i])) * 16777619
-	}
-	h *= 16777619
-	for i := 0; i < len(zone); i++ {
-		h = (h ^ uint32(zone[i])) * 16777619
-	}
+	h := fnv1a(fnvOffset, cronExpr)
+	h = fnv1a(h, "\x00") // between the two, so that ("a b", "") and ("a", " b") differ
+	h = fnv1a(h, zone)
 	slot := &exprs[h%uint32(len(exprs))]
 	if p := slot.Load(); p != nil && p.cron == string(cronExpr) && p.zone == string(zone) {
 		return p
