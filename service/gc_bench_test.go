@@ -1,18 +1,16 @@
-//go:build unix
-
 package service
 
 import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/cputime"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -39,7 +37,7 @@ func BenchmarkLoadGC(b *testing.B) {
 				// kernel: each load starts from fresh memory, as a
 				// service does.
 				debug.FreeOSMemory()
-				u0, s0, f0 := rusage()
+				u0 := cputime.Read()
 				tr := tracker.New(tracker.Config{}, 0, int64(n), now)
 				recs := make([]*kgo.Record, 0, 1000)
 				for i := 0; i < n; {
@@ -57,10 +55,10 @@ func BenchmarkLoadGC(b *testing.B) {
 				if !tr.Status().Loaded {
 					b.Fatal("not loaded")
 				}
-				u1, s1, f1 := rusage()
-				cpu += u1 - u0 + s1 - s0
-				sys += s1 - s0
-				faults += f1 - f0
+				u := cputime.Read().Sub(u0)
+				cpu += u.CPU()
+				sys += u.System
+				faults += u.Faults
 				runtime.KeepAlive(tr)
 			}
 			per := float64(b.N * n)
@@ -69,12 +67,4 @@ func BenchmarkLoadGC(b *testing.B) {
 			b.ReportMetric(float64(faults)*1000/per, "faults/1000records")
 		})
 	}
-}
-
-func rusage() (user, sys time.Duration, faults int64) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, 0, 0
-	}
-	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano()), ru.Minflt
 }

@@ -10,12 +10,11 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/scheduler-dev/scheduler/bench"
+	"github.com/scheduler-dev/scheduler/internal/cputime"
 )
 
 // benchOpts is the parsed command line of bench.
@@ -121,23 +120,15 @@ func windowProfiles(prefix string, w io.Writer) func(string) func() {
 			f.Close()
 			return func() {}
 		}
-		ru0 := rusage()
+		u0 := cputime.Read()
 		return func() {
 			pprof.StopCPUProfile()
 			f.Close()
-			ru1 := rusage()
-			fmt.Fprintf(w, "bench: window %s: %v of CPU (%v system), %d page faults\n", window,
-				time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()),
-				time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano()), ru1.Minflt-ru0.Minflt)
+			u := cputime.Read().Sub(u0)
+			fmt.Fprintf(w, "bench: window %s: %v of CPU (%v system), %d page faults\n", window, u.CPU(), u.System, u.Faults)
 			allocs(name + ".allocs")
 		}
 	}
-}
-
-func rusage() syscall.Rusage {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru
 }
 
 // defaultBenchLogLevel keeps the service quiet while it is measured.

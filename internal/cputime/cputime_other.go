@@ -2,8 +2,6 @@
 
 package cputime
 
-import "time"
-
-// Process is not measured on this system: it returns zero, and CPU
-// metrics read zero.
-func Process() time.Duration { return 0 }
+// Read is not measured on this system: it returns zeros, and CPU metrics
+// read zero.
+func Read() Usage { return Usage{} }

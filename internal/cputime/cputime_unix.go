@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// Process returns the CPU time the process has used, user and system, or
-// zero if it cannot be read.
-func Process() time.Duration {
+// Read returns what the process has used so far, or zeros if it cannot be
+// read.
+func Read() Usage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return Usage{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return Usage{User: time.Duration(ru.Utime.Nano()), System: time.Duration(ru.Stime.Nano()), Faults: ru.Minflt}
 }
