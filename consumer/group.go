@@ -46,13 +46,13 @@ func (e *Engine) send(ctx context.Context, ev any) bool {
 }
 
 // pollRecords bounds the records handed to the loop at once, and
-// pollRecordsLoading while a partition loads. A poll takes a partition's
-// buffered records before the next one's: at 5000, one of a million
-// schedules loading in five partitions brought one or two of them, and
-// their trackers, which read a poll's partitions at once (onRecords),
-// left a core idle. The bound is a loop's pause for other partitions'
-// dispatches; while one loads, each poll has the loop's whole attention
-// but for ten milliseconds or so.
+// pollRecordsLoading while a partition loads. The bound is how long the
+// loop is away from other partitions' dispatches: a few milliseconds for
+// 5000 records, some ten for 20000. A poll takes a partition's buffered
+// records before the next one's: at 5000, one of a million schedules
+// loading in five partitions brought one or two of them, and their
+// trackers, which read a poll's partitions at once (onRecords), left a
+// core idle.
 const (
 	pollRecords        = 5000
 	pollRecordsLoading = 20000

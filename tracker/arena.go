@@ -3,9 +3,9 @@ package tracker
 import (
 	"unsafe"
 
-	"github.com/scheduler-dev/scheduler/internal/prefault"
-
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/scheduler-dev/scheduler/internal/prefault"
 )
 
 // Entries live in chunks: large byte slices that hold many entries, each

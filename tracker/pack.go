@@ -152,8 +152,7 @@ func dueDigits(b []byte, i int, dueMs int64) []byte {
 // pack encodes a record's key, value and headers into one immutable string,
 // leaving nothing out (packOpts{}): what the tests read back.
 func pack(key, value []byte, headers []kgo.RecordHeader) string {
-	var codes []hdrCode
-	n, codes := packSize(key, value, headers, &packOpts{}, codes)
+	n, codes := packSize(key, value, headers, &packOpts{}, nil)
 	buf := make([]byte, n)
 	packTo(buf, key, value, headers, codes)
 	// buf is never written again: the string may share it.

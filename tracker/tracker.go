@@ -175,8 +175,8 @@ func New(cfg Config, start, end int64, now time.Time) *Tracker {
 	}
 	// The records to load bound the versions it will hold: size the
 	// heap and the key table for them at once rather than copying them
-	// while they double (32 and 21 to 43 bytes a record, also for
-	// records of later days; finishLoading shrinks them).
+	// while they double (32 and 24 bytes a record, also for records of
+	// later days; finishLoading shrinks them).
 	hint := int(min(max(end-start, 0), maxPresize))
 	t := &Tracker{
 		cfg:         cfg,
