@@ -337,6 +337,9 @@ func TestCancel(t *testing.T) {
 
 	t.Run("nothing holds the key", func(t *testing.T) {
 		t.Parallel()
+		// A broker of its own: the end offsets below must not move with the
+		// writes of the subtests running beside this one.
+		addr := cluster(t, kfake.SeedTopics(testPartitions, envelope.DefaultTopic))
 		ends := endOffsets(t, addr, envelope.DefaultTopic)
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
