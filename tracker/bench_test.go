@@ -354,15 +354,19 @@ func (ec *tombstoneEchoes) build(items []Item, off int64) []kgo.Record {
 
 // BenchmarkDispatchCycle is the service's cycle while it dispatches a
 // backlog: Ready takes a batch of 1000 due schedules, Advance reports it
-// written, and the tombstones of the batch are read back (Observe), then
-// the transaction's commit marker. The tracker holds between held/2 and
-// held schedules: it is loaded again, untimed, once half is sent. An op is
-// one cycle; ns/schedule and cpu-ns/schedule are the cost of one
-// dispatched schedule.
+// written, and the tombstones of a batch are read back (Observe), then
+// the transaction's commit marker. With behind=0 they are those of the
+// batch just written; the service's consumer reads its own writes back
+// later than that, so with behind=200 they are those of the batch written
+// 200 cycles before, and 2*10^5 echoes are expected at any time. The
+// tracker holds between held/2 and held schedules: it is loaded again,
+// untimed, once half is sent. An op is one cycle; ns/schedule and
+// cpu-ns/schedule are the cost of one dispatched schedule.
 func BenchmarkDispatchCycle(b *testing.B) {
 	const batch = 1000
-	for _, held := range []int{1e6, 5e6} {
-		b.Run(fmt.Sprintf("held=%d", held), func(b *testing.B) {
+	for _, c := range []struct{ held, behind int }{{1e6, 0}, {5e6, 0}, {1e6, 200}, {5e6, 200}} {
+		held := c.held
+		b.Run(fmt.Sprintf("held=%d/behind=%d", held, c.behind), func(b *testing.B) {
 			now := t0.Add(48 * time.Hour)
 			var tr *Tracker
 			var off int64
@@ -378,18 +382,23 @@ func BenchmarkDispatchCycle(b *testing.B) {
 			}
 			reload()
 			clk := &cpuClock{b: b}
-			var ec tombstoneEchoes
+			// The tombstones written and not read back yet, oldest first.
+			ring := make([]tombstoneEchoes, c.behind+1)
+			written, read := 0, 0
+			readBack := func() {
+				ec := &ring[read%len(ring)]
+				for i, r := range ec.ptrs {
+					r.Offset = off + int64(i)
+				}
+				tr.ObserveAll(ec.ptrs, now)
+				off += int64(len(ec.ptrs))
+				tr.pass(off) // the transaction's commit marker
+				off++
+				read++
+			}
 			results := make([]Result, 0, batch)
 			sent, left := 0, held
-			b.ReportAllocs()
-			for b.Loop() {
-				clk.run()
-				if left < held/2 {
-					clk.stop()
-					reload()
-					left = held
-					clk.start()
-				}
+			cycle := func() {
 				rd := tr.Ready(now, batch)
 				if len(rd.Items) == 0 {
 					b.Fatal("nothing due")
@@ -399,13 +408,41 @@ func BenchmarkDispatchCycle(b *testing.B) {
 					results = append(results, Result{Item: it, Outcome: OutcomeWritten})
 				}
 				tr.Advance(results, now)
-				recs := ec.build(rd.Items, off)
-				tr.ObserveAll(ec.ptrs, now)
-				off += int64(len(recs))
-				tr.pass(off) // the transaction's commit marker
-				off++
+				ring[written%len(ring)].build(rd.Items, 0)
+				written++
+				if written-read > c.behind {
+					readBack()
+				}
 				sent += len(rd.Items)
 				left -= len(rd.Items)
+			}
+			// Untimed: the first cycles, until behind batches are
+			// written and not read back, as in every timed cycle.
+			prime := func() {
+				timed := sent
+				for written-read < c.behind {
+					cycle()
+				}
+				sent = timed
+			}
+			prime()
+			b.ReportAllocs()
+			for b.Loop() {
+				clk.run()
+				if left < held/2 {
+					clk.stop()
+					for read < written {
+						readBack()
+					}
+					reload()
+					left, written, read = held, 0, 0
+					prime()
+					clk.start()
+				}
+				cycle()
+			}
+			for read < written {
+				readBack()
 			}
 			if st := tr.Status(); st.Dispatched == 0 || st.Held != left {
 				b.Fatalf("dispatched %d, held %d; want %d held", st.Dispatched, st.Held, left)
