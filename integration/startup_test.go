@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -141,10 +140,12 @@ func TestStartupBrokersAway(t *testing.T) {
 	if testing.Short() {
 		away = 3 * time.Second
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	// A port below the ephemeral range (freePort), not one the kernel
+	// handed out and took back: for the outage, the service's own dials
+	// and those of the tests in other processes take ephemeral ports, and
+	// one of them could hold this port (even connect to itself on it)
+	// when the broker comes to bind it.
+	addr := freePort(t)
 
 	cfg := (&harness{t: t, brokers: []string{addr}}).config("a")
 	cfg.Partitions = 1
