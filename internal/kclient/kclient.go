@@ -283,7 +283,15 @@ func SplitList(v string) []string {
 // saslWatch notices what franz-go does not say: a broker that closes the
 // connection in the middle of a SASL exchange (as kfake does, and some
 // proxies) has refused the credentials, yet the client only reports EOF,
-// which reads as an unreachable broker. It is a franz-go hook.
+// which reads as an unreachable broker. It is a franz-go hook, shared by
+// every client built from one Conn, whose connections authenticate at
+// the same time.
+//
+// A login counts as good only once a request after it is answered: an
+// answered SASLAuthenticate is not one. SCRAM takes two of them, and the
+// broker answers the first before it checks the password, so with a wrong
+// password one connection's first step could be answered just after
+// another's second was refused, and the refusal read as a good login.
 type saslWatch struct {
 	mu           sync.Mutex
 	failed, okAt time.Time
@@ -291,8 +299,17 @@ type saslWatch struct {
 
 // OnBrokerRead implements kgo.HookBrokerRead.
 func (w *saslWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	if key != int16(kmsg.SASLAuthenticate) {
-		return
+	switch kmsg.Key(key) {
+	case kmsg.SASLAuthenticate:
+		if err == nil {
+			return // a step of the exchange, not a login
+		}
+	case kmsg.ApiVersions, kmsg.SASLHandshake:
+		return // asked before the login
+	default:
+		if err != nil {
+			return
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -304,7 +321,7 @@ func (w *saslWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ ti
 }
 
 // refused reports whether the latest SASL exchange ended with the broker
-// hanging up.
+// hanging up, with no request answered after a login since.
 func (w *saslWatch) refused() bool {
 	if w == nil {
 		return false
