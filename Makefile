@@ -44,9 +44,11 @@ fuzz:
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	go test ./state/ -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME)
 
-# Go benchmarks of the pure packages.
+# Go benchmarks: the pure packages', then the consumer's and dispatcher's
+# (on the in-process broker). The console's lookups load 10^6 schedules
+# a partition and take minutes: BENCHMARKS.md "Lookups" runs them.
 bench:
-	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/record/ ./internal/cron/ ./internal/prefault/ ./tracker/ ./state/
+	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/record/ ./internal/cron/ ./internal/prefault/ ./tracker/ ./state/ ./consumer/ ./dispatcher/
 
 # A long run of the built binary, not in CI: SOAK_MINUTES (default 10) at
 # SOAK_RATE schedules a second (default 2000) with cancels, updates and
