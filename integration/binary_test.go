@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/scheduler-dev/scheduler/service"
 	"github.com/scheduler-dev/scheduler/state"
 )
 
@@ -175,12 +176,19 @@ func waitReady(t *testing.T, httpAddr string, timeout time.Duration) {
 // schedule written before the restart still goes out.
 func TestBinaryQuickstart(t *testing.T) {
 	kafkaAddr, httpAddr, data := freePort(t), freePort(t), t.TempDir()
-	run := func() *proc {
-		return startBin(t, "run", "--embedded-addr", kafkaAddr, "--data-dir", data, "--http-addr", httpAddr, "--instance-id", "quickstart")
+	runEnv := func(env ...string) *proc {
+		return startBinAtEnv(t, bin, append([]string{"SCHEDULER_LOG_LEVEL=info"}, env...),
+			"run", "--embedded-addr", kafkaAddr, "--data-dir", data, "--http-addr", httpAddr, "--instance-id", "quickstart")
 	}
+	run := func() *proc { return runEnv() }
 	p := run()
 	waitReady(t, httpAddr, 30*time.Second)
 	require.Contains(t, p.stderr.String(), "embedded", "the log says it runs on the embedded broker")
+	// The collector's target, as the Go collector exports it: run sets
+	// service.GCPercent unless GOGC is set (the second run below sets it).
+	if _, set := os.LookupEnv("GOGC"); !set {
+		require.Equal(t, int64(service.GCPercent), metric(t, httpAddr, "go_gc_gogc_percent"), "run sets the collector's target")
+	}
 
 	out, code := tool(t, "topics", "create", "--brokers", kafkaAddr, "--target", "orders")
 	require.Equal(t, 0, code, out)
@@ -203,8 +211,9 @@ func TestBinaryQuickstart(t *testing.T) {
 	require.Contains(t, p.stderr.String(), "left the group")
 
 	// A schedule written while the service is down, due soon.
-	p = run()
+	p = runEnv("GOGC=200")
 	waitReady(t, httpAddr, 30*time.Second)
+	require.Equal(t, int64(200), metric(t, httpAddr, "go_gc_gogc_percent"), "GOGC set: run leaves the collector's target alone")
 	out, code = tool(t, "schedule", "--brokers", kafkaAddr, "--target-topic", "orders", "--in", "3s", "--payload", "second", "--key", "k2")
 	require.Equal(t, 0, code, out)
 	require.Equal(t, 0, p.stop(t, syscall.SIGTERM, 10*time.Second))
