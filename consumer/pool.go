@@ -73,13 +73,31 @@ func newFetchPool() *fetchPool {
 // bytes.
 func slots(size int) int { return min(max(poolBudget/4/size, 1), maxSlots) }
 
-// keep reserves room for a slice of size bytes in the budget.
-func (p *fetchPool) keep(size int) bool {
-	if p.held.Add(int64(size)) > poolBudget {
-		p.held.Add(-int64(size))
-		return false
+// take returns a slice from the free list free, emptied, or else a new
+// one of capacity size; elem is the bytes of one element.
+func take[T any](p *fetchPool, free chan []T, size, elem int) []T {
+	select {
+	case s := <-free:
+		p.held.Add(-int64(cap(s) * elem))
+		return s[:0]
+	default:
+		return make([]T, 0, size)
 	}
-	return true
+}
+
+// give puts s on the free list free if the budget and the list have room
+// for it; elem is the bytes of one element.
+func give[T any](p *fetchPool, free chan []T, s []T, elem int) {
+	size := int64(cap(s) * elem)
+	if p.held.Add(size) > poolBudget {
+		p.held.Add(-size)
+		return
+	}
+	select {
+	case free <- s:
+	default:
+		p.held.Add(-size)
+	}
 }
 
 var (
@@ -113,27 +131,17 @@ func (p *fetchPool) GetDecompressBytes(compressed []byte, codec kgo.CompressionC
 	if c >= bytesClasses {
 		return make([]byte, 0, want)
 	}
-	select {
-	case b := <-p.bytes[c]:
-		p.held.Add(-int64(cap(b)))
-		return b[:0]
-	default:
-		return make([]byte, 0, 1<<(c+minBytesClass))
-	}
+	return take(p, p.bytes[c], 1<<(c+minBytesClass), 1)
 }
 
 // PutDecompressBytes takes a buffer back; franz-go has zeroed the bytes
 // decompressed into it.
 func (p *fetchPool) PutDecompressBytes(b []byte) {
 	c := classDown(cap(b), minBytesClass)
-	if c < 0 || c >= bytesClasses || !p.keep(cap(b)) {
+	if c < 0 || c >= bytesClasses {
 		return
 	}
-	select {
-	case p.bytes[c] <- b:
-	default:
-		p.held.Add(-int64(cap(b)))
-	}
+	give(p, p.bytes[c], b, 1)
 }
 
 // GetRecords returns a slice of capacity n or more.
@@ -142,25 +150,15 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 	if c < 0 || c >= recsClasses {
 		return make([]kgo.Record, 0, n)
 	}
-	select {
-	case s := <-p.recs[c]:
-		p.held.Add(-int64(cap(s) * recordBytes))
-		return s[:0]
-	default:
-		return make([]kgo.Record, 0, 1<<(c+minRecsClass))
-	}
+	return take(p, p.recs[c], 1<<(c+minRecsClass), recordBytes)
 }
 
 // PutRecords takes a record slice back; every record in it was recycled
 // (zeroed) or never handed out.
 func (p *fetchPool) PutRecords(s []kgo.Record) {
 	c := classDown(cap(s), minRecsClass)
-	if c < 0 || c >= recsClasses || !p.keep(cap(s)*recordBytes) {
+	if c < 0 || c >= recsClasses {
 		return
 	}
-	select {
-	case p.recs[c] <- s:
-	default:
-		p.held.Add(-int64(cap(s) * recordBytes))
-	}
+	give(p, p.recs[c], s, recordBytes)
 }
