@@ -11,11 +11,12 @@ import (
 // TestSearchProgress: a search says how far it is on stderr once it has
 // run two seconds, then every two seconds, and says nothing before.
 func TestSearchProgress(t *testing.T) {
-	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	now := start
 	var w strings.Builder
 	progress := searchProgress(&w, func() time.Time { return now })
 	at := func(d time.Duration, read int64) {
-		now = time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).Add(d)
+		now = start.Add(d)
 		progress("scheduled_messages", 3, read)
 	}
 	at(500*time.Millisecond, 10_000)
