@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"testing"
@@ -108,7 +109,7 @@ func TestParallelLoadMatchesSerial(t *testing.T) {
 				st.recurring = append(st.recurring, r)
 				return true
 			})
-			slices.SortFunc(st.recurring, func(a, b tracker.Recurring) int { return int(a.Offset - b.Offset) })
+			slices.SortFunc(st.recurring, func(a, b tracker.Recurring) int { return cmp.Compare(a.Offset, b.Offset) })
 			for at := now; at.Before(now.Add(72 * time.Hour)); at = at.Add(10 * time.Minute) {
 				for _, it := range tr.Ready(at, 1<<20).Items {
 					st.items = append(st.items, fmt.Sprintf("%d op=%d due=%d key=%s fire=%+v", it.Offset, it.Op, it.DueMs, it.Key, it.Fire))

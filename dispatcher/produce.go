@@ -137,13 +137,14 @@ type answer struct {
 // produce starts a production of about n records, in the memory of the
 // last one that committed if there is one (Dispatcher.spareProd).
 func (d *Dispatcher) produce(n int) *production {
-	if p := d.spareProd; p != nil {
+	p := d.spareProd
+	if p != nil {
 		d.spareProd = nil
-		p.cl, p.at = d.client(), time.Now()
-		return p
+	} else {
+		p = &production{who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n), answers: make([]answer, 0, n)}
+		p.promise = p.answer
 	}
-	p := &production{cl: d.client(), who: make([]produced, 0, n), recs: make([]*kgo.Record, 0, n), answers: make([]answer, 0, n), at: time.Now()}
-	p.promise = p.answer
+	p.cl, p.at = d.client(), time.Now()
 	return p
 }
 
