@@ -52,3 +52,40 @@ func BenchmarkParseRecurring(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseTombstone: what reading back one of the service's own
+// tombstones costs (the schedule's headers, its source type turned to
+// tombstone, the offset it names), the record read most while
+// dispatching.
+func BenchmarkParseTombstone(b *testing.B) {
+	r := benchRecord(b)
+	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+1)
+	for _, h := range r.Headers {
+		if h.Key == HeaderSourceType {
+			h.Value = []byte(SourceTombstone)
+		}
+		hs = append(hs, h)
+	}
+	r = &kgo.Record{Key: []byte("k"), Headers: append(hs, kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte("123456789")})}
+	b.ReportAllocs()
+	for b.Loop() {
+		if env, err := Parse(r, now); err != nil || env.Kind != KindTombstone {
+			b.Fatal(env.Kind, err)
+		}
+	}
+}
+
+// BenchmarkHeaderIndex: the lookup Parse and the tracker make for every
+// header of every record, over a schedule's headers and a user's.
+func BenchmarkHeaderIndex(b *testing.B) {
+	names := append(HeaderNames()[:nRead], "trace-id", "traceparent", "content-type")
+	b.ReportAllocs()
+	var sink int
+	for b.Loop() {
+		for _, n := range names {
+			sink += HeaderIndex(n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(names)), "ns/name")
+	_ = sink
+}

@@ -234,6 +234,18 @@ func TestHeaderNames(t *testing.T) {
 	}
 	require.Equal(t, -1, HeaderIndex("trace-id"))
 	require.Equal(t, -1, HeaderIndex(""))
+	require.Equal(t, -1, HeaderIndex("z"))
+	// A name that differs from one of ours in any single byte is the
+	// user's, whatever slot of the table it falls in.
+	for _, name := range names {
+		for i := range len(name) {
+			b := []byte(name)
+			b[i] ^= 0x20
+			require.Equal(t, -1, HeaderIndex(string(b)), "%q", b)
+		}
+		require.Equal(t, -1, HeaderIndex(name[:len(name)-1]), name)
+		require.Equal(t, -1, HeaderIndex(name+"_"), name)
+	}
 	names[0] = "changed"
 	require.Equal(t, HeaderSchemaVersion, HeaderNames()[0], "callers get a copy")
 

@@ -145,69 +145,47 @@ func HeaderNames() []string {
 // is a user's header. It allocates nothing, so that a reader can code the
 // contract's names of every header it reads as a small number.
 //
-// A switch rather than a map: the compiler turns it into comparisons by
-// length, and a parse asks once per header of every record.
+// Parse asks once per header of every record, so it is a table lookup:
+// headerHash places every name in its own slot of headerSlots, and the
+// one name in the slot is compared. A string switch compares by length,
+// then up to five times by value.
 func HeaderIndex(name string) int {
-	switch name {
-	case HeaderSchemaVersion:
-		return iSchemaVersion
-	case HeaderSourceType:
-		return iSourceType
-	case HeaderTargetEpoch:
-		return iTargetEpoch
-	case HeaderTargetEpochMs:
-		return iTargetEpochMs
-	case HeaderTargetTopic:
-		return iTargetTopic
-	case HeaderTargetPartition:
-		return iTargetPartition
-	case HeaderTargetKey:
-		return iTargetKey
-	case HeaderTargetPartitionKey:
-		return iTargetPartitionKey
-	case HeaderCron:
-		return iCron
-	case HeaderTimezone:
-		return iTimezone
-	case HeaderUntil:
-		return iUntil
-	case HeaderMaxFires:
-		return iMaxFires
-	case HeaderFireCount:
-		return iFireCount
-	case HeaderMissed:
-		return iMissed
-	case HeaderSourceOffset:
-		return iSourceOffset
-	case HeaderCopyOf:
-		return iCopyOf
-	case HeaderSourceTopic:
-		return iSourceTopic
-	case HeaderSourcePartition:
-		return iSourcePartition
-	case HeaderSourceKey:
-		return iSourceKey
-	case HeaderLogEvent:
-		return iLogEvent
-	case HeaderDispatchedAt:
-		return iDispatchedAt
-	case HeaderLatenessMs:
-		return iLatenessMs
-	case HeaderError:
-		return iError
-	case HeaderErrorMessage:
-		return iErrorMessage
-	case HeaderPayloadOmitted:
-		return iPayloadOmitted
-	case HeaderFireTime:
-		return iFireTime
-	case HeaderSkipped:
-		return iSkipped
-	case HeaderZlib:
-		return iZlib
+	if len(name) < 2 {
+		return -1
 	}
-	return -1
+	i := headerSlots[headerHash(name)]
+	if i < 0 || headerNames[i] != name {
+		return -1
+	}
+	return int(i)
 }
+
+// headerHash mixes a name's length and two of its bytes (every name but
+// zlib starts with "schedule_", so the first bytes tell nothing). The
+// multipliers were searched for: no two names of headerNames share a
+// slot, which headerSlots checks when the package starts. len(name) >= 2.
+func headerHash(name string) uint {
+	n := len(name)
+	return (uint(n)*20 + uint(name[n-2])*48 + uint(name[n/2])) % headerSlotCount
+}
+
+const headerSlotCount = 64
+
+// headerSlots holds, by headerHash, the position of each name in
+// headerNames; -1 in a slot no name hashes to.
+var headerSlots = func() (s [headerSlotCount]int8) {
+	for i := range s {
+		s[i] = -1
+	}
+	for i, name := range headerNames {
+		h := headerHash(name)
+		if s[h] >= 0 {
+			panic("envelope: headers " + headerNames[s[h]] + " and " + name + " share a slot of HeaderIndex's table; search headerHash for other multipliers")
+		}
+		s[h] = int8(i)
+	}
+	return s
+}()
 
 // isControl reports whether name is a header this package sets and
 // WithHeader therefore refuses.
