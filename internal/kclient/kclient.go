@@ -14,7 +14,7 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -292,9 +292,12 @@ func SplitList(v string) []string {
 // broker answers the first before it checks the password, so with a wrong
 // password one connection's first step could be answered just after
 // another's second was refused, and the refusal read as a good login.
+//
+// It is told of every request answered on every connection, so an
+// answered request costs one atomic load: the flag is written only when
+// it changes.
 type saslWatch struct {
-	mu           sync.Mutex
-	failed, okAt time.Time
+	refusedNow atomic.Bool // the latest exchange was refused, and nothing answered since
 }
 
 // OnBrokerRead implements kgo.HookBrokerRead.
@@ -311,25 +314,14 @@ func (w *saslWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ ti
 			return
 		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err != nil {
-		w.failed = time.Now()
-	} else {
-		w.okAt = time.Now()
+	if refused := err != nil; w.refusedNow.Load() != refused {
+		w.refusedNow.Store(refused)
 	}
 }
 
 // refused reports whether the latest SASL exchange ended with the broker
 // hanging up, with no request answered after a login since.
-func (w *saslWatch) refused() bool {
-	if w == nil {
-		return false
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return !w.failed.IsZero() && w.failed.After(w.okAt)
-}
+func (w *saslWatch) refused() bool { return w != nil && w.refusedNow.Load() }
 
 // SASLRefusedError is a SASL exchange the broker ended by closing the
 // connection. It unwraps to kerr.SaslAuthenticationFailed as well as to
