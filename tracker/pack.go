@@ -106,11 +106,15 @@ type packOpts struct {
 	vals   *interned
 }
 
-// hdrCode is how one header's value is packed: valNil, valConst, valDue,
-// valInterned (with id) or valLiteral.
+// hdrCode is how one header is packed: its name's tag (nameTag), and
+// for a known name how its value is, valNil, valConst, valDue,
+// valInterned (with id) or valLiteral. packSize decides it, packTo
+// writes it: the name is looked up once.
 type hdrCode struct {
-	code uint8
-	id   uint32
+	code    uint8
+	literal bool // the name is not a known one: written in full, and so is the value
+	id      uint32
+	tag     uint64
 }
 
 // codeOf decides how the value v of the header whose name has index i
@@ -172,10 +176,11 @@ func packSize(key, value []byte, headers []kgo.RecordHeader, o *packOpts, codes 
 		n += uvarintLen(tag)
 		if literal {
 			n += len(h.Key) + nullableLen(h.Value)
-			codes = append(codes, hdrCode{})
+			codes = append(codes, hdrCode{literal: true, tag: tag})
 			continue
 		}
 		c := codeOf(int(tag/2), h.Value, o)
+		c.tag = tag
 		codes = append(codes, c)
 		switch c.code {
 		case valInterned:
@@ -207,14 +212,14 @@ func packTo(buf []byte, key, value []byte, headers []kgo.RecordHeader, codes []h
 	putNullable(value)
 	i += binary.PutUvarint(buf[i:], uint64(len(headers)))
 	for j, h := range headers {
-		tag, literal := nameTag(h.Key)
-		i += binary.PutUvarint(buf[i:], tag)
-		if literal {
+		c := &codes[j]
+		i += binary.PutUvarint(buf[i:], c.tag)
+		if c.literal {
 			i += copy(buf[i:], h.Key)
 			putNullable(h.Value)
 			continue
 		}
-		switch c := codes[j]; c.code {
+		switch c.code {
 		case valInterned:
 			buf[i] = valInterned
 			i++
