@@ -186,7 +186,11 @@ func (p *place) names() []string {
 // nothing was found (or the key left no trace the topics still keep).
 func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 	set, places, err := f.address(ctx, q)
-	if err != nil {
+	// The time bound can end before the partitions are known (the
+	// cluster slow to answer): that is a lookup cut short that read
+	// nothing, not a failure.
+	unlisted := errors.Is(err, errStopped)
+	if err != nil && !unlisted {
 		return Result{}, err
 	}
 	rd := &reading{f: f, progress: f.cfg.Progress}
@@ -219,6 +223,11 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 		res.Note = join(res.Note, "The lookup stopped at its time bound before reading all of "+strings.Join(rd.stopped, ", ")+
 			"; what it did not read may hold a newer record of the key.")
 	}
+	if unlisted {
+		res.Incomplete = true
+		res.Note = join(res.Note, "The lookup stopped at its time bound before the cluster said which partitions "+set.Schedules+
+			" has: it read nothing.")
+	}
 	for _, p := range places {
 		s := Searched{Partition: p.cand.Partition, Partitioners: p.names(), State: p.res.State}
 		if p.sched != nil {
@@ -232,6 +241,9 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 	}
 	if res.NextFires == nil {
 		res.NextFires = []time.Time{}
+	}
+	if res.Searched == nil {
+		res.Searched = []Searched{}
 	}
 	if res.HeaderNames == nil {
 		res.HeaderNames = []string{}
@@ -296,6 +308,9 @@ func (f *Finder) address(ctx context.Context, q Query) (topic.Set, []*place, err
 	n, err := f.reader.Partitions(ctx, set.Schedules)
 	if errors.Is(err, logscan.ErrNoPartition) {
 		return topic.Set{}, nil, fmt.Errorf("%w: topic %s does not exist", ErrBadQuery, set.Schedules)
+	}
+	if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+		return set, nil, fmt.Errorf("%w: listing the partitions of %s: %w", errStopped, set.Schedules, err)
 	}
 	if err != nil {
 		return topic.Set{}, nil, fmt.Errorf("listing the partitions of %s: %w", set.Schedules, err)

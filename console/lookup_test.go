@@ -118,6 +118,39 @@ func TestLookupBounds(t *testing.T) {
 	require.NotEmpty(t, res.Searched)
 }
 
+// TestLookupCutShortListingPartitions: a cluster that does not say in
+// time which partitions the topic has cuts the lookup short before it
+// reads anything: an answer that says so, not a 503.
+func TestLookupCutShortListingPartitions(t *testing.T) {
+	con, c, _ := lookupCluster(t, Config{LookupTimeout: 300 * time.Millisecond})
+	h := con.Handler()
+	require.Equal(t, http.StatusNotFound, get(t, h, http.MethodGet, "/api/schedules/k").Code, "answers before the cluster is held")
+
+	release := make(chan struct{})
+	c.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() {
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		})
+		return nil, nil, false
+	})
+	start := time.Now()
+	w := get(t, h, http.MethodGet, "/api/schedules/k")
+	close(release)
+	require.Less(t, time.Since(start), 5*time.Second, "the time bound held")
+	require.Equal(t, http.StatusNotFound, w.Code, w.Body.String())
+	var res Result
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &res))
+	require.Equal(t, StateUnknown, res.State)
+	require.True(t, res.Incomplete, "says it stopped early")
+	require.Contains(t, res.Note, "before the cluster said which partitions s has")
+	require.NotNil(t, res.Searched)
+	require.Empty(t, res.Searched)
+}
+
 // TestLookupSearchesEveryProducersPartition: a schedule a librdkafka
 // producer wrote (CRC32) is found by a lookup at the defaults, which says
 // where it looked, on the page and in the JSON, and names a cancel that

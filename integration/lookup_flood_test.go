@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"slices"
@@ -155,6 +156,7 @@ func TestLookupFloodDoesNotSlowDispatch(t *testing.T) {
 					problems <- err.Error()
 					return
 				}
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 				resp.Body.Close()
 				asked.Add(1)
 				if took.Milliseconds() > slowest.Load() {
@@ -176,7 +178,7 @@ func TestLookupFloodDoesNotSlowDispatch(t *testing.T) {
 					case <-time.After(time.Duration(after) * time.Second):
 					}
 				default:
-					problems <- fmt.Sprintf("GET absent key: %d", resp.StatusCode)
+					problems <- fmt.Sprintf("GET absent key: %d %s", resp.StatusCode, body)
 					return
 				}
 			}
