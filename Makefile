@@ -48,7 +48,7 @@ fuzz:
 # (on the in-process broker). The console's lookups load 10^6 schedules
 # a partition and take minutes: BENCHMARKS.md "Lookups" runs them.
 bench:
-	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/record/ ./internal/cron/ ./internal/prefault/ ./tracker/ ./state/ ./consumer/ ./dispatcher/
+	go test -run '^$$' -bench . -benchmem ./envelope/ ./internal/record/ ./internal/cron/ ./internal/prefault/ ./tracker/ ./state/ ./consumer/ ./dispatcher/ ./internal/logscan/
 
 # A long run of the built binary, not in CI: SOAK_MINUTES (default 10) at
 # SOAK_RATE schedules a second (default 2000) with cancels, updates and

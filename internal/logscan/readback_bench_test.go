@@ -1,0 +1,148 @@
+package logscan
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
+)
+
+// BenchmarkReadBack: what reading back the service's own tombstones costs
+// a reader, per record, on the bytes of one fetch: transactions of 1000
+// tombstones as the dispatcher writes them (the schedule's headers, the
+// source type and offset, snappy), committed. franz-go's decoding, as the
+// service's group consumer gets them (every header's key a string of its
+// own, a header slice a record), against a pass that reads each record's
+// offset and key and leaves its headers, as a reader of raw batches could
+// for batches it knows it wrote (BENCHMARKS.md "Where dispatch grows":
+// the lever not taken). Neither includes what the tracker does with a
+// record.
+func BenchmarkReadBack(b *testing.B) {
+	const (
+		topic = "schedules"
+		txns  = 8
+		batch = 1000
+	)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pr, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("scheduler-a"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(2*batch))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pr.Close()
+	ctx := context.Background()
+	due := time.Date(2026, 12, 7, 14, 5, 0, 0, time.UTC)
+	for t := range txns {
+		if err := pr.BeginTransaction(); err != nil {
+			b.Fatal(err)
+		}
+		recs := make([]*kgo.Record, 0, batch)
+		for i := range batch {
+			sched, err := envelope.Schedule("orders", due, make([]byte, 100), envelope.WithKey(fmt.Sprintf("orders-4c1f1a8e-0a2b-4f7d-9f1e-%06d", t*batch+i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs = append(recs, record.Tombstone(sched.Key, sched.Headers, record.Source{Topic: topic, Partition: 0, Offset: int64(1_000_000 + t*batch + i)}))
+		}
+		if err := pr.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		if err := pr.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := New(pr, 0)
+	id, leader, err := r.route(ctx, topic, 0, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MinBytes, req.MaxBytes, req.IsolationLevel = 1, 64<<20, 1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, id
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 64 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := pr.Broker(int(leader)).Request(ctx, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	part := &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	const n = txns * batch
+
+	b.Run("franz-go", func(b *testing.B) {
+		b.ReportAllocs()
+		// Decompression buffers and record slices lent and given back,
+		// as the service's fetch pool does: what is left is decoding.
+		pool := new(recPool)
+		opts := kgo.ProcessFetchPartitionOpts{Offset: 0, IsolationLevel: kgo.ReadCommitted(), Topic: topic, Pools: []kgo.Pool{pool}}
+		for b.Loop() {
+			fp, _ := kgo.ProcessFetchPartition(opts, part, kgo.DefaultDecompressor(pool), nil)
+			if fp.Err != nil || len(fp.Records) != n {
+				b.Fatal(fp.Err, len(fp.Records))
+			}
+			for _, r := range fp.Records {
+				r.Recycle()
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
+	b.Run("offsets-and-keys", func(b *testing.B) {
+		b.ReportAllocs()
+		bufs := new(bufPool)
+		// A key no record has: every record's offset and key are read,
+		// no header.
+		none := []byte("no such key")
+		for b.Loop() {
+			next, read, err := batches(part, 0, math.MaxInt64, none, kgo.DefaultDecompressor(bufs), bufs, func(*Record) bool { return true })
+			if err != nil || read != n || next < n {
+				b.Fatal(err, read, next)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
+}
+
+// recPool lends decompression buffers and record slices and keeps what
+// comes back: a fetch's worth once the first is decoded.
+type recPool struct {
+	bufs [][]byte
+	recs [][]kgo.Record
+}
+
+func (p *recPool) GetDecompressBytes(compressed []byte, _ kgo.CompressionCodecType) []byte {
+	for i, b := range p.bufs {
+		if cap(b) >= 4*len(compressed) {
+			p.bufs = append(p.bufs[:i], p.bufs[i+1:]...)
+			return b[:0]
+		}
+	}
+	return make([]byte, 0, 4*len(compressed))
+}
+
+func (p *recPool) PutDecompressBytes(b []byte) { p.bufs = append(p.bufs, b) }
+
+func (p *recPool) GetRecords(n int) []kgo.Record {
+	for i, r := range p.recs {
+		if cap(r) >= n {
+			p.recs = append(p.recs[:i], p.recs[i+1:]...)
+			return r[:n]
+		}
+	}
+	return make([]kgo.Record, n)
+}
+
+func (p *recPool) PutRecords(r []kgo.Record) { p.recs = append(p.recs, r) }
