@@ -248,7 +248,7 @@ func (f *Finder) Lookup(ctx context.Context, q Query) (Result, error) {
 	if res.HeaderNames == nil {
 		res.HeaderNames = []string{}
 	}
-	if f.cfg.Owner != nil {
+	if f.cfg.Owner != nil && !unlisted {
 		res.Owner = f.cfg.Owner(set.Schedules, res.Partition)
 	}
 	return res, nil
