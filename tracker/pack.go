@@ -111,10 +111,9 @@ type packOpts struct {
 // valInterned (with id) or valLiteral. packSize decides it, packTo
 // writes it: the name is looked up once.
 type hdrCode struct {
-	code    uint8
-	literal bool // the name is not a known one: written in full, and so is the value
-	id      uint32
-	tag     uint64
+	code uint8
+	id   uint32
+	tag  uint64 // odd for a name that is not a known one: written in full, and so is the value
 }
 
 // codeOf decides how the value v of the header whose name has index i
@@ -176,7 +175,7 @@ func packSize(key, value []byte, headers []kgo.RecordHeader, o *packOpts, codes 
 		n += uvarintLen(tag)
 		if literal {
 			n += len(h.Key) + nullableLen(h.Value)
-			codes = append(codes, hdrCode{literal: true, tag: tag})
+			codes = append(codes, hdrCode{tag: tag})
 			continue
 		}
 		c := codeOf(int(tag/2), h.Value, o)
@@ -214,7 +213,7 @@ func packTo(buf []byte, key, value []byte, headers []kgo.RecordHeader, codes []h
 	for j, h := range headers {
 		c := &codes[j]
 		i += binary.PutUvarint(buf[i:], c.tag)
-		if c.literal {
+		if c.tag%2 == 1 { // nameTag's literal
 			i += copy(buf[i:], h.Key)
 			putNullable(h.Value)
 			continue
