@@ -95,10 +95,16 @@ func (rd *reading) newest(ctx context.Context, topic string, p int32, fromMilli 
 	return foundOf(rec, topic, p), false, nil
 }
 
+// stoppedBy reports whether err ended a step of a lookup because its time
+// bound did (or its asker left), rather than for a cause of its own.
+func stoppedBy(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)
+}
+
 // cut turns the error of a read the lookup's deadline ended into one
 // wrapping errStopped, and notes what was left unread.
 func (rd *reading) cut(ctx context.Context, topic string, p int32, read int64, err error) error {
-	if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+	if !stoppedBy(ctx, err) {
 		return err
 	}
 	rd.stopped = append(rd.stopped, fmt.Sprintf("%s partition %d (%d records read)", topic, p, read))

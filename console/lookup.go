@@ -309,7 +309,7 @@ func (f *Finder) address(ctx context.Context, q Query) (topic.Set, []*place, err
 	if errors.Is(err, logscan.ErrNoPartition) {
 		return topic.Set{}, nil, fmt.Errorf("%w: topic %s does not exist", ErrBadQuery, set.Schedules)
 	}
-	if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+	if err != nil && stoppedBy(ctx, err) {
 		return set, nil, fmt.Errorf("%w: listing the partitions of %s: %w", errStopped, set.Schedules, err)
 	}
 	if err != nil {

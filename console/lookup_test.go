@@ -94,28 +94,44 @@ func TestLookupBounds(t *testing.T) {
 	w := get(t, h, http.MethodGet, "/api/schedules/k?partition="+strconv.Itoa(int(r.Partition)))
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 
-	release := make(chan struct{})
-	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+	release := holdRequests(c, kmsg.Fetch)
+	res := cutShort(t, h, "/api/schedules/other-key", release)
+	require.Contains(t, res.Note, "stopped at its time bound")
+	require.NotEmpty(t, res.Searched)
+}
+
+// holdRequests makes the broker hold every request of key until release
+// is called (or 10 s pass).
+func holdRequests(c *kfake.Cluster, key kmsg.Key) (release func()) {
+	ch := make(chan struct{})
+	c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		c.SleepControl(func() {
 			select {
-			case <-release:
+			case <-ch:
 			case <-time.After(10 * time.Second):
 			}
 		})
 		return nil, nil, false
 	})
+	return func() { close(ch) }
+}
+
+// cutShort asks for path while the broker holds what the lookup needs,
+// releases it, and checks the answer is a lookup its time bound cut
+// short: in time, not found, saying so.
+func cutShort(t *testing.T, h http.Handler, path string, release func()) Result {
+	t.Helper()
 	start := time.Now()
-	w = get(t, h, http.MethodGet, "/api/schedules/other-key")
-	close(release)
+	w := get(t, h, http.MethodGet, path)
+	release()
 	require.Less(t, time.Since(start), 5*time.Second, "the time bound held")
 	require.Equal(t, http.StatusNotFound, w.Code, w.Body.String())
 	var res Result
 	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &res))
 	require.Equal(t, StateUnknown, res.State)
 	require.True(t, res.Incomplete, "says it stopped early")
-	require.Contains(t, res.Note, "stopped at its time bound")
-	require.NotEmpty(t, res.Searched)
+	return res
 }
 
 // TestLookupCutShortListingPartitions: a cluster that does not say in
@@ -126,26 +142,8 @@ func TestLookupCutShortListingPartitions(t *testing.T) {
 	h := con.Handler()
 	require.Equal(t, http.StatusNotFound, get(t, h, http.MethodGet, "/api/schedules/k").Code, "answers before the cluster is held")
 
-	release := make(chan struct{})
-	c.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		c.SleepControl(func() {
-			select {
-			case <-release:
-			case <-time.After(10 * time.Second):
-			}
-		})
-		return nil, nil, false
-	})
-	start := time.Now()
-	w := get(t, h, http.MethodGet, "/api/schedules/k")
-	close(release)
-	require.Less(t, time.Since(start), 5*time.Second, "the time bound held")
-	require.Equal(t, http.StatusNotFound, w.Code, w.Body.String())
-	var res Result
-	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &res))
-	require.Equal(t, StateUnknown, res.State)
-	require.True(t, res.Incomplete, "says it stopped early")
+	release := holdRequests(c, kmsg.Metadata)
+	res := cutShort(t, h, "/api/schedules/k", release)
 	require.Contains(t, res.Note, "before the cluster said which partitions s has")
 	require.NotNil(t, res.Searched)
 	require.Empty(t, res.Searched)
