@@ -81,19 +81,25 @@ func newPartition(t *testing.T, seed uint64) *partition {
 
 // rawFetch is one Fetch as Reader makes it, answered.
 func (p *partition) rawFetch(t *testing.T, offset int64) *kmsg.FetchResponseTopicPartition {
-	t.Helper()
-	id, leader, err := p.r.route(context.Background(), p.topic, 0, false)
-	require.NoError(t, err)
+	return rawFetch(t, p.r, p.cl, p.topic, offset, 4096)
+}
+
+// rawFetch is one read_committed Fetch of up to maxBytes of partition 0 of
+// topic from offset, answered.
+func rawFetch(tb testing.TB, r *Reader, cl *kgo.Client, topic string, offset int64, maxBytes int32) *kmsg.FetchResponseTopicPartition {
+	tb.Helper()
+	id, leader, err := r.route(context.Background(), topic, 0, false)
+	require.NoError(tb, err)
 	req := kmsg.NewPtrFetchRequest()
-	req.MinBytes, req.MaxBytes, req.IsolationLevel = 1, 4096, 1
+	req.MinBytes, req.MaxBytes, req.IsolationLevel = 1, maxBytes, 1
 	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID = p.topic, id
+	rt.Topic, rt.TopicID = topic, id
 	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.FetchOffset, rp.PartitionMaxBytes = offset, 4096
+	rp.FetchOffset, rp.PartitionMaxBytes = offset, maxBytes
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := p.cl.Broker(int(leader)).Request(context.Background(), req)
-	require.NoError(t, err)
+	resp, err := cl.Broker(int(leader)).Request(context.Background(), req)
+	require.NoError(tb, err)
 	return &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/record"
@@ -63,24 +62,7 @@ func BenchmarkReadBack(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	r := New(pr, 0)
-	id, leader, err := r.route(ctx, topic, 0, false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := kmsg.NewPtrFetchRequest()
-	req.MinBytes, req.MaxBytes, req.IsolationLevel = 1, 64<<20, 1
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID = topic, id
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 64 << 20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := pr.Broker(int(leader)).Request(ctx, req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	part := &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0]
+	part := rawFetch(b, New(pr, 0), pr, topic, 0, 64<<20)
 	const n = txns * batch
 
 	b.Run("franz-go", func(b *testing.B) {
@@ -116,24 +98,13 @@ func BenchmarkReadBack(b *testing.B) {
 	})
 }
 
-// recPool lends decompression buffers and record slices and keeps what
-// comes back: a fetch's worth once the first is decoded.
+// recPool lends decompression buffers (bufPool's) and record slices, and
+// keeps the slices that come back: a fetch's worth once the first is
+// decoded. The benchmark uses it from one goroutine.
 type recPool struct {
-	bufs [][]byte
+	bufPool
 	recs [][]kgo.Record
 }
-
-func (p *recPool) GetDecompressBytes(compressed []byte, _ kgo.CompressionCodecType) []byte {
-	for i, b := range p.bufs {
-		if cap(b) >= 4*len(compressed) {
-			p.bufs = append(p.bufs[:i], p.bufs[i+1:]...)
-			return b[:0]
-		}
-	}
-	return make([]byte, 0, 4*len(compressed))
-}
-
-func (p *recPool) PutDecompressBytes(b []byte) { p.bufs = append(p.bufs, b) }
 
 func (p *recPool) GetRecords(n int) []kgo.Record {
 	for i, r := range p.recs {
