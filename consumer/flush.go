@@ -31,13 +31,15 @@ type inflight struct {
 // outcomes back (Advance copies what it keeps), so the next batch is
 // carved from the same memory: the items, their records and the records'
 // headers were 2 KB of the 3.7 KB the service allocated per dispatched
-// schedule. A batch that failed, or whose outcome is unknown, may still
-// have records in the producer client: its memory is left to the garbage
-// collector.
+// schedule. The headers the trackers decode the items into (and the
+// digits of values they put back) are carved from it too
+// (tracker.ReadyWith): the records' header values point into them. A
+// batch that failed, or whose outcome is unknown, may still have records
+// in the producer client: its memory is left to the garbage collector.
 type batchMem struct {
 	items []dispatcher.Item  // capacity Config.BatchSize: items never move
 	ptrs  []*dispatcher.Item // the batch's Items
-	recs  record.Slab
+	recs  record.Slab        // the records, and the items' decoded headers
 }
 
 // maxSpareMem bounds the batches' memory kept for the next ones: a batch
@@ -132,10 +134,18 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 		size = len(in.batch.Items)
 	}
 	// The items of a batch, in one allocation, and their records carved
-	// from one Slab: a batch lives and dies as a whole (batchMem).
+	// from one Slab: a batch lives and dies as a whole (batchMem). So do
+	// the headers the trackers decode the items into: taken from the
+	// batch's Slab, and only once a tracker has an item to decode.
 	var mem *batchMem
 	if in != nil {
 		mem = in.mem
+	}
+	slab := func() *record.Slab {
+		if mem == nil {
+			mem = e.takeMem()
+		}
+		return &mem.recs
 	}
 	limit := e.batchSize()
 	n := len(e.order)
@@ -146,12 +156,9 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 			continue // being given up: it waits only for its batch to end
 		}
 		// The tracker reuses the slice of its items: they are copied
-		// into the slab.
-		due := e.ready(p, now, limit-size).Items
+		// into the batch's memory.
+		due := e.readyWith(p, now, limit-size, slab).Items
 		for j := range due {
-			if mem == nil {
-				mem = e.takeMem()
-			}
 			// At most BatchSize items are carved for a batch: a parked
 			// one gives its place back below.
 			mem.items = append(mem.items, dispatcher.Item{
@@ -179,7 +186,9 @@ func (e *Engine) form(now time.Time, in *inflight) *inflight {
 		}
 	}
 	if in == nil && mem != nil && len(e.spareMem) < maxSpareMem {
-		// Every item due was parked: nothing was carved from it.
+		// Every item due was parked, and the trackers took them back by
+		// value: nothing refers to what was decoded into it.
+		mem.recs.Reset()
 		e.spareMem = append(e.spareMem, mem)
 	}
 	return in

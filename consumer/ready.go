@@ -3,6 +3,7 @@ package consumer
 import (
 	"time"
 
+	"github.com/scheduler-dev/scheduler/internal/record"
 	"github.com/scheduler-dev/scheduler/tracker"
 )
 
@@ -28,7 +29,13 @@ func (e *Engine) trackerConfig() tracker.Config {
 // and warms the targets of schedules due soon. Every Ready the loop takes
 // goes through here, so none of it is dropped.
 func (e *Engine) ready(p *partition, now time.Time, max int) tracker.Ready {
-	rd := p.tr.Ready(now, max)
+	return e.readyWith(p, now, max, nil)
+}
+
+// readyWith is ready, the items decoded into the Slab mem returns
+// (tracker.ReadyWith).
+func (e *Engine) readyWith(p *partition, now time.Time, max int, mem func() *record.Slab) tracker.Ready {
+	rd := p.tr.ReadyWith(now, max, mem)
 	e.wantBack(p, rd.ReadBack)
 	if rd.ReadDay != nil {
 		// The next day's schedules come into memory now, well before

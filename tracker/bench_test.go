@@ -11,6 +11,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/cputime"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // benchRecords builds n schedules due over the rest of today (day 0) or
@@ -354,7 +355,8 @@ func (ec *tombstoneEchoes) build(items []Item) {
 }
 
 // BenchmarkDispatchCycle is the service's cycle while it dispatches a
-// backlog: Ready takes a batch of 1000 due schedules, Advance reports it
+// backlog: ReadyWith takes a batch of 1000 due schedules (decoded into a
+// Slab of the batch's, as the consumer does), Advance reports it
 // written, and the tombstones of a batch are read back (Observe), then
 // the transaction's commit marker. With behind=0 they are those of the
 // batch just written; the service's consumer reads its own writes back
@@ -385,6 +387,10 @@ func BenchmarkDispatchCycle(b *testing.B) {
 			clk := &cpuClock{b: b}
 			// The tombstones written and not read back yet, oldest first.
 			ring := make([]tombstoneEchoes, c.behind+1)
+			// The items are decoded into a Slab of their batch's, as the
+			// consumer's are, reset once the batch's tombstones, which
+			// refer to its header values, are read back.
+			slabs := make([]record.Slab, len(ring))
 			written, read := 0, 0
 			readBack := func() {
 				ec := &ring[read%len(ring)]
@@ -400,7 +406,9 @@ func BenchmarkDispatchCycle(b *testing.B) {
 			results := make([]Result, 0, batch)
 			sent, left := 0, held
 			cycle := func() {
-				rd := tr.Ready(now, batch)
+				slab := &slabs[written%len(slabs)]
+				slab.Reset()
+				rd := tr.ReadyWith(now, batch, func() *record.Slab { return slab })
 				if len(rd.Items) == 0 {
 					b.Fatal("nothing due")
 				}

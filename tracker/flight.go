@@ -6,11 +6,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // due hands out, in (due, offset) order, up to max items whose time has
-// come, appended to out (Ready.Items).
-func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
+// come, appended to out (Ready.Items), decoded into mem (ReadyWith).
+func (t *Tracker) due(now time.Time, max int, out []Item, mem func() *record.Slab) []Item {
 	if !t.loaded || t.syncing || t.blocked != "" {
 		return out
 	}
@@ -42,7 +43,7 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 		e.flags &^= flagFiring | flagRefused
 		out = append(out, it)
 	}
-	t.decode(out[first:])
+	t.decode(out[first:], mem)
 	// The echo each item expects, once its records are known: a firing
 	// of a recurring schedule writes a next version, not a tombstone.
 	for i := first; i < len(out); i++ {
@@ -59,18 +60,25 @@ func (t *Tracker) due(now time.Time, max int, out []Item) []Item {
 	return out
 }
 
-// decode decodes the records of items handed out, their headers in one
-// allocation for all, and the digits of the epochs pack left out in
-// another. The entries' own records cannot be corrupt: pack wrote them.
-func (t *Tracker) decode(items []Item) {
+// decode decodes the records of items handed out. Their headers and the
+// digits of the epochs pack left out are carved from the caller's Slab
+// (mem), item by item; without one, in one allocation for all headers and
+// another for the digits. The entries' own records cannot be corrupt:
+// pack wrote them.
+func (t *Tracker) decode(items []Item, mem func() *record.Slab) {
 	if len(items) == 0 {
 		return
 	}
-	n := 0
-	for i := range items {
-		n += packedHeaders(items[i].e.data())
+	var d decodeBuf
+	if mem != nil {
+		d.mem = mem()
+	} else {
+		n := 0
+		for i := range items {
+			n += packedHeaders(items[i].e.data())
+		}
+		d.hdrs, d.digits = make([]kgo.RecordHeader, 0, n), make([]byte, 0, 32*len(items))
 	}
-	d := decodeBuf{hdrs: make([]kgo.RecordHeader, 0, n), digits: make([]byte, 0, 32*len(items))}
 	for i := range items {
 		it := &items[i]
 		it.Key, it.Value, it.Headers, _ = d.unpack(it.e.data(), t.unpackCtx(it.e))

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 // The packed codec is the tracker's own: its entries hold their record this
@@ -278,10 +279,12 @@ func unpack(p string) (key, value []byte, headers []kgo.RecordHeader, err error)
 
 // decodeBuf is where unpack places what it decodes: the header slices,
 // and the digits of values derived from the due time. The items of one
-// Ready share one, as they share one batch.
+// Ready share one, as they share one batch. When one runs out of room it
+// takes more from mem (nil: allocated).
 type decodeBuf struct {
 	hdrs   []kgo.RecordHeader
 	digits []byte
+	mem    *record.Slab
 }
 
 // unpack decodes a packed record. The key, value and header values it
@@ -301,7 +304,7 @@ func (d *decodeBuf) unpack(p string, u unpackCtx) (key, value []byte, headers []
 	}
 	if r.err == nil && n > 0 {
 		if uint64(cap(d.hdrs)-len(d.hdrs)) < n {
-			d.hdrs = make([]kgo.RecordHeader, 0, int(n))
+			d.hdrs = d.mem.Headers(int(n))
 		}
 		from := len(d.hdrs)
 		for i := uint64(0); i < n && r.err == nil; i++ {
@@ -344,7 +347,7 @@ func (d *decodeBuf) value(r *reader, i int, u unpackCtx) []byte {
 		return constValues[i]
 	case code == valDue && (i == iTargetEpoch || i == iTargetEpochMs):
 		if cap(d.digits)-len(d.digits) < 20 {
-			d.digits = make([]byte, 0, 256)
+			d.digits = d.mem.Bytes(256)
 		}
 		from := len(d.digits)
 		d.digits = dueDigits(d.digits, i, u.due)

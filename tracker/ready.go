@@ -1,6 +1,10 @@
 package tracker
 
-import "time"
+import (
+	"time"
+
+	"github.com/scheduler-dev/scheduler/internal/record"
+)
 
 // Ready is everything the caller must do now, as Tracker.Ready returns it.
 // The caller acts on every field of every Ready it takes, then calls Ready
@@ -49,9 +53,18 @@ type ReadDay struct {
 // before the partition is loaded, while it syncs after a failed batch, or
 // once it is blocked), the offsets to read back, the day to read in, the
 // targets to warm, and when to call again.
-func (t *Tracker) Ready(now time.Time, max int) Ready {
+func (t *Tracker) Ready(now time.Time, max int) Ready { return t.ReadyWith(now, max, nil) }
+
+// ReadyWith is Ready, with the items' header slices, and the digits of
+// the values the tracker derives, carved from the Slab mem returns rather
+// than allocated. mem is called once, and only if an item is handed out.
+// The caller promises what Slab.Reset asks: it resets that Slab only once
+// it is done with every item decoded into it. A caller that carves each
+// batch's records from a Slab of the batch's own passes that one: the
+// items live and die with their batch. A nil mem allocates, as Ready.
+func (t *Tracker) ReadyWith(now time.Time, max int, mem func() *record.Slab) Ready {
 	clear(t.out) // the previous items: keep none of their memory alive
-	t.out = t.due(now, max, t.out[:0])
+	t.out = t.due(now, max, t.out[:0], mem)
 	rd := Ready{Items: t.out, Loaded: t.loaded}
 	if len(t.want) > 0 {
 		rd.ReadBack, t.want = t.want, nil

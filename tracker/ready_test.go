@@ -1,6 +1,9 @@
 package tracker
 
 import (
+	"runtime"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -8,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
 func schedTo(f *fixture, topic, key string, due time.Time) *kgo.Record {
@@ -79,4 +83,59 @@ func TestReadyDayOncePerRead(t *testing.T) {
 	rd = tr.Ready(midnight.Add(24*time.Hour), 0)
 	require.NotNil(t, rd.ReadDay)
 	require.Equal(t, midnight.Add(48*time.Hour), rd.ReadDay.WindowEnd, "a late move catches up at once")
+}
+
+// TestReadyWithSlab: items decoded into the caller's Slab are the items
+// Ready decodes, the digits of the epochs it puts back included. The
+// Slab is asked for once a call, and not at all when nothing is handed
+// out; once reset, the next batch's items are decoded into the same
+// memory rather than into new allocations.
+func TestReadyWithSlab(t *testing.T) {
+	var f fixture
+	a, b := New(Config{}, 0, 0, t0), New(Config{}, 0, 0, t0)
+	for i := range 6 {
+		r := schedTo(&f, "orders", "k"+string(rune('0'+i)), t0.Add(time.Duration(i)*time.Second))
+		observe(a, t0, r)
+		observe(b, t0, r)
+	}
+	var slab record.Slab
+	asked := 0
+	mem := func() *record.Slab { asked++; return &slab }
+
+	require.Empty(t, a.ReadyWith(t0.Add(-time.Second), 10, mem).Items)
+	require.Zero(t, asked, "nothing handed out, nothing asked for")
+
+	first := slices.Clone(a.ReadyWith(t0.Add(2*time.Second), 10, mem).Items)
+	require.Equal(t, 1, asked)
+	want := b.Ready(t0.Add(2*time.Second), 10).Items
+	require.Len(t, first, 3)
+	for i := range first {
+		require.Equal(t, want[i].Key, first[i].Key)
+		require.Equal(t, want[i].Value, first[i].Value)
+		require.Equal(t, want[i].Headers, first[i].Headers)
+		epoch, ok := envelope.Header(first[i].Headers, envelope.HeaderTargetEpoch)
+		require.True(t, ok)
+		require.Equal(t, strconv.FormatInt(t0.Add(time.Duration(i)*time.Second).Unix(), 10), string(epoch))
+	}
+	report(a, first, OutcomeWritten, t0)
+	report(b, want, OutcomeWritten, t0)
+
+	slab.Reset()
+	at := t0.Add(5 * time.Second)
+	var next, alloc []Item
+	withSlab := mallocs(func() { next = a.ReadyWith(at, 10, mem).Items })
+	without := mallocs(func() { alloc = b.Ready(at, 10).Items })
+	require.Equal(t, 2, asked)
+	require.Len(t, next, 3)
+	require.Equal(t, alloc[2].Headers, next[2].Headers)
+	require.Less(t, withSlab, without, "decoded into the batch before's memory, not allocated")
+}
+
+// mallocs returns how many objects f allocated.
+func mallocs(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
 }

@@ -261,6 +261,32 @@ func TestSlabBuildsTheSame(t *testing.T) {
 	}
 }
 
+// TestSlabRegions: Headers and Bytes hand out empty regions of the
+// capacity asked for, each of its own, so that what one is filled with
+// never shows in another, and an append past one copies; a nil Slab
+// allocates them.
+func TestSlabRegions(t *testing.T) {
+	for _, s := range []*Slab{new(Slab), nil} {
+		a, b := s.Headers(2), s.Headers(3)
+		require.Zero(t, len(a))
+		require.Equal(t, 2, cap(a))
+		require.Equal(t, 3, cap(b))
+		a = append(a, kgo.RecordHeader{Key: "a1"}, kgo.RecordHeader{Key: "a2"})
+		b = append(b, kgo.RecordHeader{Key: "b1"})
+		_ = append(a, kgo.RecordHeader{Key: "past a"})
+		require.Equal(t, []kgo.RecordHeader{{Key: "b1"}}, b)
+
+		x, y := s.Bytes(4), s.Bytes(300)
+		require.Equal(t, 4, cap(x))
+		require.Equal(t, 300, cap(y))
+		x = append(x, "1234"...)
+		y = append(y, "5"...)
+		_ = append(x, "past x"...)
+		require.Equal(t, "1234", string(x))
+		require.Equal(t, "5", string(y))
+	}
+}
+
 // TestSlabReset: after Reset a Slab carves a batch as large as the last
 // from the same chunks, allocating nothing, and builds the same records.
 func TestSlabReset(t *testing.T) {
@@ -281,6 +307,9 @@ func TestSlabReset(t *testing.T) {
 			target := s.Target(&envs[i], recs[i].Headers, src)
 			_ = s.Dispatched(target, "logs", src.Partition, envs[i].Key, at, int64(i), true)
 			_ = s.Tombstone(envs[i].Key, recs[i].Headers, src)
+			// What a tracker decodes the item into (Headers, Bytes).
+			_ = append(s.Headers(len(recs[i].Headers)), recs[i].Headers...)
+			_ = strconv.AppendInt(s.Bytes(20), src.Offset, 10)
 		}
 	}
 	batch(0)

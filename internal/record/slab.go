@@ -120,13 +120,40 @@ func (s *Slab) record() *kgo.Record {
 // slice the Slab hands out overlaps. The caller appends at most n headers
 // and cuts the capacity to the length it ends with.
 func (s *Slab) headers(n int) []kgo.RecordHeader {
-	if cap(s.hdrs)-len(s.hdrs) < n {
-		s.hdrs = chunk(&s.freeHdrs, &s.usedHdrs, n, chunkSize(s.nHdrs, n, maxChunkHeaders))
+	return region(&s.hdrs, &s.freeHdrs, &s.usedHdrs, &s.nHdrs, n, maxChunkHeaders)
+}
+
+// region carves an empty region of capacity n from the chunk cur, or from
+// a chunk taken for it when cur has no room (chunk), and counts it in
+// carved; bound is the chunks' size bound.
+func region[T any](cur *[]T, free, used *[][]T, carved *int, n, bound int) []T {
+	if cap(*cur)-len(*cur) < n {
+		*cur = chunk(free, used, n, chunkSize(*carved, n, bound))
 	}
-	i := len(s.hdrs)
-	s.hdrs = s.hdrs[:i+n]
-	s.nHdrs += n
-	return s.hdrs[i : i : i+n]
+	i := len(*cur)
+	*cur = (*cur)[:i+n]
+	*carved += n
+	return (*cur)[i : i : i+n]
+}
+
+// Headers returns an empty header slice of capacity n for the caller to
+// append up to n headers to: a region of its own, reused after Reset as
+// the Slab's records are. A nil Slab allocates it.
+func (s *Slab) Headers(n int) []kgo.RecordHeader {
+	if s == nil {
+		return make([]kgo.RecordHeader, 0, n)
+	}
+	return s.headers(n)
+}
+
+// Bytes returns an empty byte slice of capacity n for the caller to append
+// up to n bytes to, such as the digits of numbers: a region of its own,
+// reused after Reset. A nil Slab allocates it.
+func (s *Slab) Bytes(n int) []byte {
+	if s == nil {
+		return make([]byte, 0, n)
+	}
+	return region(&s.digits, &s.freeDigits, &s.usedDigits, &s.nDigits, n, maxChunkDigits)
 }
 
 // roomForInts makes room for the digits of n numbers, so that those n
