@@ -119,8 +119,9 @@ type Engine struct {
 	snaps     int            // snapshots taken, for tests
 	recur     recurringState // the list of recurring schedules (recurring.go)
 	flushCtx  context.Context
-	results   []tracker.Result // onFlushed's, reused
-	spareMem  []*batchMem      // memory of committed batches, for the next (flush.go)
+	results   []tracker.Result   // onFlushed's, reused
+	committed []*dispatcher.Item // onFlushed's, for Hooks.OnCommitted, reused
+	spareMem  []*batchMem        // memory of committed batches, for the next (flush.go)
 
 	// write writes a batch: the dispatcher's Flush. Tests of the loop's
 	// batching replace it to count batches without a broker.

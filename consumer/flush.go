@@ -372,7 +372,10 @@ func (e *Engine) onFlushed(f flushed) {
 	m := e.cfg.Metrics
 	m.FlushDuration.Observe(res.Duration.Seconds())
 	m.BatchSize.Observe(float64(len(f.in.batch.Items)))
-	var committed []*dispatcher.Item
+	// The items committed, gathered only for a hook (tests, the bench),
+	// in a slice kept for the next batch.
+	hook := e.cfg.Hooks.OnCommitted
+	committed := e.committed[:0]
 	for p, items := range f.in.parts {
 		p.inBatch = f.next != nil && f.next.parts[p] != nil
 		live := e.parts[p.tp] == p
@@ -383,7 +386,9 @@ func (e *Engine) onFlushed(f flushed) {
 		for _, it := range items {
 			if it.Done {
 				results = append(results, it.Result())
-				committed = append(committed, it)
+				if hook != nil {
+					committed = append(committed, it)
+				}
 				e.account(p, it, f.at)
 			}
 		}
@@ -409,9 +414,11 @@ func (e *Engine) onFlushed(f flushed) {
 			e.release(p, now, p.releaseWhy)
 		}
 	}
-	if e.cfg.Hooks.OnCommitted != nil && len(committed) > 0 {
-		e.cfg.Hooks.OnCommitted(committed, f.at)
+	if hook != nil && len(committed) > 0 {
+		hook(committed, f.at)
 	}
+	clear(committed)
+	e.committed = committed
 	if res.Err == nil {
 		e.recycle(f.in)
 	}

@@ -16,6 +16,7 @@ type Hooks struct {
 
 	// OnCommitted, when set, is called on the consumer's loop with every
 	// item of a committed batch and the time the commit was confirmed.
-	// The benchmark measures lateness with it.
+	// The benchmark measures lateness with it. Neither the slice nor the
+	// items may be kept after the call: the next batch reuses both.
 	OnCommitted func(items []*Item, at time.Time)
 }
