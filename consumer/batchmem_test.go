@@ -21,11 +21,8 @@ import (
 // what they were while the batches after it are formed and written.
 func TestBatchMemoryReusedOnlyAfterACommit(t *testing.T) {
 	const schedules, target = "s", "orders"
-	start := time.Now()
-	var clock atomic.Int64
-	clock.Store(start.UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	e := newTestEngine(t, schedules, target, 10, now)
+	rig := newBatchMemRig(t, schedules, target)
+	e, now, start := rig.e, rig.now, rig.start
 	// The write hands each batch to the test, which says how it ended.
 	type written struct {
 		b   *dispatcher.Batch
@@ -45,18 +42,7 @@ func TestBatchMemoryReusedOnlyAfterACommit(t *testing.T) {
 	}
 
 	// One partition holding 50 due schedules, loaded: five batches, one failing.
-	at := tp{schedules, 0}
-	e.onAssign(evAssign{parts: []assigned{{tp: at, start: 0, end: 50}}, done: make(chan struct{})}, now())
-	p := e.parts[at]
-	for i := range 50 {
-		key := "k" + strconv.Itoa(i)
-		r, err := envelope.Schedule(target, start.Add(-time.Minute), []byte(key), envelope.WithKey(key))
-		require.NoError(t, err)
-		r.Topic, r.Offset = schedules, int64(i)
-		p.tr.Observe(r, now())
-	}
-	e.afterRead(p, now())
-	require.True(t, p.tr.Status().Loaded)
+	p := rig.load(t, schedules, target, 50)
 
 	// send forms and launches a batch and ends it with err.
 	send := func(err error) []*dispatcher.Item {
@@ -97,7 +83,7 @@ func TestBatchMemoryReusedOnlyAfterACommit(t *testing.T) {
 			require.FailNow(t, "the partition did not settle after the failed batch")
 		}
 	}
-	clock.Store(start.Add(time.Second).UnixNano()) // past the retry's backoff
+	rig.clock.Store(start.Add(time.Second).UnixNano()) // past the retry's backoff
 	var after [][]*dispatcher.Item
 	for range 3 {
 		after = append(after, send(nil))
@@ -114,35 +100,55 @@ func TestBatchMemoryReusedOnlyAfterACommit(t *testing.T) {
 	require.Zero(t, p.tr.Status().Held, "every schedule sent")
 }
 
+// batchMemRig is an engine of batches of 10 on a clock the test moves,
+// from start.
+type batchMemRig struct {
+	e     *Engine
+	start time.Time
+	clock atomic.Int64
+}
+
+func newBatchMemRig(t *testing.T, schedules, target string) *batchMemRig {
+	r := &batchMemRig{start: time.Now()}
+	r.clock.Store(r.start.UnixNano())
+	r.e = newTestEngine(t, schedules, target, 10, r.now)
+	return r
+}
+
+func (r *batchMemRig) now() time.Time { return time.Unix(0, r.clock.Load()) }
+
+// load assigns partition 0 of schedules, holding n schedules for target
+// due a minute before start, and reads them in.
+func (r *batchMemRig) load(t *testing.T, schedules, target string, n int) *partition {
+	at := tp{schedules, 0}
+	r.e.onAssign(evAssign{parts: []assigned{{tp: at, start: 0, end: int64(n)}}, done: make(chan struct{})}, r.now())
+	p := r.e.parts[at]
+	for i := range n {
+		key := "k" + strconv.Itoa(i)
+		rec, err := envelope.Schedule(target, r.start.Add(-time.Minute), []byte(key), envelope.WithKey(key))
+		require.NoError(t, err)
+		rec.Topic, rec.Offset = schedules, int64(i)
+		p.tr.Observe(rec, r.now())
+	}
+	r.e.afterRead(p, r.now())
+	require.True(t, p.tr.Status().Loaded)
+	return p
+}
+
 // TestParkedItemsLeaveTheSpareMemoryAsItWas: items due for a target topic
 // not known yet are handed out, found parked and taken back on every
 // form, each time decoded into the batch memory form takes; it goes back
 // to the spares emptied, so however long they wait it does not grow.
 func TestParkedItemsLeaveTheSpareMemoryAsItWas(t *testing.T) {
-	const schedules, target = "s", "orders"
-	start := time.Now()
-	var clock atomic.Int64
-	clock.Store(start.UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	e := newTestEngine(t, schedules, target, 10, now)
+	const schedules = "s"
+	rig := newBatchMemRig(t, schedules, "orders")
+	e := rig.e
 	e.cfg.TargetWait = time.Hour
-
-	at := tp{schedules, 0}
-	e.onAssign(evAssign{parts: []assigned{{tp: at, start: 0, end: 5}}, done: make(chan struct{})}, now())
-	p := e.parts[at]
-	for i := range 5 {
-		key := "k" + strconv.Itoa(i)
-		r, err := envelope.Schedule("not-yet", start.Add(-time.Minute), []byte(key), envelope.WithKey(key))
-		require.NoError(t, err)
-		r.Topic, r.Offset = schedules, int64(i)
-		p.tr.Observe(r, now())
-	}
-	e.afterRead(p, now())
-	require.True(t, p.tr.Status().Loaded)
+	rig.load(t, schedules, "not-yet", 5)
 
 	cycle := func() {
-		clock.Add(int64(parkRetry))
-		require.Nil(t, e.form(now(), nil), "every item parked")
+		rig.clock.Add(int64(parkRetry))
+		require.Nil(t, e.form(rig.now(), nil), "every item parked")
 	}
 	for range 5 {
 		cycle()
