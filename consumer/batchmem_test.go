@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/scheduler-dev/scheduler/dispatcher"
 	"github.com/scheduler-dev/scheduler/envelope"
+	"github.com/scheduler-dev/scheduler/internal/memtest"
 )
 
 // TestBatchMemoryReusedOnlyAfterACommit: the next batch is carved from the
@@ -159,19 +159,10 @@ func TestParkedItemsLeaveTheSpareMemoryAsItWas(t *testing.T) {
 	// thousand forms). What is left is the rest of the loop's work and
 	// what the clients' goroutines allocate meanwhile (up to 40 KB).
 	const forms = 1000
-	n := allocated(func() {
+	_, n := memtest.Allocated(func() {
 		for range forms {
 			cycle()
 		}
 	})
 	require.Less(t, n, uint64(forms*128), "bytes allocated by %d forms of parked items", forms)
-}
-
-// allocated returns how many bytes f allocated.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
 }
