@@ -314,11 +314,15 @@ func TestSlabReset(t *testing.T) {
 	}
 	batch(0)
 	s.Reset()
+	held := s.Held()
+	require.NotZero(t, held)
 	allocs := testing.AllocsPerRun(3, func() {
 		batch(1)
 		s.Reset()
 	})
 	require.Zero(t, allocs, "a batch carved again from the chunks of the one before")
+	require.Equal(t, held, s.Held(), "bytes held after batches carved again")
+	require.Zero(t, (*Slab)(nil).Held())
 
 	// What was carved again is what the package's functions build.
 	for i := range n {

@@ -2,6 +2,7 @@ package record
 
 import (
 	"strconv"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -154,6 +155,27 @@ func (s *Slab) Bytes(n int) []byte {
 		return make([]byte, 0, n)
 	}
 	return region(&s.digits, &s.freeDigits, &s.usedDigits, &s.nDigits, n, maxChunkDigits)
+}
+
+// Held returns the bytes of the chunks s holds, carved from since the
+// last Reset or free: what the Slab keeps alive.
+func (s *Slab) Held() int {
+	if s == nil {
+		return 0
+	}
+	return held(s.usedRecs, s.freeRecs) + held(s.usedHdrs, s.freeHdrs) + held(s.usedDigits, s.freeDigits)
+}
+
+// held returns the bytes of the chunks in lists.
+func held[T any](lists ...[][]T) int {
+	var z T
+	n := 0
+	for _, l := range lists {
+		for _, c := range l {
+			n += cap(c)
+		}
+	}
+	return n * int(unsafe.Sizeof(z))
 }
 
 // roomForInts makes room for the digits of n numbers, so that those n
