@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -10,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/scheduler-dev/scheduler/envelope"
-	"github.com/scheduler-dev/scheduler/internal/memtest"
 	"github.com/scheduler-dev/scheduler/internal/record"
 )
 
@@ -123,10 +123,21 @@ func TestReadyWithSlab(t *testing.T) {
 	slab.Reset()
 	at := t0.Add(5 * time.Second)
 	var next, alloc []Item
-	withSlab, _ := memtest.Allocated(func() { next = a.ReadyWith(at, 10, mem).Items })
-	without, _ := memtest.Allocated(func() { alloc = b.Ready(at, 10).Items })
+	withSlab := mallocs(func() { next = a.ReadyWith(at, 10, mem).Items })
+	without := mallocs(func() { alloc = b.Ready(at, 10).Items })
 	require.Equal(t, 2, asked)
 	require.Len(t, next, 3)
 	require.Equal(t, alloc[2].Headers, next[2].Headers)
 	require.Less(t, withSlab, without, "decoded into the batch before's memory, not allocated")
+}
+
+// mallocs returns how many objects the process allocated while f ran: a
+// call that can run only once, which testing.AllocsPerRun would run
+// twice.
+func mallocs(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
 }
