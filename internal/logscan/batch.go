@@ -54,6 +54,28 @@ var errBeyond = errors.New("past the end of the range")
 // this service runs against writes, are refused.
 func batches(rp *kmsg.FetchResponseTopicPartition, offset, to int64, key []byte, dec kgo.Decompressor, bufs kgo.PoolDecompressBytes, visit func(*Record) bool) (next int64, read int64, err error) {
 	ab := newAborts(rp.AbortedTransactions)
+	next, err = walk(rp, offset, to, dec, func(b *kmsg.RecordBatch, raw []byte, from int64, control, compressed bool) (bool, error) {
+		stop, n, err := records(b, raw, from, to, key, control, ab, visit)
+		if compressed && bufs != nil {
+			bufs.PutDecompressBytes(raw) // what visit kept is copied out
+		}
+		read += n
+		return stop, err
+	}, ab)
+	// A lookup is for a person and can wait; dispatching cannot. The
+	// yield after each batch (walk's) lets a timer due on this processor
+	// (the dispatch loop's) fire now rather than at the next preemption.
+	return next, read, err
+}
+
+// walk passes each batch of rp that holds records at or after offset and
+// before to, and is not of an aborted transaction, to fn with its records
+// decompressed (compressed says whether raw is a decompressed buffer of
+// dec's) and from, the first offset of it to read. fn returning true stops the walk; errBeyond from fn ends it with
+// every record before to read. It returns the offset to fetch next. ab
+// tracks the aborted transactions of rp: fn pops an abort at its marker
+// (records does, for control batches).
+func walk(rp *kmsg.FetchResponseTopicPartition, offset, to int64, dec kgo.Decompressor, fn func(b *kmsg.RecordBatch, raw []byte, from int64, control, compressed bool) (bool, error), ab *aborts) (next int64, err error) {
 	in := rp.RecordBatches
 	next = offset
 	var b kmsg.RecordBatch
@@ -63,10 +85,10 @@ func batches(rp *kmsg.FetchResponseTopicPartition, offset, to int64, key []byte,
 			break // the broker cut the last batch at the fetch's size
 		}
 		if magic := in[16]; magic != 2 {
-			return next, read, fmt.Errorf("%w: message set of magic %d at offset %d", errCorrupt, magic, int64(binary.BigEndian.Uint64(in)))
+			return next, fmt.Errorf("%w: message set of magic %d at offset %d", errCorrupt, magic, int64(binary.BigEndian.Uint64(in)))
 		}
 		if err := b.ReadFrom(in[:length]); err != nil {
-			return next, read, fmt.Errorf("%w: %v", errCorrupt, err)
+			return next, fmt.Errorf("%w: %v", errCorrupt, err)
 		}
 		in = in[length:]
 		last := b.FirstOffset + int64(b.LastOffsetDelta)
@@ -80,34 +102,23 @@ func batches(rp *kmsg.FetchResponseTopicPartition, offset, to int64, key []byte,
 			codec := kgo.CompressionCodecType(b.Attributes & 0x07)
 			if codec != kgo.CodecNone {
 				if raw, err = dec.Decompress(raw, codec); err != nil {
-					return next, read, fmt.Errorf("%w: decompressing the batch at offset %d: %v", errCorrupt, b.FirstOffset, err)
+					return next, fmt.Errorf("%w: decompressing the batch at offset %d: %v", errCorrupt, b.FirstOffset, err)
 				}
 			}
-			stop, n, err := records(&b, raw, next, to, key, control, ab, visit)
-			if codec != kgo.CodecNone && bufs != nil {
-				bufs.PutDecompressBytes(raw) // what visit kept is copied out
-			}
-			read += n
+			stop, err := fn(&b, raw, next, control, codec != kgo.CodecNone)
 			if err == errBeyond {
-				return to, read, nil // every record before to is read
+				return to, nil // every record before to is read
 			}
-			if err != nil {
-				return next, read, err
-			}
-			if stop {
-				return next, read, nil // the caller stops reading
+			if err != nil || stop {
+				return next, err
 			}
 		}
 		// Compaction keeps a batch's last offset even when its last
 		// record is gone: move past the whole batch.
 		next = last + 1
-		// A lookup is for a person and can wait; dispatching cannot. A
-		// batch is decoded in well under a millisecond: yield after
-		// each, so that a timer due on this processor (the dispatch
-		// loop's) fires now rather than at the next preemption, 10 ms on.
 		runtime.Gosched()
 	}
-	return next, read, nil
+	return next, nil
 }
 
 // records walks the records of one decompressed batch.

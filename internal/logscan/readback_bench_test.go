@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/scheduler-dev/scheduler/envelope"
 	"github.com/scheduler-dev/scheduler/internal/record"
@@ -19,51 +20,14 @@ import (
 // tombstones as the dispatcher writes them (the schedule's headers, the
 // source type and offset, snappy), committed. franz-go's decoding, as the
 // service's group consumer gets them (every header's key a string of its
-// own, a header slice a record), against a pass that reads each record's
-// offset and key and leaves its headers, as a reader of raw batches could
-// for batches it knows it wrote (BENCHMARKS.md "Where dispatch grows":
-// the lever not taken). Neither includes what the tracker does with a
+// own, a header slice a record), against Decode (what the service reads
+// its loaded partitions with: every field, headers in a slab), and a pass
+// that reads each record's offset and key and leaves its headers, the
+// floor of any decoding. None includes what the tracker does with a
 // record.
 func BenchmarkReadBack(b *testing.B) {
-	const (
-		topic = "schedules"
-		txns  = 8
-		batch = 1000
-	)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	pr, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("scheduler-a"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(2*batch))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pr.Close()
-	ctx := context.Background()
-	due := time.Date(2026, 12, 7, 14, 5, 0, 0, time.UTC)
-	for t := range txns {
-		if err := pr.BeginTransaction(); err != nil {
-			b.Fatal(err)
-		}
-		recs := make([]*kgo.Record, 0, batch)
-		for i := range batch {
-			sched, err := envelope.Schedule("orders", due, make([]byte, 100), envelope.WithKey(fmt.Sprintf("orders-4c1f1a8e-0a2b-4f7d-9f1e-%06d", t*batch+i)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			recs = append(recs, record.Tombstone(sched.Key, sched.Headers, record.Source{Topic: topic, Partition: 0, Offset: int64(1_000_000 + t*batch + i)}))
-		}
-		if err := pr.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			b.Fatal(err)
-		}
-		if err := pr.EndTransaction(ctx, kgo.TryCommit); err != nil {
-			b.Fatal(err)
-		}
-	}
-	part := rawFetch(b, New(pr, 0), pr, topic, 0, 64<<20)
-	const n = txns * batch
+	const topic = "schedules"
+	part, n := readBackFetch(b)
 
 	b.Run("franz-go", func(b *testing.B) {
 		b.ReportAllocs()
@@ -82,6 +46,20 @@ func BenchmarkReadBack(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 	})
+	b.Run("decoded", func(b *testing.B) {
+		b.ReportAllocs()
+		var d Decoded
+		bufs := new(bufPool)
+		dec := kgo.DefaultDecompressor(bufs)
+		for b.Loop() {
+			next, err := Decode(part, topic, 0, 0, dec, &d)
+			if err != nil || len(d.Ptrs) != n || next < int64(n) {
+				b.Fatal(err, len(d.Ptrs), next)
+			}
+			d.Release(bufs)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	})
 	b.Run("offsets-and-keys", func(b *testing.B) {
 		b.ReportAllocs()
 		bufs := new(bufPool)
@@ -90,12 +68,58 @@ func BenchmarkReadBack(b *testing.B) {
 		none := []byte("no such key")
 		for b.Loop() {
 			next, read, err := batches(part, 0, math.MaxInt64, none, kgo.DefaultDecompressor(bufs), bufs, func(*Record) bool { return true })
-			if err != nil || read != n || next < n {
+			if err != nil || read != int64(n) || next < int64(n) {
 				b.Fatal(err, read, next)
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
 	})
+}
+
+// readBackFetch writes transactions of 1000 tombstones as the dispatcher
+// writes them (the schedule's headers, the source type and offset,
+// snappy), committed, and returns one fetch of them and how many there
+// are.
+func readBackFetch(tb testing.TB) (*kmsg.FetchResponseTopicPartition, int) {
+	tb.Helper()
+	const (
+		topic = "schedules"
+		txns  = 8
+		batch = 1000
+	)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	pr, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("scheduler-a"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(2*batch))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pr.Close)
+	ctx := context.Background()
+	due := time.Date(2026, 12, 7, 14, 5, 0, 0, time.UTC)
+	for t := range txns {
+		if err := pr.BeginTransaction(); err != nil {
+			tb.Fatal(err)
+		}
+		recs := make([]*kgo.Record, 0, batch)
+		for i := range batch {
+			sched, err := envelope.Schedule("orders", due, make([]byte, 100), envelope.WithKey(fmt.Sprintf("orders-4c1f1a8e-0a2b-4f7d-9f1e-%06d", t*batch+i)))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			recs = append(recs, record.Tombstone(sched.Key, sched.Headers, record.Source{Topic: topic, Partition: 0, Offset: int64(1_000_000 + t*batch + i)}))
+		}
+		if err := pr.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			tb.Fatal(err)
+		}
+		if err := pr.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return rawFetch(tb, New(pr, 0), pr, topic, 0, 64<<20), txns * batch
 }
 
 // recPool lends decompression buffers (bufPool's) and record slices, and

@@ -1,0 +1,147 @@
+package logscan
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Decoded is the committed records of one fetched partition, decoded in
+// place for a reader that reads every record and is done with them before
+// its next fetch: the service's read of its own tombstones back, a
+// thousand a batch it wrote. franz-go's decoding gives every record a
+// header slice of its own and every header key a string of its own, six
+// allocations a tombstone; here keys and values point into the fetched
+// (or decompressed) bytes, the header slices are carved from one slab,
+// and a header key is the string the previous record had at that place
+// when the bytes are the same, as they are for records of one producer.
+// Nothing is allocated once the slices have grown to a fetch's size.
+//
+// What points into a Decoded is valid until Release; readers that keep
+// anything must copy it, as the service's trackers do.
+type Decoded struct {
+	// Recs are the records in offset order, Ptrs the same as pointers
+	// (what franz-go's consumers take). Attrs is zero: control records
+	// are not among them, and nothing else is read of it.
+	Recs []kgo.Record
+	Ptrs []*kgo.Record
+
+	hdrs  []kgo.RecordHeader
+	names []string // the header keys of the last record, by place
+	bufs  [][]byte // decompressed buffers the records point into
+}
+
+// Release gives the decompressed buffers to bufs (when not nil) and
+// empties d for the next fetch. Nothing decoded into d may be read after.
+func (d *Decoded) Release(bufs kgo.PoolDecompressBytes) {
+	clear(d.Recs) // no pointer into this fetch stays behind
+	clear(d.Ptrs)
+	clear(d.hdrs)
+	d.Recs, d.Ptrs, d.hdrs = d.Recs[:0], d.Ptrs[:0], d.hdrs[:0]
+	for i, b := range d.bufs {
+		if bufs != nil {
+			bufs.PutDecompressBytes(b)
+		}
+		d.bufs[i] = nil
+	}
+	d.bufs = d.bufs[:0]
+}
+
+// Decode appends to d the committed records of rp, a partition of topic
+// fetched read_committed, at or after from, and returns the offset to
+// fetch next: past every batch read, so past control records, aborted
+// transactions and compaction's gaps. Control records and the batches of
+// aborted transactions are left out, as franz-go leaves them. dec
+// decompresses; the buffers it returns are kept until Release.
+func Decode(rp *kmsg.FetchResponseTopicPartition, topic string, partition int32, from int64, dec kgo.Decompressor, d *Decoded) (next int64, err error) {
+	ab := newAborts(rp.AbortedTransactions)
+	n0 := len(d.Recs)
+	next, err = walk(rp, from, math.MaxInt64, dec, func(b *kmsg.RecordBatch, raw []byte, from int64, control, compressed bool) (bool, error) {
+		if compressed {
+			d.bufs = append(d.bufs, raw)
+		}
+		return false, d.batch(b, raw, topic, partition, from, control, ab)
+	}, ab)
+	for i := n0; i < len(d.Recs); i++ {
+		d.Ptrs = append(d.Ptrs, &d.Recs[i])
+	}
+	return next, err
+}
+
+// batch decodes the records of one decompressed batch at or after from.
+func (d *Decoded) batch(b *kmsg.RecordBatch, raw []byte, topic string, partition int32, from int64, control bool, ab *aborts) error {
+	for range b.NumRecords {
+		length, n := binary.Varint(raw)
+		if n <= 0 || length < 0 || int64(len(raw)-n) < length {
+			return fmt.Errorf("%w: record length at batch offset %d", errCorrupt, b.FirstOffset)
+		}
+		r := reader{b: raw[n : n+int(length)]}
+		raw = raw[n+int(length):]
+		r.byte() // attributes
+		tsDelta := r.varint()
+		offDelta := r.varint()
+		k, _ := r.bytes()
+		if r.err {
+			return fmt.Errorf("%w: record at batch offset %d", errCorrupt, b.FirstOffset)
+		}
+		off := b.FirstOffset + offDelta
+		if control {
+			// Key: version int16, type int16 (0 abort, 1 commit).
+			if len(k) >= 4 && binary.BigEndian.Uint16(k[2:]) == 0 {
+				ab.ended(b.ProducerID)
+			}
+			continue
+		}
+		if off < from {
+			continue
+		}
+		v, _ := r.bytes()
+		hs := d.headers(&r)
+		if r.err {
+			return fmt.Errorf("%w: record at offset %d", errCorrupt, off)
+		}
+		ts := b.FirstTimestamp + tsDelta
+		if b.Attributes&0x08 != 0 {
+			ts = b.MaxTimestamp // log append time: the broker's, one per batch
+		}
+		d.Recs = append(d.Recs, kgo.Record{
+			Key: k, Value: v, Headers: hs, Timestamp: time.UnixMilli(ts),
+			Topic: topic, Partition: partition, Offset: off,
+			ProducerID: b.ProducerID, ProducerEpoch: b.ProducerEpoch, LeaderEpoch: b.PartitionLeaderEpoch,
+		})
+	}
+	return nil
+}
+
+// headers reads a record's headers into the slab; nil when it has none,
+// as franz-go's.
+func (d *Decoded) headers(r *reader) []kgo.RecordHeader {
+	n := r.varint()
+	if r.err || n < 0 || n > int64(len(r.b)) {
+		r.err = r.err || n < 0 || n > int64(len(r.b))
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	at := len(d.hdrs)
+	for i := range int(n) {
+		k, _ := r.bytes()
+		v, _ := r.bytes()
+		if r.err {
+			return nil
+		}
+		if i == len(d.names) {
+			d.names = append(d.names, "")
+		}
+		if string(k) != d.names[i] { // compared, not converted: no allocation
+			d.names[i] = string(k)
+		}
+		d.hdrs = append(d.hdrs, kgo.RecordHeader{Key: d.names[i], Value: v})
+	}
+	return d.hdrs[at:len(d.hdrs):len(d.hdrs)]
+}
