@@ -304,6 +304,18 @@ func (t *Tracker) observe(r *kgo.Record, h uint64, now time.Time) {
 	t.pass(r.Offset)
 }
 
+// PassTo tells the tracker that the partition holds nothing for it below
+// next that it has not been given: a reader that leaves out control
+// records, aborted transactions and compaction's gaps (the engine's own
+// reads of a loaded partition) moves the position past them, as franz-go's
+// control records would. It does nothing once blocked, or for a next at
+// or below the position.
+func (t *Tracker) PassTo(next int64) {
+	if next > t.pos {
+		t.pass(next - 1)
+	}
+}
+
 // pass advances the position past a record.
 func (t *Tracker) pass(offset int64) {
 	if t.blocked != "" || offset < t.pos {

@@ -126,6 +126,25 @@ func TestControlRecordsAdvanceLoading(t *testing.T) {
 	require.True(t, tr.Status().Loaded)
 }
 
+func TestPassTo(t *testing.T) {
+	var f fixture
+	tr := New(Config{}, 0, 0, t0)
+	observe(tr, t0, f.sched("a", t0, "a"))
+	tr.PassTo(10) // markers, an aborted transaction, a gap
+	require.Equal(t, int64(10), tr.Status().Position)
+	tr.PassTo(4) // behind: nothing
+	require.Equal(t, int64(10), tr.Status().Position)
+	// A record behind the position is not applied.
+	observe(tr, t0, &kgo.Record{Key: []byte("b"), Value: []byte("junk"), Offset: 5})
+	require.Equal(t, []string{"dispatch:a"}, payloads(take(tr, t0.Add(time.Hour), 10, nil)))
+
+	blocked := New(Config{}, 0, 0, t0)
+	newer := &kgo.Record{Key: []byte("k"), Value: []byte("v"), Offset: 0, Headers: []kgo.RecordHeader{{Key: envelope.HeaderSchemaVersion, Value: []byte("2.0.0")}}}
+	observe(blocked, t0, newer)
+	blocked.PassTo(10)
+	require.Equal(t, int64(0), blocked.Status().Position, "a blocked tracker stays before its record")
+}
+
 func TestTombstoneRemovesOnlyTheVersionItNames(t *testing.T) {
 	var f fixture
 	tr := New(Config{}, 0, 0, t0)
