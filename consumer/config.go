@@ -105,6 +105,15 @@ type Deps struct {
 	Base []kgo.Opt
 	// ConsumerOpts are added to the group consumer only (metrics hooks).
 	ConsumerOpts []kgo.Opt
+	// FollowerOpts are added to the client that reads loaded partitions
+	// (follow.go) only (metrics hooks).
+	FollowerOpts []kgo.Opt
+	// FetchRead, when set, is told what the engine's own reads of loaded
+	// partitions fetched, as franz-go tells the group consumer's hooks of
+	// its fetches: one call a partition a fetch, the batches' totals.
+	// The service passes the group consumer's metrics, so that they count
+	// every record read.
+	FetchRead kgo.HookFetchBatchRead
 	// Reporter writes state reports and serves metadata requests. It
 	// must use a manual partitioner and must not be transactional.
 	Reporter   *kgo.Client

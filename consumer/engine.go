@@ -12,6 +12,7 @@
 // (the Engine's life), config.go, group.go (the poller and the group's
 // assignment and revocation callbacks), loop.go (events and the timer),
 // partition.go (assignment, revocation, syncing after a failed batch),
+// follow.go (reading loaded partitions with the engine's own fetches),
 // flush.go (batches), scan.go (re-reading partitions), report.go and
 // metrics.go (state reports, status, metrics), find.go (lookups),
 // recurring.go (the list of recurring schedules, and refused firings).
@@ -23,7 +24,11 @@
 // on a goroutine of its own); everything else talks to it through its
 // event channel:
 //
-//   - the poller forwards fetched records, in offset order per partition;
+//   - the poller forwards fetched records, in offset order per partition,
+//     while a partition loads;
+//   - once it is loaded, the follower's workers (one a leader broker)
+//     fetch it and hand the loop what they read, in offset order
+//     (follow.go);
 //   - franz-go's group goroutine runs the assignment callbacks, which send
 //     an event and wait for the loop to act on it;
 //   - a flusher goroutine writes one dispatcher batch at a time, and goes
@@ -44,6 +49,9 @@
 // allows the rebalance. The revocation event therefore reaches the loop
 // after every record fetched under the old assignment, and records of a
 // partition reassigned later can only follow its new assignment event.
+// The follower's events are not ordered with rebalances: the loop drops
+// those of a partition it has released (a reassigned partition is a new
+// partition, loaded by the group consumer).
 package consumer
 
 import (
@@ -79,12 +87,16 @@ type Engine struct {
 	deps Deps
 	adm  *kadm.Client
 	cl   *kgo.Client // group consumer, created by Run
+	fl   *follower   // reads loaded partitions (follow.go), created by Run
 	sets map[string]topic.Set
 	own  map[string]bool
 
 	in    chan any
 	finds chan evFind // lookups' questions (find.go), apart from the events
 	reads []partRead  // onRecords', reused
+
+	fetchMu   sync.Mutex
+	fetchErrs [2]error // the fetch problem by source (fetchProblem)
 	// loading: a partition is loading, the poller's bound (poll).
 	loading atomic.Bool
 	// observeSerial has onRecords read partitions one after the
@@ -246,6 +258,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.cl = cl
 	e.deps.Member.cl.Store(cl)
+	fcl, err := kgo.NewClient(append(slices.Clone(e.deps.Base), e.deps.FollowerOpts...)...)
+	if err != nil {
+		cl.Close()
+		return fmt.Errorf("follower client: %w", err)
+	}
+	defer fcl.Close() // after every reader has returned (bg)
+	followCtx, cancelFollow := context.WithCancel(ctx)
+	defer cancelFollow()
+	e.fl = newFollower(followCtx, e, fcl)
 
 	// The batch in flight gets FlushGrace after shutdown begins to commit
 	// or abort, so it is not cut mid-way by the first signal.
@@ -264,6 +285,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	close(e.loopDone)
 
 	cancelPoll()
+	cancelFollow()
 	if errors.Is(err, ErrKilled) {
 		// A crash: nothing more is written, nobody is told.
 		cancelFlush()

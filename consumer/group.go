@@ -107,7 +107,7 @@ func (e *Engine) poll(ctx context.Context) {
 			// Records come only from assigned partitions: the group works.
 			e.cfg.OnProblem(ComponentGroup, nil)
 		}
-		e.cfg.OnProblem(ComponentFetch, fetchErr)
+		e.fetchProblem(srcPoll, fetchErr)
 		failing = fetchErr != nil
 		if fs.NumRecords() > 0 && !e.send(ctx, evRecords{fs}) {
 			e.cl.AllowRebalance()

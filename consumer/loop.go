@@ -75,6 +75,8 @@ func (e *Engine) handle(ev any) {
 	switch ev := ev.(type) {
 	case evRecords:
 		e.onRecords(ev.fetches, now)
+	case evFollowed:
+		e.onFollowed(ev, now)
 	case evAssign:
 		e.onAssign(ev, now)
 	case evRevoke:

@@ -41,7 +41,8 @@ type partition struct {
 	releaseWhy string        // why it is released once that batch ends
 	scanAt     time.Time
 	admitted   int
-	rb         readBack // its reader of versions the tracker wants back
+	rb         readBack  // its reader of versions the tracker wants back
+	follow     *followed // while loaded and read by the engine (follow.go)
 
 	lat        lateness
 	dispatched int64 // tracker's Dispatched already added to the metric
@@ -95,7 +96,9 @@ func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
 	reads := e.reads[:0]
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 		p := e.parts[tp{fp.Topic, fp.Partition}]
-		if p == nil || len(fp.Records) == 0 {
+		if p == nil || len(fp.Records) == 0 || p.follow != nil {
+			// A followed partition's records are the follower's to
+			// read (follow.go): these were fetched before the pause.
 			recycle(fp.Records)
 			return
 		}
@@ -107,34 +110,41 @@ func (e *Engine) onRecords(fs kgo.Fetches, now time.Time) {
 		}
 		reads = append(reads, partRead{p: p, recs: [][]*kgo.Record{fp.Records}})
 	})
-	// Each partition's tracker is its own: they read their records at
-	// once, one goroutine each, so that loading a partition set keeps
-	// every core busy rather than one.
-	observe := func(r *partRead) {
-		for _, recs := range r.recs {
-			r.p.tr.ObserveAll(recs, now)
-			// The tracker copied what it keeps: the memory goes back
-			// to the fetch pool (pool.go).
-			recycle(recs)
-		}
-	}
-	if len(reads) > 1 && !e.observeSerial {
-		var wg sync.WaitGroup
-		for i := range reads[1:] {
-			wg.Go(func() { observe(&reads[1+i]) })
-		}
-		observe(&reads[0])
-		wg.Wait()
-	} else {
-		for i := range reads {
-			observe(&reads[i])
-		}
-	}
+	e.observe(reads, now, true)
 	for i := range reads {
 		e.afterRead(reads[i].p, now)
 	}
 	clear(reads)
 	e.reads = reads[:0]
+}
+
+// observe has each partition's tracker read its records. The trackers
+// are their own: they read at once, one goroutine each, so that loading a
+// partition set keeps every core busy rather than one. With pooled, the
+// records go back to the group consumer's pool once read.
+func (e *Engine) observe(reads []partRead, now time.Time, pooled bool) {
+	one := func(r *partRead) {
+		for _, recs := range r.recs {
+			r.p.tr.ObserveAll(recs, now)
+			if pooled {
+				// The tracker copied what it keeps: the memory goes
+				// back to the fetch pool (pool.go).
+				recycle(recs)
+			}
+		}
+	}
+	if len(reads) > 1 && !e.observeSerial {
+		var wg sync.WaitGroup
+		for i := range reads[1:] {
+			wg.Go(func() { one(&reads[1+i]) })
+		}
+		one(&reads[0])
+		wg.Wait()
+	} else {
+		for i := range reads {
+			one(&reads[i])
+		}
+	}
 }
 
 // partRead is what a poll brought a partition.
@@ -159,6 +169,7 @@ func (e *Engine) afterRead(p *partition, now time.Time) {
 		// the others go on. Nothing is lost: the record's position is
 		// not passed, so the upgraded service reads it again.
 		e.cl.PauseFetchPartitions(map[string][]int32{p.tp.topic: {p.tp.partition}})
+		e.unfollow(p, false)
 		p.paused = true
 		p.reason = fmt.Sprintf("stopped at offset %d: %s", at, reason)
 		p.log.Error().Int64("offset", at).Str("reason", reason).Msg("partition stopped: record of a newer schema")
@@ -179,6 +190,9 @@ func (e *Engine) afterRead(p *partition, now time.Time) {
 			e.report(p, now)
 			e.snapDue = true
 		}
+	}
+	if p.sm.State() == state.Loaded {
+		e.follow(p)
 	}
 	e.checkSync(p, now)
 	e.ready(p, now, 0)
@@ -239,6 +253,10 @@ func (e *Engine) onRevoke(ev evRevoke, now time.Time) {
 // release forgets a partition: it is no longer ours.
 func (e *Engine) release(p *partition, now time.Time, why string) {
 	p.cancel()
+	// Paused in the group consumer (followed, or blocked): resumed, so
+	// that it is loaded again should it come back to this instance.
+	// franz-go keeps a pause across assignments.
+	e.unfollow(p, p.follow != nil || p.paused)
 	delete(e.parts, p.tp)
 	if i := slices.Index(e.order, p); i >= 0 {
 		e.order = slices.Delete(e.order, i, i+1)

@@ -162,8 +162,8 @@ func TestReadBackEndsWithTheService(t *testing.T) {
 	h.createTopic("orders", 1)
 	shadow(h, laterSchedules(h, "k", n))
 
-	// Once the reader exists (the fourth client: after the reporter, the
-	// producer and the group consumer), fetches of the versions it wants
+	// Once the reader exists (the fifth client: after the reporter, the
+	// producer, the group consumer and the follower), fetches of the versions it wants
 	// fail; the group consumer reads past them by then.
 	counter := &clientCounter{}
 	var faulted atomic.Int64
@@ -256,9 +256,10 @@ func (c *clientLog) times() []time.Time {
 }
 
 // serviceClients is how many clients the service builds before any
-// reader: the reporter, the producer and the group consumer. With HTTP on,
-// the console's states reader is one more.
-const serviceClients = 3
+// reader: the reporter, the producer, the group consumer and the
+// follower (the engine's reader of loaded partitions). With HTTP on, the
+// console's states reader is one more.
+const serviceClients = 4
 
 // refuseFetches makes the broker refuse, up to times, the fetches of
 // offsets below `below` made once the service has built a reader.

@@ -64,6 +64,54 @@ func TestCancelBeforeDue(t *testing.T) {
 	})
 }
 
+// TestAbortedSchedulesAreNeverSent: schedules a transactional producer
+// wrote and aborted are never sent, those it committed are, once: written
+// before the service loads the partition (read by the group consumer) and
+// after (read by the engine's own fetches of a loaded partition), with
+// the aborted transaction's records and markers between the committed
+// ones.
+func TestAbortedSchedulesAreNeverSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t, 0)
+		defer b.close()
+		b.topic("orders", 1)
+		b.topic(schedTopic, 1)
+		tx, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.Dialer(b.vn.DialContext),
+			kgo.TransactionalID("a-ruby-producer"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		require.NoError(t, err)
+		defer tx.Close()
+		ctx := context.Background()
+		write := func(commit bool, due time.Time, payloads ...string) {
+			require.NoError(t, tx.BeginTransaction())
+			for _, p := range payloads {
+				require.NoError(t, tx.ProduceSync(ctx, b.sched("orders", due, p, envelope.WithKey(p), envelope.WithTopic(schedTopic))).FirstErr())
+			}
+			require.NoError(t, tx.EndTransaction(ctx, kgo.TransactionEndTry(commit)))
+		}
+		due := b.now().Add(2 * time.Second)
+		write(false, due, "aborted-before-1", "aborted-before-2")
+		write(true, due, "committed-before")
+
+		s, stop := b.start(b.config("a"))
+		defer stop()
+		synctest.Wait()
+		for _, p := range s.Engine().Status().Partitions {
+			require.Equal(t, state.Loaded, p.State)
+		}
+		write(false, due, "aborted-after-1", "aborted-after-2")
+		write(true, due, "committed-after")
+		write(false, due, "aborted-after-3")
+
+		targets := b.consume("orders")
+		defer targets.Close()
+		b.sleepUntil(due.Add(time.Second))
+		require.ElementsMatch(t, []string{"committed-before", "committed-after"}, values(drain(targets)))
+		for _, p := range s.Engine().Status().Partitions {
+			require.Zero(t, p.Pending, "nothing left pending")
+		}
+	})
+}
+
 // TestUpdateByKey: writing a schedule again with the same key replaces it;
 // only the latest version is sent, once.
 func TestUpdateByKey(t *testing.T) {

@@ -146,9 +146,10 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	)
 	base = append(base, cfg.ClientOpts...)
 	// franz-go's metrics, one set per long-lived client.
-	kmetrics := func(client string) kgo.Opt {
-		return kgo.WithHooks(kprom.NewMetrics("scheduler_kafka", kprom.Subsystem(client), kprom.Registerer(reg), kprom.Gatherer(gath)))
+	newMetrics := func(client string) *kprom.Metrics {
+		return kprom.NewMetrics("scheduler_kafka", kprom.Subsystem(client), kprom.Registerer(reg), kprom.Gatherer(gath))
 	}
+	kmetrics := func(client string) kgo.Opt { return kgo.WithHooks(newMetrics(client)) }
 	newClient := func(client string, opts ...kgo.Opt) (*kgo.Client, error) {
 		opts = append(append(slices.Clone(base), kmetrics(client)), opts...)
 		cl, err := kgo.NewClient(opts...)
@@ -196,6 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.targets = dispatcher.NewTargets(s.rep, cfg.TargetWait, now, log.With().Str("component", "targets").Logger())
 
+	consumerMetrics := newMetrics("consumer")
 	s.engine, err = consumer.New(consumer.Config{
 		Sets: cfg.TopicSets(), Group: cfg.Group, InstanceID: cfg.InstanceID, ExactlyOnce: cfg.ExactlyOnce,
 		BatchSize: cfg.FlushBatchSize, StateInterval: cfg.StateInterval, TargetWait: cfg.TargetWait,
@@ -205,7 +207,11 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
 		Hooks: cfg.Hooks.Hooks, OnProblem: s.probs.report,
 	}, consumer.Deps{
-		Base: base, ConsumerOpts: []kgo.Opt{kmetrics("consumer")}, Reporter: s.rep,
+		// The engine reads loaded partitions with a client of its own:
+		// its fetches count with the group consumer's (FetchRead), its
+		// connections apart.
+		Base: base, ConsumerOpts: []kgo.Opt{kgo.WithHooks(consumerMetrics)}, FetchRead: consumerMetrics,
+		FollowerOpts: []kgo.Opt{kmetrics("follower")}, Reporter: s.rep,
 		Dispatcher: s.disp, Targets: s.targets, Member: member, Health: s.health,
 	})
 	if err != nil {

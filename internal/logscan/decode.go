@@ -29,6 +29,9 @@ type Decoded struct {
 	// are not among them, and nothing else is read of it.
 	Recs []kgo.Record
 	Ptrs []*kgo.Record
+	// What the batches read held, for metrics (kgo.FetchBatchMetrics):
+	// batches, their records' bytes as fetched and decompressed.
+	Batches, Bytes, Uncompressed int
 
 	hdrs  []kgo.RecordHeader
 	names []string // the header keys of the last record, by place
@@ -42,6 +45,7 @@ func (d *Decoded) Release(bufs kgo.PoolDecompressBytes) {
 	clear(d.Ptrs)
 	clear(d.hdrs)
 	d.Recs, d.Ptrs, d.hdrs = d.Recs[:0], d.Ptrs[:0], d.hdrs[:0]
+	d.Batches, d.Bytes, d.Uncompressed = 0, 0, 0
 	for i, b := range d.bufs {
 		if bufs != nil {
 			bufs.PutDecompressBytes(b)
@@ -64,6 +68,9 @@ func Decode(rp *kmsg.FetchResponseTopicPartition, topic string, partition int32,
 		if compressed {
 			d.bufs = append(d.bufs, raw)
 		}
+		d.Batches++
+		d.Bytes += len(b.Records) // as franz-go counts: the records, not the header
+		d.Uncompressed += len(raw)
 		return false, d.batch(b, raw, topic, partition, from, control, ab)
 	}, ab)
 	for i := n0; i < len(d.Recs); i++ {
