@@ -46,6 +46,9 @@ var errCorrupt = errors.New("corrupt record batch")
 // errBeyond stops the records of a batch at the end of the range read.
 var errBeyond = errors.New("past the end of the range")
 
+// errFull stops a walk after the batch just read.
+var errFull = errors.New("read as much as asked")
+
 // batches walks the record batches of one fetched partition, from offset
 // up to (not including) to, calling visit with each committed record whose
 // key is key (every record when key is nil). It returns the offset to
@@ -71,7 +74,7 @@ func batches(rp *kmsg.FetchResponseTopicPartition, offset, to int64, key []byte,
 // walk passes each batch of rp that holds records at or after offset and
 // before to, and is not of an aborted transaction, to fn with its records
 // decompressed (compressed says whether raw is a decompressed buffer of
-// dec's) and from, the first offset of it to read. fn returning true stops the walk; errBeyond from fn ends it with
+// dec's) and from, the first offset of it to read. fn returning true stops the walk before the batch; errFull after it; errBeyond from fn ends it with
 // every record before to read. It returns the offset to fetch next. ab
 // tracks the aborted transactions of rp: fn pops an abort at its marker
 // (records does, for control batches).
@@ -108,6 +111,9 @@ func walk(rp *kmsg.FetchResponseTopicPartition, offset, to int64, dec kgo.Decomp
 			stop, err := fn(&b, raw, next, control, codec != kgo.CodecNone)
 			if err == errBeyond {
 				return to, nil // every record before to is read
+			}
+			if err == errFull {
+				return last + 1, nil // this batch is read, the rest is not
 			}
 			if err != nil || stop {
 				return next, err

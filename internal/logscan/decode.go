@@ -62,21 +62,69 @@ func (d *Decoded) Release(bufs kgo.PoolDecompressBytes) {
 // aborted transactions are left out, as franz-go leaves them. dec
 // decompresses; the buffers it returns are kept until Release.
 func Decode(rp *kmsg.FetchResponseTopicPartition, topic string, partition int32, from int64, dec kgo.Decompressor, d *Decoded) (next int64, err error) {
-	ab := newAborts(rp.AbortedTransactions)
+	var c Cursor
+	c.Reset(rp, topic, partition, from)
+	err = c.Decode(0, dec, d)
+	return c.Next(), err
+}
+
+// Cursor reads the committed records of one fetched partition in parts,
+// as Decode reads them whole, so that a large fetch (a partition loading)
+// is held a part at a time. It keeps what reading the part before learnt
+// of aborted transactions: a transaction's abort marker read in one part
+// ends its span for the parts after.
+type Cursor struct {
+	rp        *kmsg.FetchResponseTopicPartition
+	topic     string
+	partition int32
+	ab        *aborts
+	next      int64
+	more      bool
+}
+
+// Reset points c at rp, to read from offset from.
+func (c *Cursor) Reset(rp *kmsg.FetchResponseTopicPartition, topic string, partition int32, from int64) {
+	*c = Cursor{rp: rp, topic: topic, partition: partition, ab: newAborts(rp.AbortedTransactions), next: from, more: true}
+}
+
+// Next is the offset to read next: to fetch next once More is false.
+func (c *Cursor) Next() int64 { return c.next }
+
+// More says whether records of the fetch are left to Decode.
+func (c *Cursor) More() bool { return c.more }
+
+// Decode appends the next part of the fetch's committed records to d: up
+// to the batch that brings them to max or more (every one left when max
+// is 0). After an error nothing more is read of the fetch; Next is where
+// the fault is, to fetch again.
+func (c *Cursor) Decode(max int, dec kgo.Decompressor, d *Decoded) error {
+	if !c.more {
+		return nil
+	}
 	n0 := len(d.Recs)
-	next, err = walk(rp, from, math.MaxInt64, dec, func(b *kmsg.RecordBatch, raw []byte, from int64, control, compressed bool) (bool, error) {
+	full := false
+	next, err := walk(c.rp, c.next, math.MaxInt64, dec, func(b *kmsg.RecordBatch, raw []byte, from int64, control, compressed bool) (bool, error) {
 		if compressed {
 			d.bufs = append(d.bufs, raw)
 		}
 		d.Batches++
 		d.Bytes += len(b.Records) // as franz-go counts: the records, not the header
 		d.Uncompressed += len(raw)
-		return false, d.batch(b, raw, topic, partition, from, control, ab)
-	}, ab)
+		if err := d.batch(b, raw, c.topic, c.partition, from, control, c.ab); err != nil {
+			return false, err
+		}
+		if max > 0 && len(d.Recs)-n0 >= max {
+			full = true
+			return false, errFull
+		}
+		return false, nil
+	}, c.ab)
 	for i := n0; i < len(d.Recs); i++ {
 		d.Ptrs = append(d.Ptrs, &d.Recs[i])
 	}
-	return next, err
+	c.next = next
+	c.more = full && err == nil
+	return err
 }
 
 // batch decodes the records of one decompressed batch at or after from.

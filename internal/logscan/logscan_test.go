@@ -276,6 +276,26 @@ func TestDecodeAgreesWithFranzGo(t *testing.T) {
 			d.Release(bufs)
 			require.Empty(t, d.Recs)
 			require.Empty(t, d.bufs)
+
+			// The same fetch read in parts of a few records (whole
+			// batches each) gives the same records and next offset.
+			var c Cursor
+			c.Reset(part, p.topic, 0, off)
+			var offsets []int64
+			for parts := 0; c.More(); parts++ {
+				require.Less(t, parts, 10_000, "seed %d offset %d: no end to the parts", seed, off)
+				require.NoError(t, c.Decode(1+rng.IntN(8), dec, &d))
+				for _, r := range d.Ptrs {
+					offsets = append(offsets, r.Offset)
+				}
+				d.Release(bufs)
+			}
+			require.Equal(t, wantNext, c.Next(), "seed %d offset %d: next, read in parts", seed, off)
+			var want []int64
+			for _, r := range fp.Records {
+				want = append(want, r.Offset)
+			}
+			require.Equal(t, want, offsets, "seed %d offset %d: read in parts", seed, off)
 		}
 	}
 }
@@ -310,4 +330,50 @@ func TestDecodeAllocatesOnlyToGrow(t *testing.T) {
 		require.Equal(t, unsafe.StringData(a[i].Key), unsafe.StringData(b[i].Key), "header %q: one string for every record", a[i].Key)
 	}
 	d.Release(bufs)
+}
+
+// TestCursorCarriesAborts: a fetch holding a producer's aborted
+// transaction and then its committed one, read in parts of one record:
+// the abort marker read in one part ends the aborted span for the parts
+// after, so the committed transaction's records are all read (a reader
+// that forgot it would take them for aborted too).
+func TestCursorCarriesAborts(t *testing.T) {
+	const topic = "t"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	require.NoError(t, err)
+	defer c.Close()
+	tx, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("p"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	require.NoError(t, err)
+	defer tx.Close()
+	ctx := context.Background()
+	write := func(commit bool, values ...string) {
+		require.NoError(t, tx.BeginTransaction())
+		for _, v := range values { // a batch each
+			require.NoError(t, tx.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(v), Value: []byte(v)}).FirstErr())
+		}
+		require.NoError(t, tx.EndTransaction(ctx, kgo.TransactionEndTry(commit)))
+	}
+	write(false, "a1", "a2", "a3")
+	write(true, "c1", "c2", "c3")
+	write(false, "a4")
+	write(true, "c4")
+
+	part := rawFetch(t, New(tx, 0), tx, topic, 0, 1<<20)
+	require.NotEmpty(t, part.AbortedTransactions)
+	var (
+		cur  Cursor
+		d    Decoded
+		got  []string
+		bufs = new(bufPool)
+	)
+	cur.Reset(part, topic, 0, 0)
+	for cur.More() {
+		require.NoError(t, cur.Decode(1, kgo.DefaultDecompressor(bufs), &d))
+		for _, r := range d.Ptrs {
+			got = append(got, string(r.Value))
+		}
+		d.Release(bufs)
+	}
+	require.Equal(t, []string{"c1", "c2", "c3", "c4"}, got)
 }

@@ -21,7 +21,7 @@ import (
 // source type and offset, snappy), committed. franz-go's decoding, as the
 // service's group consumer gets them (every header's key a string of its
 // own, a header slice a record), against Decode (what the service reads
-// its loaded partitions with: every field, headers in a slab), and a pass
+// its partitions with: every field, headers in a slab), and a pass
 // that reads each record's offset and key and leaves its headers, the
 // floor of any decoding. None includes what the tracker does with a
 // record.
