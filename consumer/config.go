@@ -105,7 +105,7 @@ type Deps struct {
 	Base []kgo.Opt
 	// ConsumerOpts are added to the group consumer only (metrics hooks).
 	ConsumerOpts []kgo.Opt
-	// FollowerOpts are added to the client that reads loaded partitions
+	// FollowerOpts are added to the client that reads the partitions
 	// (follow.go) only (metrics hooks).
 	FollowerOpts []kgo.Opt
 	// FetchRead, when set, is told what the engine's own reads of loaded

@@ -12,7 +12,7 @@
 // (the Engine's life), config.go, group.go (the poller and the group's
 // assignment and revocation callbacks), loop.go (events and the timer),
 // partition.go (assignment, revocation, syncing after a failed batch),
-// follow.go (reading loaded partitions with the engine's own fetches),
+// follow.go (reading the partitions with the engine's own fetches),
 // flush.go (batches), scan.go (re-reading partitions), report.go and
 // metrics.go (state reports, status, metrics), find.go (lookups),
 // recurring.go (the list of recurring schedules, and refused firings).
@@ -24,11 +24,11 @@
 // on a goroutine of its own); everything else talks to it through its
 // event channel:
 //
-//   - the poller forwards fetched records, in offset order per partition,
-//     while a partition loads;
-//   - once it is loaded, the follower's workers (one a leader broker)
-//     fetch it and hand the loop what they read, in offset order
-//     (follow.go);
+//   - the follower's workers (one a leader broker) fetch the owned
+//     partitions from their start and hand the loop what they read, in
+//     offset order per partition (follow.go); the poller forwards what
+//     the group consumer fetches, which is nothing once onAssign has
+//     paused a partition there;
 //   - franz-go's group goroutine runs the assignment callbacks, which send
 //     an event and wait for the loop to act on it;
 //   - a flusher goroutine writes one dispatcher batch at a time, and goes
@@ -50,8 +50,8 @@
 // after every record fetched under the old assignment, and records of a
 // partition reassigned later can only follow its new assignment event.
 // The follower's events are not ordered with rebalances: the loop drops
-// those of a partition it has released (a reassigned partition is a new
-// partition, loaded by the group consumer).
+// those of a partition it has released (a partition assigned again is a
+// new partition, read again from its start).
 package consumer
 
 import (
@@ -87,7 +87,7 @@ type Engine struct {
 	deps Deps
 	adm  *kadm.Client
 	cl   *kgo.Client // group consumer, created by Run
-	fl   *follower   // reads loaded partitions (follow.go), created by Run
+	fl   *follower   // reads the partitions (follow.go), created by Run
 	sets map[string]topic.Set
 	own  map[string]bool
 

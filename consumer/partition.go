@@ -87,6 +87,9 @@ func (e *Engine) onAssign(ev evAssign, now time.Time) {
 		p.log.Info().Int64("start", a.start).Int64("end", a.end).Msg("assigned; loading")
 		e.cfg.Metrics.partition(p)
 		e.report(p, now)
+		// Read by the engine's own fetches from its start (follow.go):
+		// paused in the group consumer before it fetches anything.
+		e.follow(p)
 		e.afterRead(p, now) // an empty partition is loaded at once
 	}
 	e.snapDue = true
@@ -190,9 +193,6 @@ func (e *Engine) afterRead(p *partition, now time.Time) {
 			e.report(p, now)
 			e.snapDue = true
 		}
-	}
-	if p.sm.State() == state.Loaded {
-		e.follow(p)
 	}
 	e.checkSync(p, now)
 	e.ready(p, now, 0)

@@ -66,10 +66,9 @@ func TestCancelBeforeDue(t *testing.T) {
 
 // TestAbortedSchedulesAreNeverSent: schedules a transactional producer
 // wrote and aborted are never sent, those it committed are, once: written
-// before the service loads the partition (read by the group consumer) and
-// after (read by the engine's own fetches of a loaded partition), with
-// the aborted transaction's records and markers between the committed
-// ones.
+// before the service loads the partition (read while loading) and after
+// (read once loaded), with the aborted transactions' records and markers
+// between the committed ones.
 func TestAbortedSchedulesAreNeverSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBubble(t, 0)

@@ -207,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Now: now, Logger: log, Metrics: consumer.NewMetrics(reg),
 		Hooks: cfg.Hooks.Hooks, OnProblem: s.probs.report,
 	}, consumer.Deps{
-		// The engine reads loaded partitions with a client of its own:
+		// The engine reads its partitions with a client of its own:
 		// its fetches count with the group consumer's (FetchRead), its
 		// connections apart.
 		Base: base, ConsumerOpts: []kgo.Opt{kgo.WithHooks(consumerMetrics)}, FetchRead: consumerMetrics,
