@@ -25,6 +25,10 @@ import (
 // once it is recycled. Readers with clients of their own (scan.go) keep
 // the records they pass on longer and do not use the pool.
 //
+// The engine's follower now reads the partitions (follow.go) and takes
+// its decompression buffers from a pool of its own; the group consumer
+// decodes only what it might fetch before onAssign pauses a partition.
+//
 // Batches differ in size (a producer with no linger sends what it has),
 // so the pool keeps its slices by size class, powers of two, a free list
 // each: a slice in a class holds at least the class's size. Too small a

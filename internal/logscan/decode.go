@@ -128,6 +128,10 @@ func (c *Cursor) Decode(max int, dec kgo.Decompressor, d *Decoded) error {
 }
 
 // batch decodes the records of one decompressed batch at or after from.
+// Its first half is records' (batch.go): one walker for both, calling
+// back for each record, took 25% more time a record (BenchmarkReadBack
+// decoded, 197-256 against 171-228 ns), on the path every record the
+// service reads takes.
 func (d *Decoded) batch(b *kmsg.RecordBatch, raw []byte, topic string, partition int32, from int64, control bool, ab *aborts) error {
 	for range b.NumRecords {
 		length, n := binary.Varint(raw)
