@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"runtime"
 	"slices"
 
@@ -39,6 +40,8 @@ func (r *Record) Kgo(topic string, partition int32) *kgo.Record {
 		Timestamp: msTime(r.Timestamp),
 	}
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errCorrupt is wrapped by errors about a batch that does not decode.
 var errCorrupt = errors.New("corrupt record batch")
@@ -92,6 +95,11 @@ func walk(rp *kmsg.FetchResponseTopicPartition, offset, to int64, dec kgo.Decomp
 		}
 		if err := b.ReadFrom(in[:length]); err != nil {
 			return next, fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+		// The CRC covers the batch from its attributes on; checked, as
+		// franz-go and the Java client check it by default.
+		if crc32.Checksum(in[21:length], castagnoli) != uint32(b.CRC) {
+			return next, fmt.Errorf("%w: the batch at offset %d fails its CRC", errCorrupt, b.FirstOffset)
 		}
 		in = in[length:]
 		last := b.FirstOffset + int64(b.LastOffsetDelta)

@@ -2,9 +2,11 @@ package logscan
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -376,4 +378,33 @@ func TestCursorCarriesAborts(t *testing.T) {
 		d.Release(bufs)
 	}
 	require.Equal(t, []string{"c1", "c2", "c3", "c4"}, got)
+}
+
+// TestCorruptBatchIsRefused: a fetched batch whose bytes no longer match
+// its CRC is an error, not records: what came before it is read, and
+// where it starts is where to fetch again.
+func TestCorruptBatchIsRefused(t *testing.T) {
+	part, _ := readBackFetch(t)
+	in := part.RecordBatches
+	at := int64(int32(binary.BigEndian.Uint32(in[8:]))) + 12 + 100 // past the first batch
+	// The batch holding byte at, and its first offset.
+	var start int64
+	for {
+		length := int64(int32(binary.BigEndian.Uint32(in[start+8:]))) + 12
+		if start+length > at {
+			break
+		}
+		start += length
+	}
+	corruptAt := int64(binary.BigEndian.Uint64(in[start:]))
+	bad := *part
+	bad.RecordBatches = slices.Clone(in)
+	bad.RecordBatches[at] ^= 0xff
+	var d Decoded
+	next, err := Decode(&bad, "schedules", 0, 0, kgo.DefaultDecompressor(), &d)
+	require.ErrorIs(t, err, errCorrupt)
+	require.Contains(t, err.Error(), "CRC")
+	require.NotEmpty(t, d.Recs, "the first batch is read")
+	require.Less(t, d.Recs[len(d.Recs)-1].Offset, corruptAt)
+	require.Equal(t, corruptAt, next, "fetched again from the corrupt batch")
 }
