@@ -42,7 +42,7 @@ type partition struct {
 	scanAt     time.Time
 	admitted   int
 	rb         readBack  // its reader of versions the tracker wants back
-	follow     *followed // while loaded and read by the engine (follow.go)
+	follow     *followed // while assigned and read by the engine (follow.go)
 
 	lat        lateness
 	dispatched int64 // tracker's Dispatched already added to the metric
